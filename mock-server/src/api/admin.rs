@@ -1,0 +1,328 @@
+//! The control surface under `/_mock/` (every host and port). A call addresses one sandbox
+//! with the `x-mock-sandbox` header or `?sandbox=`; `default` otherwise.
+//!
+//! | call | does |
+//! |---|---|
+//! | `GET /_mock/health` | 200 when ready |
+//! | `GET /_mock/fixture` / `PUT /_mock/fixture` | the loaded world (test credentials included) / load another |
+//! | `POST /_mock/reset` | world, clock, journal, ids and settings back to the fixture |
+//! | `GET /_mock/state` | what the sandbox holds now |
+//! | `GET /_mock/journal` / `DELETE /_mock/journal` | read (filters, raw or normalised) / clear |
+//! | `GET /_mock/clock`, `PUT /_mock/clock`, `POST /_mock/clock/advance` | the virtual clock |
+//! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime) |
+//! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
+//! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
+
+use super::extract::{ApiJson, ApiPath, parse_json};
+use super::{ApiError, RouteInfo, json};
+use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
+use crate::sandbox::{Sandbox, Settings};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Extension, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Routes of the control surface.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/_mock/health", get(get_health))
+        .route("/_mock/fixture", get(get_fixture).put(put_fixture))
+        .route("/_mock/reset", post(post_reset))
+        .route("/_mock/state", get(get_state))
+        .route("/_mock/journal", get(get_journal).delete(delete_journal))
+        .route("/_mock/clock", get(get_clock).put(put_clock))
+        .route("/_mock/clock/advance", post(post_clock_advance))
+        .route("/_mock/settings", get(get_settings).patch(patch_settings))
+        .route("/_mock/sandboxes", get(get_sandboxes).post(post_sandbox))
+        .route("/_mock/sandboxes/{name}", delete(delete_sandbox))
+        .route("/_mock/ca.pem", get(get_ca))
+}
+
+async fn get_health(State(app): State<AppState>) -> Response {
+    let sandboxes: Vec<String> = app.registry().all().map(|s| s.name.clone()).collect();
+    json(StatusCode::OK, json!({ "status": "ready", "sandboxes": sandboxes }))
+}
+
+async fn get_fixture(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let reg = app.registry();
+    let fixture = serde_json::to_value(&reg.get(&route.sandbox)?.fixture).unwrap_or(Value::Null);
+    Ok(json(StatusCode::OK, fixture))
+}
+
+/// Body: a whole world, or `{"embedded": "name"}` for a world shipped in the binary.
+async fn put_fixture(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let world = match body.get("embedded").and_then(Value::as_str) {
+        Some(name) if body.as_object().is_some_and(|o| o.len() == 1) => {
+            fixtures::world(name).map_err(|e| ApiError::Sandbox(e.into()))?
+        }
+        _ => {
+            let text = body.to_string();
+            fixtures::WorldFile::parse("request body", &text).map_err(|e| ApiError::Sandbox(e.into()))?
+        }
+    };
+    let mut reg = app.registry();
+    reg.load(&route.sandbox, world)?;
+    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": reg.get(&route.sandbox)?.fixture.name })))
+}
+
+async fn post_reset(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let mut reg = app.registry();
+    reg.get_mut(&route.sandbox)?.reset();
+    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
+}
+
+fn clock_view(sb: &Sandbox) -> Value {
+    json!({ "sandbox": sb.name, "now": format_timestamp(sb.clock.now()), "mode": sb.clock.mode() })
+}
+
+/// What a sandbox holds now: the world as the domain sees it (credentials are the fixture's
+/// test data), its clock, settings and journal counters.
+async fn get_state(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let reg = app.registry();
+    let sb = reg.get(&route.sandbox)?;
+    let w = &sb.world;
+    let environments: Vec<Value> = w
+        .environments
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id.as_str(),
+                "tenant": e.tenant.to_string(),
+                "displayName": e.display_name,
+                "apiHost": e.id.api_host(),
+                "dataverse": { "org": e.org, "host": e.org_host(), "organizationId": e.organization_id.to_string() },
+                "machineGroups": e.machine_groups.iter().map(|g| json!({
+                    "id": g.id.to_string(), "name": g.name, "type": format!("{:?}", g.group_type),
+                    "owner": g.owner.to_string(),
+                    "shares": g.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": format!("{:?}", s.role)})).collect::<Vec<_>>(),
+                    "machines": e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id.to_string()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "machines": e.machines.iter().map(|m| json!({
+                    "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
+                    "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
+                    "windowsAccounts": m.windows_accounts.iter().map(|a| a.username.clone()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "sandbox": sb.name,
+            "fixture": sb.fixture.name,
+            "clock": clock_view(sb),
+            "settings": sb.settings,
+            "journal": { "entries": sb.journal.entries().count(), "evicted": sb.journal.evicted(), "capacity": sb.journal.capacity() },
+            "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
+            "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
+            "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
+            "environments": environments,
+        }),
+    ))
+}
+
+/// Journal filters. Unknown parameters are ignored, like the real APIs do.
+#[derive(Debug, Deserialize)]
+struct JournalQuery {
+    environment: Option<String>,
+    method: Option<String>,
+    /// Prefix of the path as the client sent it.
+    path: Option<String>,
+    surface: Option<String>,
+    /// `raw` (default) or `normalised`.
+    view: Option<String>,
+    /// Only entries with `seq` greater than this.
+    since: Option<u64>,
+}
+
+async fn get_journal(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    Query(q): Query<JournalQuery>,
+) -> Result<Response, ApiError> {
+    let normalised = match q.view.as_deref() {
+        None | Some("raw") => false,
+        Some("normalised" | "normalized") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request("InvalidJournalView", format!("view must be 'raw' or 'normalised', not '{other}'.")));
+        }
+    };
+    let (entries, evicted, capacity) = {
+        let reg = app.registry();
+        let sb = reg.get(&route.sandbox)?;
+        let entries: Vec<Value> = sb
+            .journal
+            .entries()
+            .filter(|e| q.since.is_none_or(|s| e.seq > s))
+            .filter(|e| q.method.as_deref().is_none_or(|m| e.method.eq_ignore_ascii_case(m)))
+            .filter(|e| q.path.as_deref().is_none_or(|p| e.path.starts_with(p)))
+            .filter(|e| q.surface.as_deref().is_none_or(|s| e.surface == s))
+            .filter(|e| {
+                q.environment.as_deref().is_none_or(|env| e.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
+            })
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect();
+        (entries, sb.journal.evicted(), sb.journal.capacity())
+    };
+    // Normalising happens outside the lock: it is the slowest thing here.
+    let entries = if normalised { crate::normalise::normalise_all(&entries) } else { entries };
+    Ok(json(
+        StatusCode::OK,
+        json!({ "sandbox": route.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": evicted, "capacity": capacity, "entries": entries }),
+    ))
+}
+
+async fn delete_journal(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    app.registry().get_mut(&route.sandbox)?.journal.clear();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_clock(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let reg = app.registry();
+    Ok(json(StatusCode::OK, clock_view(reg.get(&route.sandbox)?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockChange {
+    now: Option<Timestamp>,
+    mode: Option<ClockMode>,
+}
+
+async fn put_clock(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(change): ApiJson<ClockChange>,
+) -> Result<Response, ApiError> {
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    // Check before writing: a refused `now` must not leave a changed mode behind.
+    let mut clock = sb.clock.clone();
+    if let Some(mode) = change.mode {
+        clock.set_mode(mode);
+    }
+    if let Some(now) = change.now {
+        clock.set(now).map_err(crate::domain::Error::from)?;
+    }
+    sb.clock = clock;
+    Ok(json(StatusCode::OK, clock_view(sb)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    #[serde(default)]
+    seconds: u64,
+    #[serde(default)]
+    minutes: u64,
+    #[serde(default)]
+    hours: u64,
+}
+
+async fn post_clock_advance(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(by): ApiJson<Advance>,
+) -> Result<Response, ApiError> {
+    let total = by
+        .hours
+        .checked_mul(3600)
+        .and_then(|h| by.minutes.checked_mul(60).and_then(|m| m.checked_add(h)))
+        .and_then(|hm| hm.checked_add(by.seconds))
+        .and_then(|s| i64::try_from(s).ok())
+        .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    sb.clock.advance(chrono::Duration::seconds(total)).map_err(crate::domain::Error::from)?;
+    Ok(json(StatusCode::OK, clock_view(sb)))
+}
+
+async fn get_settings(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let reg = app.registry();
+    Ok(json(StatusCode::OK, serde_json::to_value(&reg.get(&route.sandbox)?.settings).unwrap_or(Value::Null)))
+}
+
+/// Merges the given fields into the settings; unknown fields are refused by name.
+async fn patch_settings(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(patch): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    let mut merged = serde_json::to_value(&sb.settings).unwrap_or(Value::Null);
+    match (merged.as_object_mut(), patch.as_object()) {
+        (Some(m), Some(p)) => {
+            for (k, v) in p {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        _ => return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object.")),
+    }
+    let settings: Settings = parse_json(merged.to_string().as_bytes())?;
+    if settings.token_lifetime_secs == 0 {
+        return Err(ApiError::bad_request("InvalidRequestContent", "The field 'tokenLifetimeSecs' must be at least 1."));
+    }
+    sb.settings = settings;
+    Ok(json(StatusCode::OK, serde_json::to_value(&sb.settings).unwrap_or(Value::Null)))
+}
+
+async fn get_sandboxes(State(app): State<AppState>) -> Response {
+    let reg = app.registry();
+    let list: Vec<Value> = reg.all().map(sandbox_summary).collect();
+    json(StatusCode::OK, json!({ "value": list }))
+}
+
+/// What a new sandbox gives a test: its ids, hosts and test credentials.
+fn sandbox_summary(sb: &Sandbox) -> Value {
+    let f = &sb.fixture;
+    json!({
+        "name": sb.name,
+        "fixture": f.name,
+        "tenants": f.tenants,
+        "users": f.users,
+        "servicePrincipals": f.service_principals.iter().map(|s| json!({
+            "appId": s.app_id, "objectId": s.object_id, "tenant": s.tenant,
+            "displayName": s.display_name, "clientSecret": s.client_secret
+        })).collect::<Vec<_>>(),
+        "environments": sb.world.environments.iter().map(|e| json!({
+            "id": e.id.as_str(), "apiHost": e.id.api_host(), "org": e.org, "orgHost": e.org_host(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewSandbox {
+    name: Option<String>,
+    /// Embedded world to instantiate (default `default`).
+    template: Option<String>,
+}
+
+async fn post_sandbox(State(app): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let req: NewSandbox = if body.iter().all(u8::is_ascii_whitespace) { NewSandbox::default() } else { parse_json(&body)? };
+    let template = fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
+    let mut reg = app.registry();
+    let sb = reg.create(req.name.as_deref(), &template)?;
+    Ok(json(StatusCode::CREATED, sandbox_summary(sb)))
+}
+
+async fn delete_sandbox(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+    app.registry().delete(&name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
+    match app.ca_pem() {
+        Some(pem) => Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem.to_owned()).into_response()),
+        None => Err(ApiError::NotFound { code: "TlsDisabled", message: "This server was started without TLS.".into() }),
+    }
+}

@@ -1,0 +1,164 @@
+//! `ApiError` and the one place that turns it into a body. A handler returns `ApiError`;
+//! its `IntoResponse` only carries the error in the response extensions, and the pipeline
+//! (which knows the surface) calls [`render`] to write the envelope that surface uses:
+//!
+//! - Power Platform, BAP, connector runtime and the control surface:
+//!   `{"error":{"code":"…","message":"…"}}`
+//! - Dataverse (OData): the same shape with Dataverse's hex codes where documented.
+//! - Identity: `{"error","error_description","error_codes","timestamp","trace_id","correlation_id","error_uri"}`.
+
+use super::Surface;
+use crate::domain;
+use crate::identity::IdentityError;
+use crate::sandbox::SandboxError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Every way a request can fail.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// A broken domain rule.
+    #[error(transparent)]
+    Domain(#[from] domain::Error),
+    /// An identity-surface failure.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Missing, malformed, expired or misaddressed bearer token (401 + `WWW-Authenticate`).
+    #[error("{message}")]
+    Unauthorized {
+        /// Code (`InvalidAuthenticationToken`, mock-defined variants below).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A request the mock cannot parse or accept (mock-defined codes).
+    #[error("{message}")]
+    BadRequest {
+        /// HTTP status (400, 411, 413, 415).
+        status: u16,
+        /// Code.
+        code: &'static str,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// A host, path or operation the mock does not emulate (mock-defined `NotImplementedByMock`).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// A known path with another method (mock-defined `MethodNotAllowed`).
+    #[error("The method {method} is not supported on {path}.")]
+    MethodNotAllowed {
+        /// Method used.
+        method: String,
+        /// Path.
+        path: String,
+    },
+    /// Control surface: sandbox errors.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A resource that does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Code.
+        code: &'static str,
+        /// Message.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// A 400 naming what is wrong.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { status: 400, code, message: message.into() }
+    }
+
+    /// The HTTP status: the one `match` that decides it.
+    pub fn status(&self) -> StatusCode {
+        let code = match self {
+            Self::Domain(e) => e.status(),
+            Self::Identity(e) => e.status(),
+            Self::Unauthorized { .. } => 401,
+            Self::BadRequest { status, .. } => *status,
+            Self::NotImplemented(_) | Self::NotFound { .. } => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Sandbox(e) => match e {
+                SandboxError::NotFound(_) => 404,
+                SandboxError::Exists(_) => 409,
+                SandboxError::BadName(_) | SandboxError::DefaultIsPermanent | SandboxError::Fixture(_) => 400,
+            },
+        };
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    /// The code clients see in a Power Platform-shaped envelope.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Domain(e) => e.code(),
+            Self::Identity(e) => e.oauth_error(),
+            Self::Unauthorized { code, .. } | Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::NotImplemented(_) => "NotImplementedByMock",
+            Self::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Self::Sandbox(e) => match e {
+                SandboxError::NotFound(_) => "SandboxNotFound",
+                SandboxError::Exists(_) => "SandboxExists",
+                SandboxError::BadName(_) => "InvalidSandboxName",
+                SandboxError::DefaultIsPermanent => "DefaultSandboxIsPermanent",
+                SandboxError::Fixture(_) => "InvalidFixture",
+            },
+        }
+    }
+
+    /// Dataverse's error code for the same failure (hex codes where Dataverse documents one).
+    fn dataverse_code(&self) -> &'static str {
+        match self {
+            Self::NotImplemented(_) => "0x8006088a",
+            Self::Unauthorized { .. } => "0x80072560",
+            Self::BadRequest { .. } => "0x80060888",
+            _ => self.code(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = self.status().into_response();
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
+/// Writes the envelope for `err` on `surface`. `correlation` fills the identity shape's ids.
+pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &str) -> Response {
+    let status = err.status();
+    let message = err.to_string();
+    let body = match (surface, err) {
+        (Surface::Identity, e) => {
+            let (error, codes) = match e {
+                ApiError::Identity(i) => (i.oauth_error(), vec![i.aadsts()]),
+                _ => ("invalid_request", vec![]),
+            };
+            json!({
+                "error": error,
+                "error_description": format!("{message}\r\nTrace ID: {correlation}\r\nCorrelation ID: {correlation}\r\nTimestamp: {timestamp}"),
+                "error_codes": codes,
+                "timestamp": timestamp,
+                "trace_id": correlation,
+                "correlation_id": correlation,
+                "error_uri": codes.first().map(|c| format!("https://login.microsoftonline.com/error?code={c}")),
+            })
+        }
+        (Surface::Dataverse, e) => json!({ "error": { "code": e.dataverse_code(), "message": message } }),
+        (_, e) => json!({ "error": { "code": e.code(), "message": message } }),
+    };
+    let mut r = (status, axum::Json(body)).into_response();
+    if let ApiError::Unauthorized { code, message } = err {
+        let value = format!("Bearer error=\"invalid_token\", error_description=\"{code}: {}\"", message.replace('"', "'"));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if matches!(err, ApiError::Identity(_)) {
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));
+    }
+    r
+}

@@ -1,0 +1,330 @@
+//! Addressing (DECISIONS.md): a request is routed by its `Host` when that is a real host,
+//! otherwise by its path form on any host. Real-host requests are rewritten to their path
+//! form so one handler serves both doors. Then the request is attributed to the sandbox that
+//! owns the tenant, environment or org it names.
+
+use super::ApiError;
+use crate::sandbox::{DEFAULT_SANDBOX, Registry};
+use axum::http::HeaderMap;
+
+/// The emulated surfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Entra ID token and discovery endpoints.
+    Identity,
+    /// Power Platform API (`/connectivity/…`).
+    PowerPlatform,
+    /// Dataverse Web API.
+    Dataverse,
+    /// BAP environment metadata.
+    Bap,
+    /// Desktop-flow connector runtime (mock-defined path).
+    Runtime,
+    /// The mock's control surface.
+    Control,
+    /// Nothing the mock serves.
+    Unknown,
+}
+
+impl Surface {
+    /// Name used in the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::PowerPlatform => "powerplatform",
+            Self::Dataverse => "dataverse",
+            Self::Bap => "bap",
+            Self::Runtime => "runtime",
+            Self::Control => "control",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the pipeline decided, attached to each request.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    /// Surface.
+    pub surface: Surface,
+    /// Sandbox the request belongs to.
+    pub sandbox: String,
+    /// `scheme://host[:port]` the client called (identity builds issuers from it).
+    pub origin: String,
+    /// Environment named by host or path, when any.
+    pub environment: Option<String>,
+}
+
+/// What a request names, before the registry is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribution {
+    /// A tenant id or domain.
+    Tenant(String),
+    /// A user's UPN (realm discovery).
+    Upn(String),
+    /// An environment id.
+    Environment(String),
+    /// An environment host prefix (`37520647dbdf49faba016134c14680.c4`); the path gets rewritten.
+    EnvironmentHost {
+        /// Host prefix.
+        prefix: String,
+        /// Path after `/connectivity`.
+        rest: String,
+    },
+    /// A Dataverse org.
+    Org(String),
+    /// The environment in `$filter=environment eq '…'`, if any.
+    EnvironmentFilter,
+    /// Nothing: the default sandbox.
+    None,
+}
+
+/// A classified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// Surface.
+    pub surface: Surface,
+    /// Path to route on instead of the one sent (real-host requests).
+    pub rewrite: Option<String>,
+    /// What it names.
+    pub attribution: Attribution,
+}
+
+const ENV_HOST_SUFFIX: &str = ".environment.api.powerplatform.com";
+const IDENTITY_HOSTS: &[&str] = &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"];
+/// Real domains the mock knows of: a host under them that it does not serve gets a clear
+/// "not implemented" instead of falling through to path routing.
+const MICROSOFT_SUFFIXES: &[&str] = &[
+    "microsoftonline.com",
+    "powerplatform.com",
+    "dynamics.com",
+    "microsoft.com",
+    "powerapps.com",
+    "azure.com",
+    "azure-apim.net",
+    "windows.net",
+];
+
+/// The host without its port (`[::1]:80` → `::1`).
+pub fn host_name(host: &str) -> String {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// Decides the surface from host and path. Pure: the registry is consulted later.
+pub fn classify(host: &str, path: &str, query: &str) -> Result<Classified, ApiError> {
+    let name = host_name(host);
+    let route = |surface, rewrite, attribution| Ok(Classified { surface, rewrite, attribution });
+    if path == "/_mock" || path.starts_with("/_mock/") {
+        return route(Surface::Control, None, Attribution::None);
+    }
+    if IDENTITY_HOSTS.contains(&name.as_str()) {
+        return classify_identity(path, query).map_or_else(
+            || Err(ApiError::NotImplemented(not_implemented_message(Surface::Identity, "", path))),
+            |a| route(Surface::Identity, None, a),
+        );
+    }
+    if let Some(prefix) = name.strip_suffix(ENV_HOST_SUFFIX) {
+        return match path.strip_prefix("/connectivity") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => route(
+                Surface::PowerPlatform,
+                None,
+                Attribution::EnvironmentHost { prefix: prefix.to_owned(), rest: rest.to_owned() },
+            ),
+            _ => Err(ApiError::NotImplemented(not_implemented_message(Surface::PowerPlatform, "", path))),
+        };
+    }
+    if let Some((org, domain)) = name.split_once('.') {
+        let crm = domain.strip_suffix(".dynamics.com").is_some_and(|c| c.starts_with("crm"));
+        if crm {
+            if !path.starts_with("/api/data/") {
+                return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, "", path)));
+            }
+            return route(Surface::Dataverse, Some(format!("/dataverse/{org}{path}")), Attribution::Org(org.to_owned()));
+        }
+    }
+    if name == "api.bap.microsoft.com" {
+        return route(Surface::Bap, None, bap_attribution(path));
+    }
+    if MICROSOFT_SUFFIXES.iter().any(|s| name == *s || name.ends_with(&format!(".{s}"))) {
+        return Err(ApiError::NotImplemented(format!(
+            "The mock does not emulate the host '{name}'. It serves login.microsoftonline.com, \
+             {{environment}}.environment.api.powerplatform.com, {{org}}.crm.dynamics.com and api.bap.microsoft.com, \
+             and every surface's path form on any host (see GET /_mock/health)."
+        )));
+    }
+    let segs = segments(path);
+    match segs.as_slice() {
+        ["connectivity", "environments", env, ..] => route(Surface::PowerPlatform, None, Attribution::Environment((*env).to_owned())),
+        ["connectivity", ..] => route(Surface::PowerPlatform, None, Attribution::EnvironmentFilter),
+        ["dataverse", org, ..] => route(Surface::Dataverse, None, Attribution::Org((*org).to_owned())),
+        ["providers", p, ..] if p.eq_ignore_ascii_case("Microsoft.BusinessAppPlatform") => route(Surface::Bap, None, bap_attribution(path)),
+        ["apim", "uiflow", env, ..] => route(Surface::Runtime, None, Attribution::Environment((*env).to_owned())),
+        _ => match classify_identity(path, query) {
+            Some(a) => route(Surface::Identity, None, a),
+            None => Err(ApiError::NotImplemented(not_implemented_message(Surface::Unknown, "", path))),
+        },
+    }
+}
+
+fn bap_attribution(path: &str) -> Attribution {
+    let segs = segments(path);
+    segs.iter()
+        .position(|s| s.eq_ignore_ascii_case("environments"))
+        .and_then(|i| segs.get(i + 1))
+        .map_or(Attribution::None, |e| Attribution::Environment((*e).to_owned()))
+}
+
+/// Identity path forms; `None` when the path is not one of them.
+fn classify_identity(path: &str, query: &str) -> Option<Attribution> {
+    let segs = segments(path);
+    match segs.as_slice() {
+        ["common", "userrealm", upn] => Some(Attribution::Upn((*upn).to_owned())),
+        ["common", "discovery", "instance"] => {
+            // The tenant is inside `authorization_endpoint=https://host/{tenant}/oauth2/…`.
+            let endpoint = crate::journal::form_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "authorization_endpoint")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            let tenant = endpoint.split('/').filter(|s| !s.is_empty()).nth(2).unwrap_or("").to_owned();
+            Some(if tenant.is_empty() { Attribution::None } else { Attribution::Tenant(tenant) })
+        }
+        [tenant, "oauth2", ..] | [tenant, "v2.0", ..] | [tenant, "discovery", ..] => Some(Attribution::Tenant((*tenant).to_owned())),
+        _ => None,
+    }
+}
+
+/// `$filter=environment eq '…'` → the id.
+pub fn environment_from_filter(query: &str) -> Option<String> {
+    let filter = crate::journal::form_pairs(query).into_iter().find(|(k, _)| k == "$filter")?.1;
+    let rest = filter.trim().strip_prefix("environment")?.trim_start().strip_prefix("eq")?.trim();
+    Some(rest.trim_matches('\'').to_owned())
+}
+
+/// Finds the sandbox (and environment) a classified request belongs to; for a real
+/// environment host, also the path it is rewritten to. Unknown names fall back to `default`.
+pub fn attribute(reg: &Registry, c: &Classified, query: &str) -> (String, Option<String>, Result<Option<String>, ApiError>) {
+    let default = || DEFAULT_SANDBOX.to_owned();
+    match &c.attribution {
+        Attribution::Tenant(t) => (reg.by_tenant(t).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
+        Attribution::Upn(u) => (reg.by_upn(u).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
+        Attribution::Environment(e) => (reg.by_environment(e).map_or_else(default, str::to_owned), Some(e.clone()), Ok(c.rewrite.clone())),
+        Attribution::Org(o) => {
+            let sandbox = reg.by_org(o).map_or_else(default, str::to_owned);
+            let env = reg.get(&sandbox).ok().and_then(|s| s.world.environment_by_org(o)).map(|e| e.id.to_string());
+            (sandbox, env, Ok(c.rewrite.clone()))
+        }
+        Attribution::EnvironmentHost { prefix, rest } => match reg.by_environment_host(prefix) {
+            Some((sandbox, env)) => {
+                let path = format!("/connectivity/environments/{env}{rest}");
+                (sandbox.to_owned(), Some(env), Ok(Some(path)))
+            }
+            None => (
+                default(),
+                None,
+                Err(ApiError::NotFound {
+                    code: "UnknownEnvironmentHost",
+                    message: format!(
+                        "No environment in the mock has the host '{prefix}{ENV_HOST_SUFFIX}'. The host is the environment id without hyphens, with a period before its last two characters."
+                    ),
+                }),
+            ),
+        },
+        Attribution::EnvironmentFilter => match environment_from_filter(query) {
+            Some(e) => (reg.by_environment(&e).map_or_else(default, str::to_owned), Some(e), Ok(c.rewrite.clone())),
+            None => (default(), None, Ok(c.rewrite.clone())),
+        },
+        Attribution::None => (default(), None, Ok(c.rewrite.clone())),
+    }
+}
+
+/// The sandbox a control call addresses: `x-mock-sandbox` header, else `?sandbox=`, else `default`.
+pub fn control_sandbox(headers: &HeaderMap, query: &str) -> String {
+    headers
+        .get("x-mock-sandbox")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| crate::journal::form_pairs(query).into_iter().find(|(k, _)| k == "sandbox").map(|(_, v)| v))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned())
+}
+
+/// "Not implemented by the mock", naming what it does serve on that surface.
+pub fn not_implemented_message(surface: Surface, method: &str, path: &str) -> String {
+    let what = if method.is_empty() { path.to_owned() } else { format!("{method} {path}") };
+    let serves = match surface {
+        Surface::Identity => "identity: POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /{tenant}/discovery/v2.0/keys, GET /common/discovery/instance, GET /common/userrealm/{upn}",
+        Surface::PowerPlatform => "the Power Platform API: /connectivity/… on {environment}.environment.api.powerplatform.com, or /connectivity/environments/{environmentId}/… on any host",
+        Surface::Dataverse => "the Dataverse Web API: /api/data/v9.2/… on {org}.crm.dynamics.com, or /dataverse/{org}/api/data/v9.2/… on any host",
+        Surface::Bap => "BAP: /providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{environmentId}",
+        Surface::Runtime => "the desktop-flow connector runtime: /apim/uiflow/{environmentId}/{connectionId}/…",
+        Surface::Control | Surface::Unknown => {
+            "identity at /{tenant}/oauth2/v2.0/token (and its discovery documents); the Power Platform API at /connectivity/environments/{environmentId}/…; Dataverse at /dataverse/{org}/api/data/v9.2/…; BAP at /providers/Microsoft.BusinessAppPlatform/…; the connector runtime at /apim/uiflow/{environmentId}/{connectionId}/…; the control surface at /_mock/…"
+        }
+    };
+    format!("'{what}' is not implemented by the mock. It serves {serves}.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(host: &str, path: &str) -> Classified {
+        classify(host, path, "").unwrap()
+    }
+
+    #[test]
+    fn real_hosts_route_by_host() {
+        assert_eq!(c("login.microsoftonline.com", "/contoso.onmicrosoft.com/oauth2/v2.0/token").surface, Surface::Identity);
+        let pp = c("37520647dbdf49faba016134c14680.c4.environment.api.powerplatform.com:443", "/connectivity/connectors/shared_uiflow/connections/x");
+        assert_eq!(
+            pp.attribution,
+            Attribution::EnvironmentHost { prefix: "37520647dbdf49faba016134c14680.c4".into(), rest: "/connectors/shared_uiflow/connections/x".into() }
+        );
+        let dv = c("contosodev.crm4.dynamics.com", "/api/data/v9.2/flowmachines");
+        assert_eq!(dv.rewrite.as_deref(), Some("/dataverse/contosodev/api/data/v9.2/flowmachines"));
+        assert_eq!(c("api.bap.microsoft.com", "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/e1").attribution, Attribution::Environment("e1".into()));
+    }
+
+    #[test]
+    fn path_forms_route_on_any_host() {
+        for host in ["127.0.0.1:8080", "localhost", "mock:9", ""] {
+            assert_eq!(c(host, "/c7263f1a-afcd-4e8a-a7ce-66b19698caaa/oauth2/v2.0/token").surface, Surface::Identity);
+            assert_eq!(c(host, "/connectivity/environments/e/connections").attribution, Attribution::Environment("e".into()));
+            assert_eq!(c(host, "/dataverse/contosodev/api/data/v9.2/WhoAmI").surface, Surface::Dataverse);
+            assert_eq!(c(host, "/apim/uiflow/e/c/usersession/testconnection").surface, Surface::Runtime);
+            assert_eq!(c(host, "/_mock/health").surface, Surface::Control);
+        }
+    }
+
+    #[test]
+    fn unknown_hosts_and_paths_are_not_implemented() {
+        assert!(matches!(classify("graph.microsoft.com", "/v1.0/me", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(classify("127.0.0.1", "/nothing/here", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(classify("x.environment.api.powerplatform.com", "/powerautomate/flows", ""), Err(ApiError::NotImplemented(_))));
+    }
+
+    #[test]
+    fn the_environment_filter_is_read() {
+        assert_eq!(environment_from_filter("%24filter=environment+eq+%27abc%27&api-version=1").as_deref(), Some("abc"));
+        assert_eq!(environment_from_filter("api-version=1"), None);
+    }
+
+    #[test]
+    fn ports_and_brackets_are_stripped_from_hosts() {
+        assert_eq!(host_name("[::1]:8443"), "::1");
+        assert_eq!(host_name("Login.MicrosoftOnline.com:443"), "login.microsoftonline.com");
+        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    }
+}

@@ -1,0 +1,39 @@
+//! Command-line flags, each with an environment-variable fallback.
+
+use clap::Parser;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+/// A mock Power Platform server for offline tests.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mock-server", version, about)]
+pub struct Cli {
+    /// Address to bind. Loopback by default; anything else exposes test credentials.
+    #[arg(long, env = "MOCK_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// http port (0 picks a free one).
+    #[arg(long, short = 'p', env = "MOCK_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// https port (0 picks a free one). MSAL for Python needs 443 for the password grant.
+    #[arg(long, env = "MOCK_HTTPS_PORT", default_value_t = 8443)]
+    pub https_port: u16,
+    /// Serve http only.
+    #[arg(long, env = "MOCK_NO_TLS")]
+    pub no_tls: bool,
+    /// World to serve instead of the embedded default (a JSON file, see fixtures/README.md).
+    #[arg(long, env = "MOCK_FIXTURE")]
+    pub fixture: Option<PathBuf>,
+    /// Keep the test CA here (ca.pem, ca.key.pem): loaded if present, generated otherwise.
+    /// Default: a new CA in a fresh temporary directory.
+    #[arg(long, env = "MOCK_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// PKCS#8 RSA key (PEM) to sign tokens with, instead of the fixed test key.
+    #[arg(long, env = "MOCK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Journal entries kept per sandbox.
+    #[arg(long, env = "MOCK_JOURNAL_CAPACITY", default_value_t = crate::journal::DEFAULT_CAPACITY)]
+    pub journal_capacity: usize,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG works too.
+    #[arg(long, env = "MOCK_LOG", default_value = "mock_server=info")]
+    pub log: String,
+}

@@ -1,0 +1,18 @@
+//! The rules of the emulated world, as plain Rust: no axum, http, tokio or
+//! `serde_json::Value` in any signature. Handlers translate wire DTOs into calls on `World`
+//! and back; nothing here knows about HTTP.
+//!
+//! - `ids` — validated identifiers (`TenantId`, `EnvironmentId`, `MachineGroupId`, …) and the
+//!   environment-host derivation of api-facts 1.2.
+//! - `clock` — the only place real time is read; `VirtualClock` for sandboxes.
+//! - `id_gen` — ids the mock makes up (sequential by default, so journals repeat).
+//! - `world` — `World`: tenants, principals, environments, machines, groups, shares.
+//! - `error` — `Error`: one variant per broken rule, with its documented code and message.
+
+pub mod clock;
+pub mod error;
+pub mod id_gen;
+pub mod ids;
+pub mod world;
+
+pub use error::Error;

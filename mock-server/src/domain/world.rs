@@ -1,0 +1,476 @@
+//! `World`: every aggregate of one sandbox (tenants, principals, environments, machines,
+//! machine groups), built from a validated fixture. Rules are methods on it; it holds no
+//! HTTP types and reads no clock.
+
+use super::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TenantId};
+use fixtures::{FixtureError, GroupTypeFile, JoinTypeFile, ShareRoleFile, WorldFile};
+use secrecy::{ExposeSecret, SecretString};
+
+/// An Entra ID tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Id.
+    pub id: TenantId,
+    /// Initial domain, usable in authority URLs.
+    pub domain: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A public client application (no secret).
+#[derive(Debug, Clone)]
+pub struct PublicClient {
+    /// Client id.
+    pub app_id: AppId,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A user account.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Object id.
+    pub object_id: PrincipalId,
+    /// Home tenant.
+    pub tenant: TenantId,
+    /// Sign-in name.
+    pub upn: String,
+    /// Display name.
+    pub display_name: String,
+    /// Password (secrecy keeps it out of `Debug`).
+    pub password: SecretString,
+}
+
+/// The public part of a service principal's certificate, parsed once at load.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// SHA-1 thumbprint (`x5t`).
+    pub thumbprint_sha1: Vec<u8>,
+    /// SHA-256 thumbprint (`x5t#S256`).
+    pub thumbprint_sha256: Vec<u8>,
+    /// PKCS#1 `RSAPublicKey` DER of the certificate's key.
+    pub rsa_public_key_der: Vec<u8>,
+}
+
+/// A service principal.
+#[derive(Debug, Clone)]
+pub struct ServicePrincipal {
+    /// Client id.
+    pub app_id: AppId,
+    /// Object id.
+    pub object_id: PrincipalId,
+    /// Home tenant.
+    pub tenant: TenantId,
+    /// Display name.
+    pub display_name: String,
+    /// Client secret, if it has one.
+    pub client_secret: Option<SecretString>,
+    /// Certificate credential, if it has one.
+    pub certificate: Option<ClientCertificate>,
+}
+
+/// Who acts: a user or a service principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A user.
+    User,
+    /// A service principal (application user in Dataverse).
+    ServicePrincipal,
+}
+
+/// A Dataverse `systemuser` row.
+#[derive(Debug, Clone)]
+pub struct SystemUser {
+    /// `systemuserid`.
+    pub id: SystemUserId,
+    /// The user or service principal it stands for.
+    pub principal: PrincipalId,
+}
+
+/// Kind of machine group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupType {
+    /// User-made.
+    Standard,
+    /// The hidden group of a stand-alone machine.
+    Default,
+}
+
+impl GroupType {
+    /// The `flowgrouptype` option value.
+    pub fn option_value(self) -> i64 {
+        match self {
+            Self::Standard => 545_940_001,
+            Self::Default => 545_940_002,
+        }
+    }
+}
+
+/// Role of a machine or group share (DECISIONS.md: User = ReadAccess; Co-owner = all rights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareRole {
+    /// May run flows on the target.
+    User,
+    /// May also share, edit, delete and manage membership.
+    CoOwner,
+}
+
+/// A share of a machine or group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// Recipient.
+    pub principal: PrincipalId,
+    /// Role.
+    pub role: ShareRole,
+}
+
+/// A machine group.
+#[derive(Debug, Clone)]
+pub struct MachineGroup {
+    /// Id (the connection `targetId`).
+    pub id: MachineGroupId,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub group_type: GroupType,
+    /// Owner.
+    pub owner: PrincipalId,
+    /// Shares.
+    pub shares: Vec<Share>,
+}
+
+/// How a machine is joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    /// Entra joined (synchronised).
+    EntraJoined,
+    /// AD domain joined only.
+    DomainJoined,
+    /// Neither.
+    Workgroup,
+}
+
+/// A Windows account able to open a session on a machine.
+#[derive(Debug, Clone)]
+pub struct WindowsAccount {
+    /// As written in the fixture (`MACHINE\user`, `DOMAIN\user`, `user@domain`).
+    pub username: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+/// A machine.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// Id.
+    pub id: MachineId,
+    /// Name.
+    pub name: String,
+    /// Its group.
+    pub group: MachineGroupId,
+    /// Owner (registrant).
+    pub owner: PrincipalId,
+    /// Directory join.
+    pub join_type: JoinType,
+    /// Accounts that can sign in.
+    pub windows_accounts: Vec<WindowsAccount>,
+}
+
+/// An environment with its Dataverse organisation and machines.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// Id.
+    pub id: EnvironmentId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Display name.
+    pub display_name: String,
+    /// Dataverse organisation name (`{org}.crm.dynamics.com`).
+    pub org: String,
+    /// Dataverse organisation id.
+    pub organization_id: uuid::Uuid,
+    /// Users and application users.
+    pub system_users: Vec<SystemUser>,
+    /// Machine groups.
+    pub machine_groups: Vec<MachineGroup>,
+    /// Machines.
+    pub machines: Vec<Machine>,
+}
+
+impl Environment {
+    /// The Dataverse host in the public cloud.
+    pub fn org_host(&self) -> String {
+        format!("{}.crm.dynamics.com", self.org)
+    }
+}
+
+/// Everything one sandbox knows.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Public clients.
+    pub public_clients: Vec<PublicClient>,
+    /// Users.
+    pub users: Vec<User>,
+    /// Service principals.
+    pub service_principals: Vec<ServicePrincipal>,
+    /// Environments.
+    pub environments: Vec<Environment>,
+}
+
+impl World {
+    /// Builds a world from a fixture that `fixtures` has validated. `file` names it in errors.
+    pub fn from_fixture(file: &str, f: &WorldFile) -> Result<Self, FixtureError> {
+        let bad = |path: String, message: String| FixtureError { file: file.to_owned(), path, message };
+        // The fixture crate validated every id, so parse failures here mean a bug there.
+        let id_err = |path: String| move |e: super::ids::IdError| bad(path.clone(), e.to_string());
+        let mut w = World {
+            tenants: Vec::new(),
+            public_clients: Vec::new(),
+            users: Vec::new(),
+            service_principals: Vec::new(),
+            environments: Vec::new(),
+        };
+        for (i, t) in f.tenants.iter().enumerate() {
+            w.tenants.push(Tenant {
+                id: TenantId::parse(&t.id).map_err(id_err(format!("tenants[{i}].id")))?,
+                domain: t.domain.to_ascii_lowercase(),
+                display_name: t.display_name.clone(),
+            });
+        }
+        for (i, c) in f.public_clients.iter().enumerate() {
+            w.public_clients.push(PublicClient {
+                app_id: AppId::parse(&c.app_id).map_err(id_err(format!("publicClients[{i}].appId")))?,
+                display_name: c.display_name.clone(),
+            });
+        }
+        for (i, u) in f.users.iter().enumerate() {
+            w.users.push(User {
+                object_id: PrincipalId::parse(&u.object_id).map_err(id_err(format!("users[{i}].objectId")))?,
+                tenant: TenantId::parse(&u.tenant).map_err(id_err(format!("users[{i}].tenant")))?,
+                upn: u.user_principal_name.clone(),
+                display_name: u.display_name.clone(),
+                password: SecretString::from(u.password.clone()),
+            });
+        }
+        for (i, s) in f.service_principals.iter().enumerate() {
+            let certificate = match &s.certificate_pem {
+                Some(pem) => Some(
+                    parse_certificate(pem).map_err(|m| bad(format!("servicePrincipals[{i}].certificatePem"), m))?,
+                ),
+                None => None,
+            };
+            w.service_principals.push(ServicePrincipal {
+                app_id: AppId::parse(&s.app_id).map_err(id_err(format!("servicePrincipals[{i}].appId")))?,
+                object_id: PrincipalId::parse(&s.object_id)
+                    .map_err(id_err(format!("servicePrincipals[{i}].objectId")))?,
+                tenant: TenantId::parse(&s.tenant).map_err(id_err(format!("servicePrincipals[{i}].tenant")))?,
+                display_name: s.display_name.clone(),
+                client_secret: s.client_secret.clone().map(SecretString::from),
+                certificate,
+            });
+        }
+        for (e, env) in f.environments.iter().enumerate() {
+            let at = |rest: &str| format!("environments[{e}].{rest}");
+            let mut out = Environment {
+                id: EnvironmentId::parse(&env.id).map_err(id_err(at("id")))?,
+                tenant: TenantId::parse(&env.tenant).map_err(id_err(at("tenant")))?,
+                display_name: env.display_name.clone(),
+                org: env.dataverse.org.to_ascii_lowercase(),
+                organization_id: super::ids::parse_guid("organization id", &env.dataverse.organization_id)
+                    .map_err(id_err(at("dataverse.organizationId")))?,
+                system_users: Vec::new(),
+                machine_groups: Vec::new(),
+                machines: Vec::new(),
+            };
+            for (i, s) in env.system_users.iter().enumerate() {
+                out.system_users.push(SystemUser {
+                    id: SystemUserId::parse(&s.system_user_id).map_err(id_err(at(&format!("systemUsers[{i}]"))))?,
+                    principal: PrincipalId::parse(&s.principal).map_err(id_err(at(&format!("systemUsers[{i}]"))))?,
+                });
+            }
+            for (i, g) in env.machine_groups.iter().enumerate() {
+                let p = at(&format!("machineGroups[{i}]"));
+                let mut shares = Vec::new();
+                for s in &g.shares {
+                    shares.push(Share {
+                        principal: PrincipalId::parse(&s.principal).map_err(id_err(p.clone()))?,
+                        role: match s.role {
+                            ShareRoleFile::User => ShareRole::User,
+                            ShareRoleFile::CoOwner => ShareRole::CoOwner,
+                        },
+                    });
+                }
+                out.machine_groups.push(MachineGroup {
+                    id: MachineGroupId::parse(&g.id).map_err(id_err(p.clone()))?,
+                    name: g.name.clone(),
+                    group_type: match g.group_type {
+                        GroupTypeFile::Standard => GroupType::Standard,
+                        GroupTypeFile::Default => GroupType::Default,
+                    },
+                    owner: PrincipalId::parse(&g.owner).map_err(id_err(p))?,
+                    shares,
+                });
+            }
+            for (i, m) in env.machines.iter().enumerate() {
+                let p = at(&format!("machines[{i}]"));
+                out.machines.push(Machine {
+                    id: MachineId::parse(&m.id).map_err(id_err(p.clone()))?,
+                    name: m.name.clone(),
+                    group: MachineGroupId::parse(&m.group).map_err(id_err(p.clone()))?,
+                    owner: PrincipalId::parse(&m.owner).map_err(id_err(p))?,
+                    join_type: match m.join_type {
+                        JoinTypeFile::EntraJoined => JoinType::EntraJoined,
+                        JoinTypeFile::DomainJoined => JoinType::DomainJoined,
+                        JoinTypeFile::Workgroup => JoinType::Workgroup,
+                    },
+                    windows_accounts: m
+                        .windows_accounts
+                        .iter()
+                        .map(|a| WindowsAccount {
+                            username: a.username.clone(),
+                            password: SecretString::from(a.password.clone()),
+                        })
+                        .collect(),
+                });
+            }
+            w.environments.push(out);
+        }
+        Ok(w)
+    }
+
+    /// A tenant by id (either GUID form) or by domain name, case-insensitively.
+    pub fn tenant_by_ref(&self, reference: &str) -> Option<&Tenant> {
+        match TenantId::parse(reference) {
+            Ok(id) => self.tenants.iter().find(|t| t.id == id),
+            Err(_) => self.tenants.iter().find(|t| t.domain.eq_ignore_ascii_case(reference)),
+        }
+    }
+
+    /// A tenant by id.
+    pub fn tenant(&self, id: TenantId) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// The tenant whose domain ends a UPN (`megan@contoso.onmicrosoft.com`).
+    pub fn tenant_of_upn(&self, upn: &str) -> Option<&Tenant> {
+        let domain = upn.rsplit_once('@')?.1;
+        self.tenants.iter().find(|t| t.domain.eq_ignore_ascii_case(domain))
+    }
+
+    /// A service principal of `tenant` by client id.
+    pub fn service_principal(&self, tenant: TenantId, app_id: AppId) -> Option<&ServicePrincipal> {
+        self.service_principals.iter().find(|s| s.tenant == tenant && s.app_id == app_id)
+    }
+
+    /// A user of `tenant` by UPN, case-insensitively.
+    pub fn user_by_upn(&self, tenant: TenantId, upn: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.tenant == tenant && u.upn.eq_ignore_ascii_case(upn))
+    }
+
+    /// A user by object id.
+    pub fn user(&self, id: PrincipalId) -> Option<&User> {
+        self.users.iter().find(|u| u.object_id == id)
+    }
+
+    /// Whether a client id is a known public client.
+    pub fn is_public_client(&self, app_id: AppId) -> bool {
+        self.public_clients.iter().any(|c| c.app_id == app_id)
+    }
+
+    /// An environment by id.
+    pub fn environment(&self, id: &EnvironmentId) -> Option<&Environment> {
+        self.environments.iter().find(|e| &e.id == id)
+    }
+
+    /// An environment by its API host prefix (`37520647dbdf49faba016134c14680.c4`).
+    pub fn environment_by_host_prefix(&self, prefix: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.id.host_prefix().eq_ignore_ascii_case(prefix))
+    }
+
+    /// An environment by Dataverse org name.
+    pub fn environment_by_org(&self, org: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.org.eq_ignore_ascii_case(org))
+    }
+
+    /// Every credential the world holds, so the journal can redact them wherever they appear.
+    pub fn known_secrets(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for u in &self.users {
+            out.push(("password", u.password.expose_secret().to_owned()));
+        }
+        for s in &self.service_principals {
+            if let Some(secret) = &s.client_secret {
+                out.push(("client_secret", secret.expose_secret().to_owned()));
+            }
+        }
+        for e in &self.environments {
+            for m in &e.machines {
+                for a in &m.windows_accounts {
+                    out.push(("password", a.password.expose_secret().to_owned()));
+                }
+            }
+        }
+        // Short values would match inside ordinary words; the fixture's are long.
+        out.retain(|(_, v)| v.len() >= 6);
+        out.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        out.dedup_by(|a, b| a.1 == b.1);
+        out
+    }
+}
+
+/// Parses a PEM certificate into thumbprints and its RSA public key.
+fn parse_certificate(pem: &str) -> Result<ClientCertificate, String> {
+    use aws_lc_rs::digest;
+    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = der.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm.to_id_string() != "1.2.840.113549.1.1.1" {
+        return Err("only RSA certificates are supported for client assertions".into());
+    }
+    Ok(ClientCertificate {
+        thumbprint_sha1: digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &der.contents).as_ref().to_vec(),
+        thumbprint_sha256: digest::digest(&digest::SHA256, &der.contents).as_ref().to_vec(),
+        rsa_public_key_der: spki.subject_public_key.data.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_world() -> World {
+        World::from_fixture("default", &fixtures::default_world()).unwrap()
+    }
+
+    #[test]
+    fn a_tenant_is_found_by_id_in_either_form_or_by_domain() {
+        let w = default_world();
+        let by_domain = w.tenant_by_ref("CONTOSO.onmicrosoft.com").unwrap().id;
+        assert_eq!(w.tenant_by_ref("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap().id, by_domain);
+        assert_eq!(w.tenant_by_ref("c7263f1aafcd4e8aa7ce66b19698caaa").unwrap().id, by_domain);
+        assert!(w.tenant_by_ref("nowhere.example").is_none());
+    }
+
+    #[test]
+    fn the_service_principal_certificate_is_parsed_at_load() {
+        let w = default_world();
+        let cert = w.service_principals[0].certificate.as_ref().unwrap();
+        assert_eq!(cert.thumbprint_sha1.len(), 20);
+        assert!(!cert.rsa_public_key_der.is_empty());
+    }
+
+    #[test]
+    fn known_secrets_include_every_fixture_credential_and_no_duplicates() {
+        let w = default_world();
+        let secrets = w.known_secrets();
+        let values: Vec<&str> = secrets.iter().map(|(_, v)| v.as_str()).collect();
+        assert!(values.contains(&"mock-pipeline-secret~0001"));
+        assert!(values.contains(&"Megan-Test-Passw0rd!"));
+        assert!(values.contains(&"Contoso-SvcRpa-Passw0rd!"));
+        let mut dedup = values.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), values.len());
+    }
+}

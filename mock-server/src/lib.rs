@@ -1,0 +1,34 @@
+//! A mock Power Platform server: the identity token endpoint, the Power Platform API
+//! connections endpoints, the Dataverse machine tables, sharing and desktop-flow runs, with
+//! the real rules, on a virtual clock. Embeddable in tests ([`MockServer`]) and runnable as
+//! a binary (`cargo run -p mock-server`).
+//!
+//! # Layout
+//!
+//! - [`domain`] — the rules, as plain Rust over `World` and a clock (no HTTP types).
+//! - [`identity`] — who gets which token; AADSTS errors.
+//! - [`tokens`] — signing and verifying JWTs; JWKS.
+//! - [`sandbox`] — sandboxes (the unit of isolation) and the registry that owns them.
+//! - [`journal`] — the request journal; secrets are redacted when an entry is written.
+//! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
+//! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
+//! - [`tls`] — the test CA and on-demand certificates for SNI names.
+//! - [`server`] — the one serve loop and the [`MockServer`] handle.
+//! - [`state`] — `AppState`: one mutex over the registry, keys, redactor.
+//! - [`config`], [`telemetry`], [`banner`] — the binary's flags, logging and start banner.
+
+pub mod api;
+pub mod banner;
+pub mod config;
+pub mod domain;
+pub mod identity;
+pub mod journal;
+pub mod normalise;
+pub mod sandbox;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod tls;
+pub mod tokens;
+
+pub use server::{MockServer, MockServerBuilder, StartError, run};

@@ -1,0 +1,261 @@
+//! Token keys: signs the RS256 JWTs the identity surface issues, publishes them as JWKS,
+//! and verifies the bearer tokens every emulated API receives. The key is the fixed test
+//! key from `fixtures` unless a file replaces it (DECISIONS.md).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Claims of every token the mock issues. Optional claims are left out when empty, as Entra does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Claims {
+    /// Audience (the resource).
+    pub aud: String,
+    /// Issuer: `{origin}/{tenant}/v2.0`.
+    pub iss: String,
+    /// Issued at (Unix seconds, wall clock).
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Expiry.
+    pub exp: i64,
+    /// Tenant.
+    pub tid: String,
+    /// Object id of the principal.
+    pub oid: String,
+    /// Subject.
+    pub sub: String,
+    /// Client id that asked for the token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub appid: String,
+    /// Same as `appid` (v2 name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub azp: String,
+    /// `app` or `user`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub idtyp: String,
+    /// User principal name (user tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    /// Display name (user tokens and id tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Sign-in name (id tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// Delegated scopes (user tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
+    /// App roles (app tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// `1` secret, `2` certificate, `0` public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azpacr: Option<String>,
+    /// Token version.
+    pub ver: String,
+    /// Unique token id.
+    pub uti: String,
+    /// Mock-specific: what kind of token this is (`access`, `id`, `refresh`), so a refresh
+    /// token is never accepted as an access token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mock_typ: String,
+    /// Mock-specific: scope granted with a refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock_scope: Option<String>,
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, or not signed by the mock's key.
+    #[error("the token is malformed or its signature is invalid")]
+    Invalid,
+    /// Past `exp`.
+    #[error("the token is expired")]
+    Expired,
+    /// Signed, but of another kind (a refresh or id token used as a bearer token).
+    #[error("the token is not an access token")]
+    WrongKind,
+}
+
+/// The signing key and what is published about it.
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    kid: String,
+    n: String,
+    e: String,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// The fixed test key shipped in `fixtures`.
+    pub fn fixed_test_key() -> Self {
+        Self::from_pkcs8_pem(fixtures::TOKEN_SIGNING_KEY_PEM).unwrap_or_else(|e| panic!("the embedded signing key: {e}"))
+    }
+
+    /// A key from PKCS#8 PEM (RSA).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, String> {
+        use aws_lc_rs::signature::KeyPair;
+        let der = pem_body(pem, "PRIVATE KEY").ok_or("expected a PKCS#8 'PRIVATE KEY' PEM block")?;
+        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, public.as_ref());
+        let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..20]);
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
+        Ok(Self { encoding, decoding, kid, n, e })
+    }
+
+    /// Signs claims as an RS256 JWT.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        // Signing with a valid RSA key cannot fail; an empty token would be refused downstream.
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
+    /// Checks signature, expiry and kind; the caller checks audience and tenant, since those
+    /// are per-surface rules.
+    pub fn verify_access_token(&self, token: &str, now_unix: i64) -> Result<Claims, TokenError> {
+        let claims = self.verify_any(token, now_unix)?;
+        if claims.mock_typ != "access" {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(claims)
+    }
+
+    /// Checks signature and expiry of any token the mock issued.
+    pub fn verify_any(&self, token: &str, now_unix: i64) -> Result<Claims, TokenError> {
+        let mut v = Validation::new(Algorithm::RS256);
+        // Expiry is checked below against the caller's clock, with no leeway, so an
+        // "expired token" scenario is exact.
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|_| TokenError::Invalid)?;
+        if data.claims.exp <= now_unix {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+
+    /// The JSON Web Key Set document.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "RSA",
+                "use": "sig",
+                "alg": "RS256",
+                "kid": self.kid,
+                "n": self.n,
+                "e": self.e,
+            }]
+        })
+    }
+}
+
+/// The DER inside the first PEM block with the given label.
+pub(crate) fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::STANDARD;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    let b64: String = pem[start..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    STANDARD.decode(b64).ok()
+}
+
+/// Whether a string looks like a JWT (three base64url segments, the first a JSON header).
+/// The journal redacts every such string: it is how tokens the mock issued (and client
+/// assertions) are found wherever they appear.
+pub fn looks_like_jwt(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    h.starts_with("eyJ")
+        && !p.is_empty()
+        && [h, p, sig].iter().all(|x| x.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// Finds JWT-shaped substrings (for redaction inside larger strings such as headers).
+pub fn find_jwts(s: &str) -> Vec<(usize, usize)> {
+    let bytes = s.as_bytes();
+    let is_tok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(off) = s[i..].find("eyJ") {
+        let start = i + off;
+        let mut end = start;
+        while end < bytes.len() && is_tok(bytes[end]) {
+            end += 1;
+        }
+        if looks_like_jwt(&s[start..end]) {
+            out.push((start, end));
+        }
+        i = end.max(start + 3);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            aud: "https://api.powerplatform.com".into(),
+            exp,
+            mock_typ: "access".into(),
+            ver: "2.0".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_round_trips_its_claims() {
+        let keys = Keys::fixed_test_key();
+        let token = keys.sign(&claims(2_000));
+        assert!(looks_like_jwt(&token));
+        assert_eq!(keys.verify_access_token(&token, 1_000).unwrap(), claims(2_000));
+    }
+
+    #[test]
+    fn an_expired_or_tampered_token_is_refused() {
+        let keys = Keys::fixed_test_key();
+        let token = keys.sign(&claims(2_000));
+        assert_eq!(keys.verify_access_token(&token, 2_000), Err(TokenError::Expired));
+        let mut tampered = token.clone();
+        tampered.replace_range(token.len() - 4.., "AAAA");
+        assert_eq!(keys.verify_access_token(&tampered, 1_000), Err(TokenError::Invalid));
+        assert_eq!(keys.verify_access_token("not-a-token", 1_000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_refresh_token_is_not_an_access_token() {
+        let keys = Keys::fixed_test_key();
+        let mut c = claims(2_000);
+        c.mock_typ = "refresh".into();
+        assert_eq!(keys.verify_access_token(&keys.sign(&c), 1_000), Err(TokenError::WrongKind));
+    }
+
+    #[test]
+    fn jwts_are_found_inside_larger_strings() {
+        let keys = Keys::fixed_test_key();
+        let token = keys.sign(&claims(2_000));
+        let header = format!("Bearer {token}");
+        assert_eq!(find_jwts(&header), vec![(7, header.len())]);
+        assert!(find_jwts("eyJ but not a token").is_empty());
+    }
+}
