@@ -86,9 +86,9 @@ fn find_guids(s: &str) -> Vec<(usize, usize, Uuid, Option<&'static str>)> {
         let before_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
         if before_ok && hex(i) {
             // Hyphenated form.
-            if i + 36 <= b.len() && boundary(i + 36) {
-                if let Ok(u) = Uuid::try_parse(&s[i..i + 36]) {
-                    if s[i..i + 36].contains('-') {
+            if let Some(cand) = s.get(i..i + 36).filter(|_| boundary(i + 36)) {
+                if let Ok(u) = Uuid::try_parse(cand) {
+                    if cand.contains('-') {
                         out.push((i, i + 36, u, context_kind(s, i, i + 36)));
                         i += 36;
                         continue;
@@ -96,8 +96,8 @@ fn find_guids(s: &str) -> Vec<(usize, usize, Uuid, Option<&'static str>)> {
                 }
             }
             // 32-hex form.
-            if i + 32 <= b.len() && boundary(i + 32) && (i..i + 32).all(hex) {
-                if let Ok(u) = Uuid::try_parse(&s[i..i + 32]) {
+            if let Some(cand) = s.get(i..i + 32).filter(|_| boundary(i + 32) && (i..i + 32).all(hex)) {
+                if let Ok(u) = Uuid::try_parse(cand) {
                     out.push((i, i + 32, u, context_kind(s, i, i + 32)));
                     i += 32;
                     continue;
@@ -320,6 +320,18 @@ mod tests {
         assert_eq!(n[1]["s"], "<redacted:password:2>");
         assert_eq!(n[0]["o"], "https://<loopback>/x");
         assert_eq!(n[1]["realMs"], "<real-ms>");
+    }
+
+    #[test]
+    fn text_with_multibyte_characters_near_a_guid_is_handled() {
+        let s = "…/p…c7263f1a-afcd-4e8a-a7ce-66b19698caaa…and more text with … here, long enough to pass 36 bytes";
+        let n = normalise(&json!({ "m": s }));
+        assert!(n["m"].as_str().unwrap().contains("<guid:1>"));
+        for cut in 0..s.len() {
+            if let Some(prefix) = s.get(..cut) {
+                normalise(&json!(prefix));
+            }
+        }
     }
 
     #[test]

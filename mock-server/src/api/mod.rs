@@ -48,7 +48,24 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
-    Router::new().fallback_service(tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes))
+    Router::new()
+        .fallback_service(tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+}
+
+/// A panic is a bug in the mock; the client still gets an envelope, never a dropped
+/// connection, and the log says where to look.
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = detail, "a handler panicked: this is a bug in the mock");
+    json(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        serde_json::json!({ "error": { "code": "InternalError", "message": "The mock hit an internal error (a bug in the mock); see its log." } }),
+    )
 }
 
 async fn not_implemented(req: Request) -> ApiError {
@@ -79,7 +96,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let query = req.uri().query().unwrap_or("").to_owned();
     let origin = format!("{scheme}://{}", if host.is_empty() { "127.0.0.1" } else { &host });
 
-    let classified = routing::classify(&host, &path, &query);
+    let classified = routing::classify(&method, &host, &path, &query);
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
 
     if surface == Surface::Control {

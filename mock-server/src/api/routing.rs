@@ -122,7 +122,7 @@ fn segments(path: &str) -> Vec<&str> {
 }
 
 /// Decides the surface from host and path. Pure: the registry is consulted later.
-pub fn classify(host: &str, path: &str, query: &str) -> Result<Classified, ApiError> {
+pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Classified, ApiError> {
     let name = host_name(host);
     let route = |surface, rewrite, attribution| Ok(Classified { surface, rewrite, attribution });
     if path == "/_mock" || path.starts_with("/_mock/") {
@@ -130,7 +130,7 @@ pub fn classify(host: &str, path: &str, query: &str) -> Result<Classified, ApiEr
     }
     if IDENTITY_HOSTS.contains(&name.as_str()) {
         return classify_identity(path, query).map_or_else(
-            || Err(ApiError::NotImplemented(not_implemented_message(Surface::Identity, "", path))),
+            || Err(ApiError::NotImplemented(not_implemented_message(Surface::Identity, method, path))),
             |a| route(Surface::Identity, None, a),
         );
     }
@@ -141,14 +141,14 @@ pub fn classify(host: &str, path: &str, query: &str) -> Result<Classified, ApiEr
                 None,
                 Attribution::EnvironmentHost { prefix: prefix.to_owned(), rest: rest.to_owned() },
             ),
-            _ => Err(ApiError::NotImplemented(not_implemented_message(Surface::PowerPlatform, "", path))),
+            _ => Err(ApiError::NotImplemented(not_implemented_message(Surface::PowerPlatform, method, path))),
         };
     }
     if let Some((org, domain)) = name.split_once('.') {
         let crm = domain.strip_suffix(".dynamics.com").is_some_and(|c| c.starts_with("crm"));
         if crm {
             if !path.starts_with("/api/data/") {
-                return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, "", path)));
+                return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, method, path)));
             }
             return route(Surface::Dataverse, Some(format!("/dataverse/{org}{path}")), Attribution::Org(org.to_owned()));
         }
@@ -172,7 +172,7 @@ pub fn classify(host: &str, path: &str, query: &str) -> Result<Classified, ApiEr
         ["apim", "uiflow", env, ..] => route(Surface::Runtime, None, Attribution::Environment((*env).to_owned())),
         _ => match classify_identity(path, query) {
             Some(a) => route(Surface::Identity, None, a),
-            None => Err(ApiError::NotImplemented(not_implemented_message(Surface::Unknown, "", path))),
+            None => Err(ApiError::NotImplemented(not_implemented_message(Surface::Unknown, method, path))),
         },
     }
 }
@@ -281,7 +281,7 @@ mod tests {
     use super::*;
 
     fn c(host: &str, path: &str) -> Classified {
-        classify(host, path, "").unwrap()
+        classify("GET", host, path, "").unwrap()
     }
 
     #[test]
@@ -310,9 +310,9 @@ mod tests {
 
     #[test]
     fn unknown_hosts_and_paths_are_not_implemented() {
-        assert!(matches!(classify("graph.microsoft.com", "/v1.0/me", ""), Err(ApiError::NotImplemented(_))));
-        assert!(matches!(classify("127.0.0.1", "/nothing/here", ""), Err(ApiError::NotImplemented(_))));
-        assert!(matches!(classify("x.environment.api.powerplatform.com", "/powerautomate/flows", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(classify("GET", "graph.microsoft.com", "/v1.0/me", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(classify("GET", "127.0.0.1", "/nothing/here", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(classify("GET", "x.environment.api.powerplatform.com", "/powerautomate/flows", ""), Err(ApiError::NotImplemented(_))));
     }
 
     #[test]
