@@ -27,10 +27,21 @@ pub fn render(http: &str, https: Option<&str>, ca_path: Option<&str>, world: &Wo
         let _ = writeln!(s, "  environment  {}  ({})", e.id, e.display_name);
         let _ = writeln!(s, "    host      {host}");
         let _ = writeln!(s, "    loopback  {http}/connectivity/environments/{}/…", e.id);
-        let _ = writeln!(s, "    dataverse {}.crm.dynamics.com  or  {http}/dataverse/{}/api/data/v9.2/", e.dataverse.org, e.dataverse.org);
+        let _ = writeln!(
+            s,
+            "    dataverse {}.crm.dynamics.com  or  {http}/dataverse/{}/api/data/v9.2/",
+            e.dataverse.org, e.dataverse.org
+        );
         for g in &e.machine_groups {
             let machines: Vec<&str> = e.machines.iter().filter(|m| m.group == g.id).map(|m| m.name.as_str()).collect();
-            let _ = writeln!(s, "    group     {}  {} [{:?}]  machines: {}", g.id, g.name, g.group_type, machines.join(", "));
+            let _ = writeln!(
+                s,
+                "    group     {}  {} [{:?}]  machines: {}",
+                g.id,
+                g.name,
+                g.group_type,
+                machines.join(", ")
+            );
         }
         for m in &e.machines {
             for a in &m.windows_accounts {

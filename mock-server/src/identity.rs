@@ -85,7 +85,9 @@ pub enum IdentityError {
     )]
     TenantNotFound(String),
     /// AADSTS50059.
-    #[error("AADSTS50059: No tenant-identifying information found in either the request or implied by any provided credentials.")]
+    #[error(
+        "AADSTS50059: No tenant-identifying information found in either the request or implied by any provided credentials."
+    )]
     NoTenant,
     /// AADSTS900144.
     #[error("AADSTS900144: The request body must contain the following parameter: '{0}'.")]
@@ -104,7 +106,9 @@ pub enum IdentityError {
         tenant: String,
     },
     /// AADSTS7000218.
-    #[error("AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")]
+    #[error(
+        "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+    )]
     MissingClientCredential,
     /// AADSTS7000215.
     #[error(
@@ -115,7 +119,9 @@ pub enum IdentityError {
     #[error("AADSTS700027: Client assertion failed signature validation. {0}")]
     InvalidClientAssertion(&'static str),
     /// AADSTS70011.
-    #[error("AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {0} is not valid.")]
+    #[error(
+        "AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {0} is not valid."
+    )]
     InvalidScope(String),
     /// AADSTS500011.
     #[error(
@@ -231,9 +237,12 @@ pub fn is_known_resource(world: &World, resource: &str) -> bool {
     }
 }
 
+/// `(resource, permission, oidc scopes)` of a scope string.
+type ParsedScope = (Option<String>, Option<String>, Vec<String>);
+
 /// Splits a scope string into the resource it is for and the permission asked on it.
 /// Returns `(resource, permission, oidc scopes)`.
-fn parse_scope(scope: &str) -> Result<(Option<String>, Option<String>, Vec<String>), IdentityError> {
+fn parse_scope(scope: &str) -> Result<ParsedScope, IdentityError> {
     let mut resource: Option<String> = None;
     let mut permission = None;
     let mut oidc = Vec::new();
@@ -250,7 +259,9 @@ fn parse_scope(scope: &str) -> Result<(Option<String>, Option<String>, Vec<Strin
             return Err(IdentityError::InvalidScope(s.to_owned()));
         }
         match &resource {
-            Some(r) if !r.eq_ignore_ascii_case(res) => return Err(IdentityError::InvalidScope(scope.to_owned())),
+            Some(r) if !r.eq_ignore_ascii_case(res) => {
+                return Err(IdentityError::InvalidScope(scope.to_owned()));
+            }
             _ => resource = Some(res.to_owned()),
         }
         permission = Some(perm.to_owned());
@@ -262,10 +273,7 @@ fn resolve_tenant<'w>(world: &'w World, tenant_ref: &str) -> Result<Option<&'w T
     if ["common", "organizations"].iter().any(|t| t.eq_ignore_ascii_case(tenant_ref)) {
         return Ok(None);
     }
-    world
-        .tenant_by_ref(tenant_ref)
-        .map(Some)
-        .ok_or_else(|| IdentityError::TenantNotFound(tenant_ref.to_owned()))
+    world.tenant_by_ref(tenant_ref).map(Some).ok_or_else(|| IdentityError::TenantNotFound(tenant_ref.to_owned()))
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, IdentityError> {
@@ -365,9 +373,10 @@ fn verify_client_assertion(
     now_unix: i64,
 ) -> Result<(), IdentityError> {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-    let cert = sp.certificate.as_ref().ok_or(IdentityError::InvalidClientAssertion(
-        "The application has no certificate credential.",
-    ))?;
+    let cert = sp
+        .certificate
+        .as_ref()
+        .ok_or(IdentityError::InvalidClientAssertion("The application has no certificate credential."))?;
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|_| IdentityError::InvalidClientAssertion("The assertion is not a well-formed JWT."))?;
     let thumb_ok = header
@@ -392,8 +401,9 @@ fn verify_client_assertion(
     v.validate_aud = false;
     v.validate_exp = false;
     v.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<serde_json::Value>(assertion, &DecodingKey::from_rsa_der(&cert.rsa_public_key_der), &v)
-        .map_err(|_| IdentityError::InvalidClientAssertion("The signature does not match the certificate."))?;
+    let data =
+        jsonwebtoken::decode::<serde_json::Value>(assertion, &DecodingKey::from_rsa_der(&cert.rsa_public_key_der), &v)
+            .map_err(|_| IdentityError::InvalidClientAssertion("The signature does not match the certificate."))?;
     let c = &data.claims;
     let app = sp.app_id.to_string();
     let names_client = |k: &str| c.get(k).and_then(|v| v.as_str()).is_some_and(|v| v.eq_ignore_ascii_case(&app));
@@ -584,7 +594,13 @@ mod tests {
     fn a_service_principal_gets_an_app_token_for_the_power_platform_api() {
         let keys = Keys::fixed_test_key();
         let w = world();
-        let r = issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", "https://api.powerplatform.com/.default"), &ctx(&keys)).unwrap();
+        let r = issue_token(
+            &w,
+            "contoso.onmicrosoft.com",
+            &cc("mock-pipeline-secret~0001", "https://api.powerplatform.com/.default"),
+            &ctx(&keys),
+        )
+        .unwrap();
         let c = keys.verify_access_token(&r.access_token, 1_001).unwrap();
         assert_eq!(c.aud, "https://api.powerplatform.com");
         assert_eq!(c.idtyp, "app");
@@ -596,14 +612,26 @@ mod tests {
     #[test]
     fn a_wrong_secret_is_invalid_client_with_aadsts7000215() {
         let keys = Keys::fixed_test_key();
-        let e = issue_token(&world(), "contoso.onmicrosoft.com", &cc("nope", "https://api.powerplatform.com/.default"), &ctx(&keys)).unwrap_err();
+        let e = issue_token(
+            &world(),
+            "contoso.onmicrosoft.com",
+            &cc("nope", "https://api.powerplatform.com/.default"),
+            &ctx(&keys),
+        )
+        .unwrap_err();
         assert_eq!((e.aadsts(), e.oauth_error(), e.status()), (7_000_215, "invalid_client", 401));
     }
 
     #[test]
     fn a_service_principal_of_another_tenant_is_an_unknown_client() {
         let keys = Keys::fixed_test_key();
-        let e = issue_token(&world(), "fabrikam.onmicrosoft.com", &cc("mock-pipeline-secret~0001", "https://api.powerplatform.com/.default"), &ctx(&keys)).unwrap_err();
+        let e = issue_token(
+            &world(),
+            "fabrikam.onmicrosoft.com",
+            &cc("mock-pipeline-secret~0001", "https://api.powerplatform.com/.default"),
+            &ctx(&keys),
+        )
+        .unwrap_err();
         assert_eq!(e.aadsts(), 700_016);
     }
 
@@ -611,13 +639,28 @@ mod tests {
     fn scopes_must_name_one_known_resource_with_dot_default() {
         let keys = Keys::fixed_test_key();
         let w = world();
-        let e = |scope: &str| issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", scope), &ctx(&keys)).unwrap_err().aadsts();
+        let e = |scope: &str| {
+            issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", scope), &ctx(&keys))
+                .unwrap_err()
+                .aadsts()
+        };
         assert_eq!(e("https://api.powerplatform.com/user_impersonation"), 70011);
         assert_eq!(e("https://api.powerplatform.com/.default https://api.bap.microsoft.com/.default"), 70011);
         assert_eq!(e("https://unknown.example/.default"), 500_011);
-        let ok = issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", "https://contosodev.crm.dynamics.com//.default"), &ctx(&keys)).unwrap();
+        let ok = issue_token(
+            &w,
+            "contoso.onmicrosoft.com",
+            &cc("mock-pipeline-secret~0001", "https://contosodev.crm.dynamics.com//.default"),
+            &ctx(&keys),
+        )
+        .unwrap();
         assert_eq!(ok.scope, "https://contosodev.crm.dynamics.com/.default");
-        let loopback = issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", "https://127.0.0.1:9/dataverse/contosodev/.default"), &ctx(&keys));
+        let loopback = issue_token(
+            &w,
+            "contoso.onmicrosoft.com",
+            &cc("mock-pipeline-secret~0001", "https://127.0.0.1:9/dataverse/contosodev/.default"),
+            &ctx(&keys),
+        );
         assert!(loopback.is_ok());
     }
 

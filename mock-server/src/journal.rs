@@ -146,7 +146,14 @@ impl Redactor {
     }
 
     /// Redacts an exchange into a journal entry. `known` are the sandbox's credentials.
-    pub fn record(&self, x: Exchange, known: &[(&'static str, String)], seq: u64, sandbox: &str, virtual_time: String) -> JournalEntry {
+    pub fn record(
+        &self,
+        x: Exchange,
+        known: &[(&'static str, String)],
+        seq: u64,
+        sandbox: &str,
+        virtual_time: String,
+    ) -> JournalEntry {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
         let path = scan.text(&x.path, "path", false);
         let host = scan.text(&x.host, "host", false);
@@ -259,10 +266,13 @@ impl Scan<'_> {
 /// Splits `a=1&b=2` into decoded pairs. Invalid encodings are kept as written.
 pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(s).unwrap_or_else(|_| {
-        s.split('&').filter(|p| !p.is_empty()).map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), v.to_owned())
-        }).collect()
+        s.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
     })
 }
 
@@ -382,7 +392,12 @@ mod tests {
         let r = Redactor::new();
         let known = vec![("client_secret", "s3cret-value".to_owned())];
         let e = r.record(
-            exchange("/t/oauth2/v2.0/token", "", "client_id=abc&client_secret=s3cret-value&scope=x", r#"{"access_token":"eyJhbGciOi.eyJzdWIi.c2ln","expires_in":3599}"#),
+            exchange(
+                "/t/oauth2/v2.0/token",
+                "",
+                "client_id=abc&client_secret=s3cret-value&scope=x",
+                r#"{"access_token":"eyJhbGciOi.eyJzdWIi.c2ln","expires_in":3599}"#,
+            ),
             &known,
             1,
             "default",
@@ -416,7 +431,10 @@ mod tests {
         );
         let e = r.record(x, &[], 1, "default", "t".into());
         assert_eq!(e.body["values"]["password"]["value"], Value::String(r.mark("password", "p")));
-        assert_eq!(e.body["values"]["tokenRunOwnerCert:clientCertificateSecret"]["value"]["pfx"], Value::String(r.mark("certificate", "MII")));
+        assert_eq!(
+            e.body["values"]["tokenRunOwnerCert:clientCertificateSecret"]["value"]["pfx"],
+            Value::String(r.mark("certificate", "MII"))
+        );
         assert_eq!(e.body["values"]["username"]["value"], "u");
     }
 

@@ -30,7 +30,8 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .https((!cli.no_tls).then_some(SocketAddr::new(cli.bind, cli.https_port)))
         .journal_capacity(cli.journal_capacity);
     if let Some(path) = &cli.signing_key {
-        builder = builder.signing_key_pem(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);
+        builder =
+            builder.signing_key_pem(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);
     }
     // The CA lives in a directory the user chose, or a fresh one for this process.
     let ca_dir = match &cli.ca_dir {

@@ -86,25 +86,29 @@ fn find_guids(s: &str) -> Vec<(usize, usize, Uuid, Option<&'static str>)> {
         let before_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
         if before_ok && hex(i) {
             // Hyphenated form.
-            if let Some(cand) = s.get(i..i + 36).filter(|_| boundary(i + 36)) {
-                if let Ok(u) = Uuid::try_parse(cand) {
-                    if cand.contains('-') {
-                        out.push((i, i + 36, u, context_kind(s, i, i + 36)));
-                        i += 36;
-                        continue;
-                    }
-                }
+            if let Some(cand) = s.get(i..i + 36).filter(|c| boundary(i + 36) && c.contains('-'))
+                && let Ok(u) = Uuid::try_parse(cand)
+            {
+                out.push((i, i + 36, u, context_kind(s, i, i + 36)));
+                i += 36;
+                continue;
             }
             // 32-hex form.
-            if let Some(cand) = s.get(i..i + 32).filter(|_| boundary(i + 32) && (i..i + 32).all(hex)) {
-                if let Ok(u) = Uuid::try_parse(cand) {
-                    out.push((i, i + 32, u, context_kind(s, i, i + 32)));
-                    i += 32;
-                    continue;
-                }
+            if let Some(cand) = s.get(i..i + 32).filter(|_| boundary(i + 32) && (i..i + 32).all(hex))
+                && let Ok(u) = Uuid::try_parse(cand)
+            {
+                out.push((i, i + 32, u, context_kind(s, i, i + 32)));
+                i += 32;
+                continue;
             }
             // Environment host prefix: 30 hex, '.', 2 hex.
-            if i + 33 <= b.len() && (i..i + 30).all(hex) && b[i + 30] == b'.' && hex(i + 31) && hex(i + 32) && boundary(i + 33) {
+            if i + 33 <= b.len()
+                && (i..i + 30).all(hex)
+                && b[i + 30] == b'.'
+                && hex(i + 31)
+                && hex(i + 32)
+                && boundary(i + 33)
+            {
                 let flat = format!("{}{}", &s[i..i + 30], &s[i + 31..i + 33]);
                 if let Ok(u) = Uuid::try_parse(&flat) {
                     out.push((i, i + 33, u, Some("environment-id")));
@@ -188,9 +192,7 @@ impl Normaliser {
     fn placeholder(&mut self, u: Uuid) -> String {
         let kind = self.kinds.get(&u).copied().unwrap_or("guid");
         let next = self.counters.get(kind).copied().unwrap_or(0) + 1;
-        let n = *self.numbers.entry((kind, u)).or_insert_with(|| {
-            next
-        });
+        let n = *self.numbers.entry((kind, u)).or_insert_with(|| next);
         if n == next {
             self.counters.insert(kind, next);
         }
@@ -300,7 +302,10 @@ mod tests {
             "again": "d4e4a6ff-9a67-492a-a1f6-de854528668c"
         });
         let n = normalise(&v);
-        assert_eq!(n["path"], "/connectivity/environments/<environment-id:1>/connectors/shared_uiflow/connections/<connection-id:1>");
+        assert_eq!(
+            n["path"],
+            "/connectivity/environments/<environment-id:1>/connectors/shared_uiflow/connections/<connection-id:1>"
+        );
         assert_eq!(n["host"], "<environment-id:1>.environment.api.powerplatform.com");
         assert_eq!(n["body"]["properties"]["connectionParametersSet"]["values"]["targetId"]["value"], "<group-id:1>");
         assert_eq!(n["again"], "<connection-id:1>");

@@ -157,7 +157,10 @@ impl Registry {
                 format!("sb{i}")
             }
         };
-        if name.is_empty() || name.len() > 40 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if name.is_empty()
+            || name.len() > 40
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(SandboxError::BadName(name));
         }
         if self.sandboxes.contains_key(&name) {

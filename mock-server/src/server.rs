@@ -27,7 +27,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `app` on `listener` until `shutdown` changes; TLS when `tls` is given.
-pub async fn run(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, app: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
     loop {
@@ -55,7 +60,9 @@ pub async fn run(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, 
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await
+                        watcher
+                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                            .await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
@@ -63,7 +70,11 @@ pub async fn run(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, 
                     }
                     Err(_) => return,
                 },
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned()).await,
+                None => {
+                    watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -168,7 +179,9 @@ impl MockServerBuilder {
             Some(pem) => Keys::from_pkcs8_pem(pem).map_err(StartError::Key)?,
             None => Keys::fixed_test_key(),
         };
-        let bind = |addr: SocketAddr| async move { TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source }) };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        };
         let http_listener = bind(self.http).await?;
         let https = match self.https {
             Some(addr) => {

@@ -60,7 +60,8 @@ impl CertificateAuthority {
         dn.push(DnType::OrganizationName, "mock-server");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         set_validity(&mut params);
         let cert = params.self_signed(&key)?;
         Self::from_parts(cert.pem(), key.serialize_pem(), Issuer::new(params, key))
@@ -176,10 +177,11 @@ impl SniResolver {
 
     /// A rustls server config using this resolver, speaking h2 and http/1.1.
     pub fn server_config(self: Arc<Self>) -> Arc<rustls::ServerConfig> {
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_no_client_auth().with_cert_resolver(self))
-            .unwrap_or_else(|e| panic!("aws-lc-rs supports the default TLS versions: {e}"));
+        let mut cfg =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map(|b| b.with_no_client_auth().with_cert_resolver(self))
+                .unwrap_or_else(|e| panic!("aws-lc-rs supports the default TLS versions: {e}"));
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
     }

@@ -98,13 +98,14 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// The fixed test key shipped in `fixtures`.
     pub fn fixed_test_key() -> Self {
-        Self::from_pkcs8_pem(fixtures::TOKEN_SIGNING_KEY_PEM).unwrap_or_else(|e| panic!("the embedded signing key: {e}"))
+        Self::from_pkcs8_pem(fixtures::TOKEN_SIGNING_KEY_PEM)
+            .unwrap_or_else(|e| panic!("the embedded signing key: {e}"))
     }
 
     /// A key from PKCS#8 PEM (RSA).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, String> {
         use aws_lc_rs::signature::KeyPair;
-        let der = pem_body(pem, "PRIVATE KEY").ok_or("expected a PKCS#8 'PRIVATE KEY' PEM block")?;
+        let der = pem_der(pem, "PRIVATE KEY").ok_or("expected a PKCS#8 'PRIVATE KEY' PEM block")?;
         let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
         let public = pair.public_key();
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
@@ -166,7 +167,7 @@ impl Keys {
 }
 
 /// The DER inside the first PEM block with the given label.
-pub(crate) fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
+pub fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::STANDARD;
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");

@@ -47,7 +47,10 @@ async fn get_health(State(app): State<AppState>) -> Response {
     json(StatusCode::OK, json!({ "status": "ready", "sandboxes": sandboxes }))
 }
 
-async fn get_fixture(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+async fn get_fixture(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+) -> Result<Response, ApiError> {
     let reg = app.registry();
     let fixture = serde_json::to_value(&reg.get(&route.sandbox)?.fixture).unwrap_or(Value::Null);
     Ok(json(StatusCode::OK, fixture))
@@ -152,7 +155,10 @@ async fn get_journal(
         None | Some("raw") => false,
         Some("normalised" | "normalized") => true,
         Some(other) => {
-            return Err(ApiError::bad_request("InvalidJournalView", format!("view must be 'raw' or 'normalised', not '{other}'.")));
+            return Err(ApiError::bad_request(
+                "InvalidJournalView",
+                format!("view must be 'raw' or 'normalised', not '{other}'."),
+            ));
         }
     };
     let (entries, evicted, capacity) = {
@@ -166,7 +172,9 @@ async fn get_journal(
             .filter(|e| q.path.as_deref().is_none_or(|p| e.path.starts_with(p)))
             .filter(|e| q.surface.as_deref().is_none_or(|s| e.surface == s))
             .filter(|e| {
-                q.environment.as_deref().is_none_or(|env| e.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
+                q.environment
+                    .as_deref()
+                    .is_none_or(|env| e.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
             })
             .filter_map(|e| serde_json::to_value(e).ok())
             .collect();
@@ -180,7 +188,10 @@ async fn get_journal(
     ))
 }
 
-async fn delete_journal(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+async fn delete_journal(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+) -> Result<Response, ApiError> {
     app.registry().get_mut(&route.sandbox)?.journal.clear();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -245,7 +256,10 @@ async fn post_clock_advance(
     Ok(json(StatusCode::OK, clock_view(sb)))
 }
 
-async fn get_settings(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+async fn get_settings(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+) -> Result<Response, ApiError> {
     let reg = app.registry();
     Ok(json(StatusCode::OK, serde_json::to_value(&reg.get(&route.sandbox)?.settings).unwrap_or(Value::Null)))
 }
@@ -265,11 +279,16 @@ async fn patch_settings(
                 m.insert(k.clone(), v.clone());
             }
         }
-        _ => return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object.")),
+        _ => {
+            return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
+        }
     }
     let settings: Settings = parse_json(merged.to_string().as_bytes())?;
     if settings.token_lifetime_secs == 0 {
-        return Err(ApiError::bad_request("InvalidRequestContent", "The field 'tokenLifetimeSecs' must be at least 1."));
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "The field 'tokenLifetimeSecs' must be at least 1.",
+        ));
     }
     sb.settings = settings;
     Ok(json(StatusCode::OK, serde_json::to_value(&sb.settings).unwrap_or(Value::Null)))
@@ -308,8 +327,10 @@ struct NewSandbox {
 }
 
 async fn post_sandbox(State(app): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let req: NewSandbox = if body.iter().all(u8::is_ascii_whitespace) { NewSandbox::default() } else { parse_json(&body)? };
-    let template = fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
+    let req: NewSandbox =
+        if body.iter().all(u8::is_ascii_whitespace) { NewSandbox::default() } else { parse_json(&body)? };
+    let template =
+        fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
     let mut reg = app.registry();
     let sb = reg.create(req.name.as_deref(), &template)?;
     Ok(json(StatusCode::CREATED, sandbox_summary(sb)))

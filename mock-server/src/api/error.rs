@@ -147,12 +147,15 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
                 "error_uri": codes.first().map(|c| format!("https://login.microsoftonline.com/error?code={c}")),
             })
         }
-        (Surface::Dataverse, e) => json!({ "error": { "code": e.dataverse_code(), "message": message } }),
+        (Surface::Dataverse, e) => {
+            json!({ "error": { "code": e.dataverse_code(), "message": message } })
+        }
         (_, e) => json!({ "error": { "code": e.code(), "message": message } }),
     };
     let mut r = (status, axum::Json(body)).into_response();
     if let ApiError::Unauthorized { code, message } = err {
-        let value = format!("Bearer error=\"invalid_token\", error_description=\"{code}: {}\"", message.replace('"', "'"));
+        let value =
+            format!("Bearer error=\"invalid_token\", error_description=\"{code}: {}\"", message.replace('"', "'"));
         if let Ok(v) = HeaderValue::from_str(&value) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }

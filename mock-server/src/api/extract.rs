@@ -15,7 +15,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let ct =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim().to_owned();
         if !(essence == "application/json" || essence.ends_with("+json")) {
             return Err(ApiError::BadRequest {
@@ -39,7 +40,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Parses JSON, naming the path of the first field that does not fit.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("InvalidRequestContent", "The request body is required and must be a JSON object."));
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "The request body is required and must be a JSON object.",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -48,7 +52,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request("InvalidJson", format!("The request body is not valid JSON: {inner}."))
         } else if path == "." {
-            ApiError::bad_request("InvalidRequestContent", format!("The request body does not have the expected shape: {inner}."))
+            ApiError::bad_request(
+                "InvalidRequestContent",
+                format!("The request body does not have the expected shape: {inner}."),
+            )
         } else {
             ApiError::bad_request("InvalidRequestContent", format!("The field '{path}' is invalid: {inner}."))
         }

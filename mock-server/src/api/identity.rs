@@ -143,7 +143,10 @@ async fn get_keys(State(app): State<AppState>) -> Response {
 
 /// Instance discovery answers with the mock's own origin, so a client that does call it
 /// (instance discovery on) is sent back to the mock.
-async fn get_instance_discovery(Extension(route): Extension<RouteInfo>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn get_instance_discovery(
+    Extension(route): Extension<RouteInfo>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let o = &route.origin;
     let tenant = q
         .get("authorization_endpoint")
@@ -180,7 +183,9 @@ async fn get_user_realm(
             "cloud_instance_name": "microsoftonline.com",
             "cloud_audience_urn": "urn:federation:MicrosoftOnline"
         }),
-        None => json!({ "ver": "1.0", "account_type": "Unknown", "cloud_instance_name": "microsoftonline.com" }),
+        None => {
+            json!({ "ver": "1.0", "account_type": "Unknown", "cloud_instance_name": "microsoftonline.com" })
+        }
     };
     Ok(json(StatusCode::OK, body))
 }

@@ -110,7 +110,9 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let real_ms = app.real_ms();
     let headers: Vec<(String, String)> = KEPT_HEADERS
         .iter()
-        .filter_map(|h| req.headers().get(*h).map(|v| ((*h).to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .filter_map(|h| {
+            req.headers().get(*h).map(|v| ((*h).to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        })
         .collect();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (mut parts, body) = req.into_parts();
@@ -144,7 +146,8 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         }
         if let Some(new_path) = rewrite? {
             let pq = if query.is_empty() { new_path } else { format!("{new_path}?{query}") };
-            parts.uri = pq.parse().map_err(|_| ApiError::bad_request("InvalidPath", "The path cannot be rewritten."))?;
+            parts.uri =
+                pq.parse().map_err(|_| ApiError::bad_request("InvalidPath", "The path cannot be rewritten."))?;
         }
         let mut req = Request::from_parts(parts, Body::from(body.clone()));
         req.extensions_mut().insert(route.clone());

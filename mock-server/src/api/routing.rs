@@ -90,7 +90,8 @@ pub struct Classified {
 }
 
 const ENV_HOST_SUFFIX: &str = ".environment.api.powerplatform.com";
-const IDENTITY_HOSTS: &[&str] = &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"];
+const IDENTITY_HOSTS: &[&str] =
+    &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"];
 /// Real domains the mock knows of: a host under them that it does not serve gets a clear
 /// "not implemented" instead of falling through to path routing.
 const MICROSOFT_SUFFIXES: &[&str] = &[
@@ -150,7 +151,11 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
             if !path.starts_with("/api/data/") {
                 return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, method, path)));
             }
-            return route(Surface::Dataverse, Some(format!("/dataverse/{org}{path}")), Attribution::Org(org.to_owned()));
+            return route(
+                Surface::Dataverse,
+                Some(format!("/dataverse/{org}{path}")),
+                Attribution::Org(org.to_owned()),
+            );
         }
     }
     if name == "api.bap.microsoft.com" {
@@ -165,10 +170,14 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
     }
     let segs = segments(path);
     match segs.as_slice() {
-        ["connectivity", "environments", env, ..] => route(Surface::PowerPlatform, None, Attribution::Environment((*env).to_owned())),
+        ["connectivity", "environments", env, ..] => {
+            route(Surface::PowerPlatform, None, Attribution::Environment((*env).to_owned()))
+        }
         ["connectivity", ..] => route(Surface::PowerPlatform, None, Attribution::EnvironmentFilter),
         ["dataverse", org, ..] => route(Surface::Dataverse, None, Attribution::Org((*org).to_owned())),
-        ["providers", p, ..] if p.eq_ignore_ascii_case("Microsoft.BusinessAppPlatform") => route(Surface::Bap, None, bap_attribution(path)),
+        ["providers", p, ..] if p.eq_ignore_ascii_case("Microsoft.BusinessAppPlatform") => {
+            route(Surface::Bap, None, bap_attribution(path))
+        }
         ["apim", "uiflow", env, ..] => route(Surface::Runtime, None, Attribution::Environment((*env).to_owned())),
         _ => match classify_identity(path, query) {
             Some(a) => route(Surface::Identity, None, a),
@@ -200,7 +209,9 @@ fn classify_identity(path: &str, query: &str) -> Option<Attribution> {
             let tenant = endpoint.split('/').filter(|s| !s.is_empty()).nth(2).unwrap_or("").to_owned();
             Some(if tenant.is_empty() { Attribution::None } else { Attribution::Tenant(tenant) })
         }
-        [tenant, "oauth2", ..] | [tenant, "v2.0", ..] | [tenant, "discovery", ..] => Some(Attribution::Tenant((*tenant).to_owned())),
+        [tenant, "oauth2", ..] | [tenant, "v2.0", ..] | [tenant, "discovery", ..] => {
+            Some(Attribution::Tenant((*tenant).to_owned()))
+        }
         _ => None,
     }
 }
@@ -214,12 +225,18 @@ pub fn environment_from_filter(query: &str) -> Option<String> {
 
 /// Finds the sandbox (and environment) a classified request belongs to; for a real
 /// environment host, also the path it is rewritten to. Unknown names fall back to `default`.
-pub fn attribute(reg: &Registry, c: &Classified, query: &str) -> (String, Option<String>, Result<Option<String>, ApiError>) {
+pub fn attribute(
+    reg: &Registry,
+    c: &Classified,
+    query: &str,
+) -> (String, Option<String>, Result<Option<String>, ApiError>) {
     let default = || DEFAULT_SANDBOX.to_owned();
     match &c.attribution {
         Attribution::Tenant(t) => (reg.by_tenant(t).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
         Attribution::Upn(u) => (reg.by_upn(u).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
-        Attribution::Environment(e) => (reg.by_environment(e).map_or_else(default, str::to_owned), Some(e.clone()), Ok(c.rewrite.clone())),
+        Attribution::Environment(e) => {
+            (reg.by_environment(e).map_or_else(default, str::to_owned), Some(e.clone()), Ok(c.rewrite.clone()))
+        }
         Attribution::Org(o) => {
             let sandbox = reg.by_org(o).map_or_else(default, str::to_owned);
             let env = reg.get(&sandbox).ok().and_then(|s| s.world.environment_by_org(o)).map(|e| e.id.to_string());
@@ -264,9 +281,15 @@ pub fn control_sandbox(headers: &HeaderMap, query: &str) -> String {
 pub fn not_implemented_message(surface: Surface, method: &str, path: &str) -> String {
     let what = if method.is_empty() { path.to_owned() } else { format!("{method} {path}") };
     let serves = match surface {
-        Surface::Identity => "identity: POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /{tenant}/discovery/v2.0/keys, GET /common/discovery/instance, GET /common/userrealm/{upn}",
-        Surface::PowerPlatform => "the Power Platform API: /connectivity/… on {environment}.environment.api.powerplatform.com, or /connectivity/environments/{environmentId}/… on any host",
-        Surface::Dataverse => "the Dataverse Web API: /api/data/v9.2/… on {org}.crm.dynamics.com, or /dataverse/{org}/api/data/v9.2/… on any host",
+        Surface::Identity => {
+            "identity: POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /{tenant}/discovery/v2.0/keys, GET /common/discovery/instance, GET /common/userrealm/{upn}"
+        }
+        Surface::PowerPlatform => {
+            "the Power Platform API: /connectivity/… on {environment}.environment.api.powerplatform.com, or /connectivity/environments/{environmentId}/… on any host"
+        }
+        Surface::Dataverse => {
+            "the Dataverse Web API: /api/data/v9.2/… on {org}.crm.dynamics.com, or /dataverse/{org}/api/data/v9.2/… on any host"
+        }
         Surface::Bap => "BAP: /providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{environmentId}",
         Surface::Runtime => "the desktop-flow connector runtime: /apim/uiflow/{environmentId}/{connectionId}/…",
         Surface::Control | Surface::Unknown => {
@@ -286,22 +309,38 @@ mod tests {
 
     #[test]
     fn real_hosts_route_by_host() {
-        assert_eq!(c("login.microsoftonline.com", "/contoso.onmicrosoft.com/oauth2/v2.0/token").surface, Surface::Identity);
-        let pp = c("37520647dbdf49faba016134c14680.c4.environment.api.powerplatform.com:443", "/connectivity/connectors/shared_uiflow/connections/x");
+        assert_eq!(
+            c("login.microsoftonline.com", "/contoso.onmicrosoft.com/oauth2/v2.0/token").surface,
+            Surface::Identity
+        );
+        let pp = c(
+            "37520647dbdf49faba016134c14680.c4.environment.api.powerplatform.com:443",
+            "/connectivity/connectors/shared_uiflow/connections/x",
+        );
         assert_eq!(
             pp.attribution,
-            Attribution::EnvironmentHost { prefix: "37520647dbdf49faba016134c14680.c4".into(), rest: "/connectors/shared_uiflow/connections/x".into() }
+            Attribution::EnvironmentHost {
+                prefix: "37520647dbdf49faba016134c14680.c4".into(),
+                rest: "/connectors/shared_uiflow/connections/x".into()
+            }
         );
         let dv = c("contosodev.crm4.dynamics.com", "/api/data/v9.2/flowmachines");
         assert_eq!(dv.rewrite.as_deref(), Some("/dataverse/contosodev/api/data/v9.2/flowmachines"));
-        assert_eq!(c("api.bap.microsoft.com", "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/e1").attribution, Attribution::Environment("e1".into()));
+        assert_eq!(
+            c("api.bap.microsoft.com", "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/e1")
+                .attribution,
+            Attribution::Environment("e1".into())
+        );
     }
 
     #[test]
     fn path_forms_route_on_any_host() {
         for host in ["127.0.0.1:8080", "localhost", "mock:9", ""] {
             assert_eq!(c(host, "/c7263f1a-afcd-4e8a-a7ce-66b19698caaa/oauth2/v2.0/token").surface, Surface::Identity);
-            assert_eq!(c(host, "/connectivity/environments/e/connections").attribution, Attribution::Environment("e".into()));
+            assert_eq!(
+                c(host, "/connectivity/environments/e/connections").attribution,
+                Attribution::Environment("e".into())
+            );
             assert_eq!(c(host, "/dataverse/contosodev/api/data/v9.2/WhoAmI").surface, Surface::Dataverse);
             assert_eq!(c(host, "/apim/uiflow/e/c/usersession/testconnection").surface, Surface::Runtime);
             assert_eq!(c(host, "/_mock/health").surface, Surface::Control);
@@ -312,7 +351,10 @@ mod tests {
     fn unknown_hosts_and_paths_are_not_implemented() {
         assert!(matches!(classify("GET", "graph.microsoft.com", "/v1.0/me", ""), Err(ApiError::NotImplemented(_))));
         assert!(matches!(classify("GET", "127.0.0.1", "/nothing/here", ""), Err(ApiError::NotImplemented(_))));
-        assert!(matches!(classify("GET", "x.environment.api.powerplatform.com", "/powerautomate/flows", ""), Err(ApiError::NotImplemented(_))));
+        assert!(matches!(
+            classify("GET", "x.environment.api.powerplatform.com", "/powerautomate/flows", ""),
+            Err(ApiError::NotImplemented(_))
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub fn wall_clock() -> Timestamp {
 }
 
 /// A monotonic reading, for the journal's real-time column and Retry-After checks.
+#[allow(clippy::disallowed_methods)]
 pub fn monotonic() -> std::time::Instant {
     std::time::Instant::now()
 }

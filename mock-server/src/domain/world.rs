@@ -256,9 +256,9 @@ impl World {
         }
         for (i, s) in f.service_principals.iter().enumerate() {
             let certificate = match &s.certificate_pem {
-                Some(pem) => Some(
-                    parse_certificate(pem).map_err(|m| bad(format!("servicePrincipals[{i}].certificatePem"), m))?,
-                ),
+                Some(pem) => {
+                    Some(parse_certificate(pem).map_err(|m| bad(format!("servicePrincipals[{i}].certificatePem"), m))?)
+                }
                 None => None,
             };
             w.service_principals.push(ServicePrincipal {
@@ -414,7 +414,7 @@ impl World {
         }
         // Short values would match inside ordinary words; the fixture's are long.
         out.retain(|(_, v)| v.len() >= 6);
-        out.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        out.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
         out.dedup_by(|a, b| a.1 == b.1);
         out
     }
@@ -423,7 +423,8 @@ impl World {
 /// Parses a PEM certificate into thumbprints and its RSA public key.
 fn parse_certificate(pem: &str) -> Result<ClientCertificate, String> {
     use aws_lc_rs::digest;
-    let (_, der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let (_, der) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
     let cert = der.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let spki = cert.public_key();
     if spki.algorithm.algorithm.to_id_string() != "1.2.840.113549.1.1.1" {

@@ -1,0 +1,116 @@
+//! `spawn_server()` and `TestServer`: a real mock on free loopback ports (http and https),
+//! a client that trusts only the mock's CA, and one method per endpoint the tests use.
+
+use mock_server::MockServer;
+use reqwest::{Client, Response};
+use serde_json::Value;
+
+pub const TENANT: &str = "c7263f1a-afcd-4e8a-a7ce-66b19698caaa";
+pub const TENANT_DOMAIN: &str = "contoso.onmicrosoft.com";
+pub const OTHER_TENANT: &str = "2fb041f4-16af-4df6-9550-f140e1fe4a21";
+pub const SP_APP_ID: &str = "71fb83d4-8950-48e6-8251-52e4b19068c8";
+pub const SP_SECRET: &str = "mock-pipeline-secret~0001";
+pub const USER_UPN: &str = "megan@contoso.onmicrosoft.com";
+pub const USER_PASSWORD: &str = "Megan-Test-Passw0rd!";
+pub const PUBLIC_CLIENT: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+pub const ENV_ID: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
+pub const ENV_HOST: &str = "37520647dbdf49faba016134c14680.c4.environment.api.powerplatform.com";
+pub const ORG: &str = "contosodev";
+pub const PP_SCOPE: &str = "https://api.powerplatform.com/.default";
+
+/// Hosts the test client resolves to the mock's https port.
+pub const REAL_HOSTS: &[&str] = &[
+    "login.microsoftonline.com",
+    ENV_HOST,
+    "contosodev.crm.dynamics.com",
+    "api.bap.microsoft.com",
+    "graph.microsoft.com",
+    "00000000000000000000000000000.00.environment.api.powerplatform.com",
+];
+
+pub struct TestServer {
+    pub server: MockServer,
+    pub http: String,
+    pub https: String,
+    pub client: Client,
+}
+
+pub async fn spawn_server() -> TestServer {
+    spawn_with(MockServer::builder()).await
+}
+
+pub async fn spawn_with(builder: mock_server::MockServerBuilder) -> TestServer {
+    if std::env::var_os("TEST_LOG").is_some() {
+        mock_server::telemetry::init("mock_server=debug");
+    }
+    let server = builder.start().await.expect("the mock starts");
+    let https_addr = server.https_addr().expect("TLS is on");
+    let ca = reqwest::Certificate::from_pem(server.ca_pem().unwrap().as_bytes()).unwrap();
+    let mut builder = Client::builder().tls_certs_only([ca]).no_proxy();
+    for h in REAL_HOSTS {
+        builder = builder.resolve(h, https_addr);
+    }
+    TestServer { http: server.uri(), https: server.https_uri().unwrap(), client: builder.build().unwrap(), server }
+}
+
+impl TestServer {
+    /// POSTs a token request over https.
+    pub async fn token(&self, tenant: &str, form: &[(&str, &str)]) -> Response {
+        self.client.post(format!("{}/{tenant}/oauth2/v2.0/token", self.https)).form(form).send().await.unwrap()
+    }
+
+    /// A client-credentials token of the default service principal for `scope`.
+    pub async fn sp_token(&self, scope: &str) -> String {
+        let r = self
+            .token(
+                TENANT_DOMAIN,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", SP_APP_ID),
+                    ("client_secret", SP_SECRET),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// GET on the control surface (http), with an optional sandbox header.
+    pub async fn control_get(&self, path: &str) -> Value {
+        let r = self.client.get(format!("{}{path}", self.http)).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The journal of a sandbox.
+    pub async fn journal(&self, query: &str) -> Value {
+        self.control_get(&format!("/_mock/journal?{query}")).await
+    }
+
+    /// A JSON request to the control surface.
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.http));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn status_json(r: Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+}
+
+/// The claims of a JWT, without verifying it (the tests verify separately).
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}

@@ -1,0 +1,110 @@
+//! The journal: every request recorded, no secret in it, bounded, filterable, normalised.
+
+use crate::helpers::*;
+use mock_server::MockServer;
+use serde_json::Value;
+
+#[tokio::test]
+async fn no_secret_or_issued_token_appears_anywhere_in_the_journal() {
+    // Arrange
+    let t = spawn_server().await;
+    let token = t.sp_token(PP_SCOPE).await;
+    let user = t
+        .token(
+            TENANT,
+            &[
+                ("grant_type", "password"),
+                ("client_id", PUBLIC_CLIENT),
+                ("username", USER_UPN),
+                ("password", USER_PASSWORD),
+                ("scope", "https://api.powerplatform.com/.default openid offline_access"),
+            ],
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    t.client
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", t.https))
+        .basic_auth(SP_APP_ID, Some(SP_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", PP_SCOPE)])
+        .send()
+        .await
+        .unwrap();
+    t.client
+        .get(format!("{}/connectivity/environments/{ENV_ID}/connections", t.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    // Act
+    let raw = serde_json::to_string(&t.journal("").await).unwrap();
+    let normalised = serde_json::to_string(&t.journal("view=normalised").await).unwrap();
+    // Assert
+    let refresh = user["refresh_token"].as_str().unwrap();
+    let id_token = user["id_token"].as_str().unwrap();
+    for secret in [SP_SECRET, USER_PASSWORD, token.as_str(), refresh, id_token, user["access_token"].as_str().unwrap()]
+    {
+        assert!(!raw.contains(secret), "raw journal leaks {}", &secret[..12]);
+        assert!(!normalised.contains(secret), "normalised journal leaks {}", &secret[..12]);
+    }
+    assert!(!raw.contains("eyJ"), "no JWT survives redaction");
+    assert!(raw.contains("<redacted:client_secret:"));
+    assert!(raw.contains("<redacted:password:"));
+}
+
+#[tokio::test]
+async fn the_normalised_journal_of_a_token_request_matches_its_snapshot() {
+    let t = spawn_server().await;
+    t.sp_token(PP_SCOPE).await;
+    let j = t.journal("view=normalised").await;
+    let mut entry = j["entries"][0].clone();
+    // The port is random and the user agent is reqwest's; neither is the request's substance.
+    entry["headers"].as_object_mut().unwrap().remove("user-agent");
+    insta::assert_json_snapshot!("journal_token_request", entry);
+}
+
+#[tokio::test]
+async fn a_known_secret_outside_its_field_is_redacted_and_flagged_as_a_leak() {
+    let t = spawn_server().await;
+    t.client
+        .get(format!("{}/connectivity/environments/{ENV_ID}/connections?debug={SP_SECRET}", t.http))
+        .send()
+        .await
+        .unwrap();
+    let raw = t.journal("").await;
+    let e = &raw["entries"][0];
+    assert!(!serde_json::to_string(e).unwrap().contains(SP_SECRET));
+    assert_eq!(e["leaks"], serde_json::json!(["client_secret in query.debug"]));
+}
+
+#[tokio::test]
+async fn the_journal_is_filtered_by_method_path_surface_and_environment() {
+    let t = spawn_server().await;
+    t.sp_token(PP_SCOPE).await;
+    t.client.get(format!("{}/connectivity/environments/{ENV_ID}/connections", t.http)).send().await.unwrap();
+    t.client.get(format!("{}/dataverse/{ORG}/api/data/v9.2/WhoAmI", t.http)).send().await.unwrap();
+    let count = |v: Value| v["entries"].as_array().unwrap().len();
+    assert_eq!(count(t.journal("").await), 3);
+    assert_eq!(count(t.journal("method=POST").await), 1);
+    assert_eq!(count(t.journal("path=/connectivity").await), 1);
+    assert_eq!(count(t.journal("surface=dataverse").await), 1);
+    assert_eq!(count(t.journal(&format!("environment={ENV_ID}")).await), 2, "the org names the environment too");
+    let (s, e) = t.control(reqwest::Method::GET, "/_mock/journal?view=pretty", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("InvalidJournalView")));
+}
+
+#[tokio::test]
+async fn the_journal_is_bounded_and_reports_evictions() {
+    let t = spawn_with(MockServer::builder().journal_capacity(2)).await;
+    for _ in 0..5 {
+        t.client.get(format!("{}/nothing", t.http)).send().await.unwrap();
+    }
+    let j = t.journal("").await;
+    assert_eq!(j["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(j["evicted"], 3);
+    assert_eq!(j["entries"][0]["seq"], 4);
+    let (s, _) = t.control(reqwest::Method::DELETE, "/_mock/journal", None).await;
+    assert_eq!(s, 204);
+    assert_eq!(t.journal("").await["entries"].as_array().unwrap().len(), 0);
+}

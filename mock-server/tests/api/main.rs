@@ -1,0 +1,11 @@
+//! One integration-test binary: every test talks HTTP to a real mock on free loopback ports.
+
+#![allow(unreachable_pub, missing_docs)]
+
+mod bad_input;
+mod control;
+mod helpers;
+mod identity;
+mod interop;
+mod journal;
+mod routing;
