@@ -63,17 +63,7 @@ async fn a_fixture_loaded_at_run_time_replaces_the_world_and_a_typo_is_named() {
     world["servicePrincipals"][0]["clientSecret"] = json!("rotated-secret-123");
     let (s, _) = t.control(Method::PUT, "/_mock/fixture", Some(world.clone())).await;
     assert_eq!(s, 200);
-    let r = t
-        .token(
-            TENANT,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", SP_APP_ID),
-                ("client_secret", "rotated-secret-123"),
-                ("scope", PP_SCOPE),
-            ],
-        )
-        .await;
+    let r = t.token(TENANT, &cc_form(SP_APP_ID, "rotated-secret-123", PP_SCOPE)).await;
     assert_eq!(r.status(), 200);
     world["tenants"][0]["displayNme"] = json!("typo");
     let (s, e) = t.control(Method::PUT, "/_mock/fixture", Some(world)).await;
@@ -95,28 +85,8 @@ async fn a_new_sandbox_has_its_own_tenants_tokens_and_journal() {
     let secret = sb["servicePrincipals"][0]["clientSecret"].as_str().unwrap().to_owned();
     assert_ne!(tenant, TENANT);
     // Act
-    let r = t
-        .token(
-            &tenant,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app_id),
-                ("client_secret", &secret),
-                ("scope", PP_SCOPE),
-            ],
-        )
-        .await;
-    let old_secret = t
-        .token(
-            &tenant,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app_id),
-                ("client_secret", SP_SECRET),
-                ("scope", PP_SCOPE),
-            ],
-        )
-        .await;
+    let r = t.token(&tenant, &cc_form(&app_id, &secret, PP_SCOPE)).await;
+    let old_secret = t.token(&tenant, &cc_form(&app_id, SP_SECRET, PP_SCOPE)).await;
     // Assert
     assert_eq!(r.status(), 200);
     assert_eq!(old_secret.status(), 401, "the template's secret does not open the sandbox");

@@ -61,17 +61,7 @@ impl TestServer {
 
     /// A client-credentials token of the default service principal for `scope`.
     pub async fn sp_token(&self, scope: &str) -> String {
-        let r = self
-            .token(
-                TENANT_DOMAIN,
-                &[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", SP_APP_ID),
-                    ("client_secret", SP_SECRET),
-                    ("scope", scope),
-                ],
-            )
-            .await;
+        let r = self.token(TENANT_DOMAIN, &cc_form(SP_APP_ID, SP_SECRET, scope)).await;
         assert_eq!(r.status(), 200);
         r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
     }
@@ -99,6 +89,11 @@ impl TestServer {
         let text = r.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
+}
+
+/// A client-credentials token request.
+pub fn cc_form<'a>(client_id: &'a str, secret: &'a str, scope: &'a str) -> [(&'static str, &'a str); 4] {
+    [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope)]
 }
 
 /// Status and JSON body of a response.

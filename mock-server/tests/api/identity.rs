@@ -38,12 +38,7 @@ async fn the_token_endpoint_answers_over_plain_http_too_with_a_numeric_expires_i
     let r = t
         .client
         .post(format!("{}/{TENANT}/oauth2/v2.0/token", t.http))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", SP_APP_ID),
-            ("client_secret", SP_SECRET),
-            ("scope", PP_SCOPE),
-        ])
+        .form(&cc_form(SP_APP_ID, SP_SECRET, PP_SCOPE))
         .send()
         .await
         .unwrap();

@@ -11,12 +11,7 @@ async fn the_identity_host_routes_by_host_header_over_tls_with_sni() {
     let r = t
         .client
         .post(format!("https://login.microsoftonline.com:{port}/{TENANT}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", SP_APP_ID),
-            ("client_secret", SP_SECRET),
-            ("scope", PP_SCOPE),
-        ])
+        .form(&cc_form(SP_APP_ID, SP_SECRET, PP_SCOPE))
         .send()
         .await
         .unwrap();
