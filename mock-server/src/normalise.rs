@@ -135,7 +135,33 @@ fn is_time(s: &str) -> bool {
         || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%SZ").is_ok()
 }
 
-/// Replaces `127.0.0.1:PORT`, `localhost:PORT` and `[::1]:PORT` by `<loopback>`.
+/// Replaces `127.0.0.1:PORT`, `localhost:PORT` and `[::1]:PORT` by `<loopback>`, and the
+/// port after any other host name (`….powerplatform.com:38833`) by `<port>`: ports are
+/// picked at random by tests, so they are never part of a request's substance.
+fn mask_ports(s: &str) -> String {
+    let s = mask_loopback(s);
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    let mut i = 1;
+    while i < b.len() {
+        if b[i] == b':' && b[i - 1].is_ascii_alphabetic() {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let ends = b.get(i + 1 + digits).is_none_or(|c| !c.is_ascii_alphanumeric());
+            if (1..=5).contains(&digits) && ends {
+                out.push_str(&s[last..=i]);
+                out.push_str("<port>");
+                last = i + 1 + digits;
+                i = last;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
 fn mask_loopback(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -172,6 +198,7 @@ impl Normaliser {
                 // `{"targetId":{"value":GUID}}`: the parent names the value.
                 let field_kind = match key {
                     Some("value" | "name") => parent.and_then(kind_of_key).or(key.and_then(kind_of_key)),
+                    Some("id") if matches!(parent, Some("createdBy" | "principal")) => Some("object-id"),
                     Some(k) => kind_of_key(k),
                     None => None,
                 };
@@ -217,6 +244,7 @@ impl Normaliser {
         if crate::tokens::looks_like_jwt(s) {
             return self.other("token", s);
         }
+        let s = &mask_ports(s);
         let mut out = String::new();
         let mut last = 0;
         for (start, end, u, _) in find_guids(s) {
@@ -225,8 +253,7 @@ impl Normaliser {
             last = end;
         }
         out.push_str(&s[last..]);
-        let out = self.render_redactions(&out);
-        mask_loopback(&out)
+        self.render_redactions(&out)
     }
 
     /// `<redacted:KIND:H>` → `<redacted:KIND:N>`, numbered per kind by distinct H.
@@ -324,6 +351,9 @@ mod tests {
         assert_eq!(n[0]["s"], "<redacted:password:1>");
         assert_eq!(n[1]["s"], "<redacted:password:2>");
         assert_eq!(n[0]["o"], "https://<loopback>/x");
+        let hosts =
+            normalise(&json!("https://a.environment.api.powerplatform.com:38833/x at 09:00:00Z, urn:ietf:params"));
+        assert_eq!(hosts, "https://a.environment.api.powerplatform.com:<port>/x at 09:00:00Z, urn:ietf:params");
         assert_eq!(n[1]["realMs"], "<real-ms>");
     }
 

@@ -5,6 +5,9 @@
 //!   DECISIONS.md's addressing table) and which sandbox it belongs to.
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
+//! - `auth` — bearer-token checks per surface (signature, expiry, audience, tenant).
+//! - `connections` — the Power Platform API connections endpoints.
+//! - `bap` — BAP environment metadata (finding the Dataverse org).
 //! - `identity` — token endpoint, OpenID configuration, JWKS, instance and realm discovery.
 //! - `admin` — the control surface under `/_mock/`.
 //!
@@ -13,6 +16,9 @@
 //! (`/dataverse/{org}/api/data/…`): both doors then reach the same handlers.
 
 pub mod admin;
+pub mod auth;
+pub mod bap;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod identity;
@@ -45,6 +51,8 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(identity::router())
         .merge(admin::router())
+        .merge(connections::router())
+        .merge(bap::router())
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -1,6 +1,6 @@
 //! `domain::Error`: one variant per rule that can be broken, each with its code. Messages
 //! that Microsoft documents are reproduced word for word; codes the mock makes up are marked
-//! `(mock-defined)` in their docs and in `docs/errors.md`.
+//! (mock-defined) here and in `docs/errors.md`.
 
 use super::clock::ClockError;
 
@@ -10,6 +10,52 @@ pub enum Error {
     /// The sandbox clock refused a change (mock-defined `InvalidClockChange`).
     #[error(transparent)]
     Clock(#[from] ClockError),
+    /// The environment does not exist (documented `ServiceToServiceEnvironmentNotFound`).
+    #[error("The environment '{environment}' could not be found in the tenant '{tenant}'.")]
+    EnvironmentNotFound {
+        /// Environment id as given.
+        environment: String,
+        /// Caller's tenant.
+        tenant: String,
+    },
+    /// A principal of one tenant acting on another tenant's environment (documented code, mock text).
+    #[error(
+        "The caller does not have permission. The environment '{environment}' is not in the caller's tenant '{tenant}'."
+    )]
+    CrossTenantAccess {
+        /// Environment.
+        environment: String,
+        /// Caller's tenant.
+        tenant: String,
+    },
+    /// The caller may not use the target group (documented code and message; the mock adds the group).
+    #[error("The caller does not have permission. (machine group {group})")]
+    ConnectionAuthorizationFailed {
+        /// Group id.
+        group: String,
+    },
+    /// No such connection (documented code `ConnectionNotFound`, mock text).
+    #[error("The connection '{0}' was not found.")]
+    ConnectionNotFound(String),
+    /// A connector other than `shared_uiflow` (mock-defined `ConnectorNotFound`).
+    #[error("The connector '{0}' is not emulated by the mock: only 'shared_uiflow' (Desktop flows) is.")]
+    ConnectorNotFound(String),
+    /// The body names another environment than the door (mock-defined `EnvironmentMismatch`).
+    #[error("The body's properties.environment.name '{body}' is not the environment of the request '{door}'.")]
+    EnvironmentMismatch {
+        /// Environment in the body.
+        body: String,
+        /// Environment of host or path.
+        door: String,
+    },
+    /// `targetId` is no machine group of the environment (mock-defined `TargetGroupNotFound`).
+    #[error("The targetId '{target}' is not a machine group of this environment.{}", machine_group.as_ref().map(|g| format!(" It is a machine id: use the id of its group, '{g}' (the machine's Flow Machine Group column).")).unwrap_or_default())]
+    TargetGroupNotFound {
+        /// Given id.
+        target: String,
+        /// When the id is a machine's: its group.
+        machine_group: Option<String>,
+    },
 }
 
 impl Error {
@@ -17,13 +63,23 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Clock(_) => "InvalidClockChange",
+            Self::EnvironmentNotFound { .. } => "ServiceToServiceEnvironmentNotFound",
+            Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => {
+                "ConnectionAuthorizationFailed"
+            }
+            Self::ConnectionNotFound(_) => "ConnectionNotFound",
+            Self::ConnectorNotFound(_) => "ConnectorNotFound",
+            Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
+            Self::TargetGroupNotFound { .. } => "TargetGroupNotFound",
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Clock(_) => 400,
+            Self::Clock(_) | Self::EnvironmentMismatch { .. } | Self::TargetGroupNotFound { .. } => 400,
+            Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => 403,
+            Self::EnvironmentNotFound { .. } | Self::ConnectionNotFound(_) | Self::ConnectorNotFound(_) => 404,
         }
     }
 }

@@ -7,9 +7,11 @@
 //! - `clock` — the only place real time is read; `VirtualClock` for sandboxes.
 //! - `id_gen` — ids the mock makes up (sequential by default, so journals repeat).
 //! - `world` — `World`: tenants, principals, environments, machines, groups, shares.
+//! - `connection` — desktop-flow connections: who may create them on which group, their status.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
 pub mod clock;
+pub mod connection;
 pub mod error;
 pub mod id_gen;
 pub mod ids;

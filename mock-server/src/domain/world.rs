@@ -217,6 +217,8 @@ pub struct World {
     pub service_principals: Vec<ServicePrincipal>,
     /// Environments.
     pub environments: Vec<Environment>,
+    /// Connections, in every environment.
+    pub connections: Vec<super::connection::Connection>,
 }
 
 impl World {
@@ -231,6 +233,7 @@ impl World {
             users: Vec::new(),
             service_principals: Vec::new(),
             environments: Vec::new(),
+            connections: Vec::new(),
         };
         for (i, t) in f.tenants.iter().enumerate() {
             w.tenants.push(Tenant {

@@ -23,21 +23,27 @@ async fn the_environment_host_and_its_path_form_reach_the_same_surface_and_sandb
     // Arrange
     let t = spawn_server().await;
     let port = t.server.https_addr().unwrap().port();
-    // Act: an operation later issues fill in; today the surface answers "not implemented".
-    let by_host =
-        t.client.get(format!("https://{ENV_HOST}:{port}/connectivity/connections?api-version=1")).send().await.unwrap();
+    let token = t.sp_token(PP_SCOPE).await;
+    // Act
+    let by_host = t
+        .client
+        .get(format!("https://{ENV_HOST}:{port}/connectivity/connections?api-version=1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let by_path = t
         .client
         .get(format!("{}/connectivity/environments/{ENV_ID}/connections?api-version=1", t.http))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     // Assert
     let (s1, b1) = status_json(by_host).await;
     let (s2, b2) = status_json(by_path).await;
-    assert_eq!((s1, s2), (404, 404));
-    assert_eq!(b1["error"]["code"], "NotImplementedByMock");
-    assert_eq!(b2["error"]["code"], "NotImplementedByMock");
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!(b1, b2);
     let journal = t.journal("surface=powerplatform").await;
     let entries = journal["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2);

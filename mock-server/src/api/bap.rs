@@ -1,0 +1,75 @@
+//! BAP environment metadata: how a client finds the Dataverse org of an environment id
+//! (api-facts 1.3). `instanceUrl` points at the mock's Dataverse door: the org host when the
+//! client called the real BAP host, the loopback path form otherwise.
+
+use super::auth::{caller, verify_bearer};
+use super::connections::check_api_version;
+use super::extract::ApiPath;
+use super::{ApiError, RouteInfo, json};
+use crate::domain::ids::EnvironmentId;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Extension, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Routes of the BAP surface.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{env}", get(get_environment))
+        .route("/providers/Microsoft.BusinessAppPlatform/environments/{env}", get(get_environment))
+}
+
+async fn get_environment(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(env): ApiPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_api_version(&q)?;
+    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let reg = app.registry();
+    let sb = reg.get(&route.sandbox)?;
+    let who = caller(&sb.world, &claims)?;
+    let not_found = || ApiError::NotFound {
+        code: "EnvironmentNotFound",
+        message: format!("The environment '{env}' could not be found in the tenant."),
+    };
+    let id = EnvironmentId::parse(&env).map_err(|_| not_found())?;
+    let e = sb.world.environment(&id).filter(|e| e.tenant == who.tenant).ok_or_else(not_found)?;
+    let real_host =
+        route.origin.ends_with("://api.bap.microsoft.com") || route.origin.contains("://api.bap.microsoft.com:");
+    let instance =
+        if real_host { format!("https://{}/", e.org_host()) } else { format!("{}/dataverse/{}/", route.origin, e.org) };
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "id": format!("/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{}", e.id),
+            "type": "Microsoft.BusinessAppPlatform/scopes/environments",
+            "location": "unitedstates",
+            "name": e.id.to_string(),
+            "properties": {
+                "tenantId": e.tenant.to_string(),
+                "azureRegion": "westus",
+                "displayName": e.display_name,
+                "environmentSku": "Sandbox",
+                "isDefault": e.id.as_str().starts_with("Default-"),
+                "linkedEnvironmentMetadata": {
+                    "type": "Dynamics365Instance",
+                    "resourceId": e.organization_id.to_string(),
+                    "friendlyName": e.display_name,
+                    "uniqueName": e.org,
+                    "domainName": e.org,
+                    "version": "9.2.25013.00000",
+                    "instanceUrl": instance,
+                    "instanceApiUrl": instance,
+                    "instanceState": "Ready",
+                }
+            }
+        }),
+    ))
+}
