@@ -11,6 +11,7 @@
 //! - [`sandbox`] — sandboxes (the unit of isolation) and the registry that owns them.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
+//! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
 //! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod identity;
 pub mod journal;
 pub mod normalise;
+pub mod odata;
 pub mod sandbox;
 pub mod server;
 pub mod state;

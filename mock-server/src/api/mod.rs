@@ -8,6 +8,7 @@
 //! - `auth` — bearer-token checks per surface (signature, expiry, audience, tenant).
 //! - `connections` — the Power Platform API connections endpoints.
 //! - `bap` — BAP environment metadata (finding the Dataverse org).
+//! - `dataverse` — the Dataverse Web API subset: machine tables, systemusers, WhoAmI, EntityDefinitions.
 //! - `identity` — token endpoint, OpenID configuration, JWKS, instance and realm discovery.
 //! - `admin` — the control surface under `/_mock/`.
 //!
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod auth;
 pub mod bap;
 pub mod connections;
+pub mod dataverse;
 pub mod error;
 pub mod extract;
 pub mod identity;
@@ -53,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(connections::router())
         .merge(bap::router())
+        .merge(dataverse::router())
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

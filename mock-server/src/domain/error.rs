@@ -56,6 +56,44 @@ pub enum Error {
         /// When the id is a machine's: its group.
         machine_group: Option<String>,
     },
+    /// `If-Match` names an older row version (Dataverse `0x80060882`).
+    #[error("The version of the existing record doesn't match the RowVersion property provided.")]
+    VersionMismatch,
+    /// A name that Dataverse would refuse (mock-defined text, Dataverse code `0x80040203`).
+    #[error("The name '{0}' is invalid: it must be 1 to 100 characters and not blank.")]
+    InvalidName(String),
+    /// A create with an id that exists (Dataverse `0x80040237`).
+    #[error("A record with the id '{0}' already exists.")]
+    DuplicateRecord(String),
+    /// A row that does not exist or the caller cannot see (Dataverse `0x80040217`).
+    #[error("Entity '{entity}' With Id = {id} Does Not Exist")]
+    RecordNotFound {
+        /// Logical name.
+        entity: &'static str,
+        /// Id.
+        id: String,
+    },
+    /// The caller's share does not allow the operation (Dataverse `0x80040220`).
+    #[error("Principal user (Id={principal}, type=8) is missing {privilege} privilege.")]
+    MissingPrivilege {
+        /// Privilege name.
+        privilege: &'static str,
+        /// Caller.
+        principal: String,
+    },
+    /// Deleting a group that still holds machines (relationship Delete: Restrict; mock-defined code and text).
+    #[error("The machine group '{group}' still holds {machines} machine(s); remove them before deleting the group.")]
+    GroupHasMachines {
+        /// Group.
+        group: String,
+        /// Members.
+        machines: usize,
+    },
+    /// The principal has no systemuser in the environment (Dataverse `0x80072560`, mock text).
+    #[error(
+        "The user is not a member of the organization: principal '{0}' has no systemuser (application user) in this environment."
+    )]
+    NotOrganizationMember(String),
 }
 
 impl Error {
@@ -71,6 +109,13 @@ impl Error {
             Self::ConnectorNotFound(_) => "ConnectorNotFound",
             Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
             Self::TargetGroupNotFound { .. } => "TargetGroupNotFound",
+            Self::VersionMismatch => "0x80060882",
+            Self::InvalidName(_) => "0x80040203",
+            Self::DuplicateRecord(_) => "0x80040237",
+            Self::RecordNotFound { .. } => "0x80040217",
+            Self::MissingPrivilege { .. } => "0x80040220",
+            Self::GroupHasMachines { .. } => "MachineGroupNotEmpty",
+            Self::NotOrganizationMember(_) => "0x80072560",
         }
     }
 
@@ -78,6 +123,10 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Self::Clock(_) | Self::EnvironmentMismatch { .. } | Self::TargetGroupNotFound { .. } => 400,
+            Self::InvalidName(_) | Self::GroupHasMachines { .. } => 400,
+            Self::VersionMismatch | Self::DuplicateRecord(_) => 412,
+            Self::RecordNotFound { .. } => 404,
+            Self::MissingPrivilege { .. } | Self::NotOrganizationMember(_) => 403,
             Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => 403,
             Self::EnvironmentNotFound { .. } | Self::ConnectionNotFound(_) | Self::ConnectorNotFound(_) => 404,
         }

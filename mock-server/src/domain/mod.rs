@@ -8,6 +8,7 @@
 //! - `id_gen` — ids the mock makes up (sequential by default, so journals repeat).
 //! - `world` — `World`: tenants, principals, environments, machines, groups, shares.
 //! - `connection` — desktop-flow connections: who may create them on which group, their status.
+//! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod connection;
 pub mod error;
 pub mod id_gen;
 pub mod ids;
+pub mod machine;
 pub mod world;
 
 pub use error::Error;

@@ -137,6 +137,10 @@ pub struct MachineGroup {
     pub owner: PrincipalId,
     /// Shares.
     pub shares: Vec<Share>,
+    /// Row version (Dataverse `versionnumber`, the ETag).
+    pub version: u64,
+    /// Description.
+    pub description: Option<String>,
 }
 
 /// How a machine is joined.
@@ -174,6 +178,10 @@ pub struct Machine {
     pub join_type: JoinType,
     /// Accounts that can sign in.
     pub windows_accounts: Vec<WindowsAccount>,
+    /// Row version (Dataverse `versionnumber`, the ETag).
+    pub version: u64,
+    /// Description.
+    pub description: Option<String>,
 }
 
 /// An environment with its Dataverse organisation and machines.
@@ -314,6 +322,8 @@ impl World {
                     },
                     owner: PrincipalId::parse(&g.owner).map_err(id_err(p))?,
                     shares,
+                    version: 1,
+                    description: None,
                 });
             }
             for (i, m) in env.machines.iter().enumerate() {
@@ -336,6 +346,8 @@ impl World {
                             password: SecretString::from(a.password.clone()),
                         })
                         .collect(),
+                    version: 1,
+                    description: None,
                 });
             }
             w.environments.push(out);

@@ -76,19 +76,35 @@ async fn an_environment_host_the_mock_does_not_know_is_a_clear_404() {
 async fn the_dataverse_host_answers_in_the_odata_envelope() {
     let t = spawn_server().await;
     let port = t.server.https_addr().unwrap().port();
+    let token = t.sp_token("https://contosodev.crm.dynamics.com/.default").await;
     let by_host = t
         .client
         .get(format!("https://contosodev.crm.dynamics.com:{port}/api/data/v9.2/accounts"))
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     let (status, body) = status_json(by_host).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("0x8006088a")));
-    let by_path = t.client.get(format!("{}/dataverse/{ORG}/api/data/v9.2/accounts", t.http)).send().await.unwrap();
+    let by_path = t
+        .client
+        .get(format!("{}/dataverse/{ORG}/api/data/v9.2/accounts", t.http))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let (status, body2) = status_json(by_path).await;
     assert_eq!(status, 404);
-    assert_eq!(body2["error"]["code"], "0x8006088a");
-    insta::assert_json_snapshot!("dataverse_not_implemented", body2);
+    assert_eq!(body2["error"]["message"], "Resource not found for the segment 'accounts'.");
+    insta::assert_json_snapshot!("dataverse_unknown_entity_set", body2);
+    let anonymous =
+        t.client.get(format!("{}/dataverse/{ORG}/api/data/v9.2/flowmachines", t.http)).send().await.unwrap();
+    let (status, body3) = status_json(anonymous).await;
+    assert_eq!(
+        (status, body3["error"]["code"].as_str()),
+        (401, Some("0x80072560")),
+        "no token: 401 in the OData envelope"
+    );
 }
 
 #[tokio::test]

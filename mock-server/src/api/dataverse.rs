@@ -1,0 +1,695 @@
+//! The Dataverse Web API subset a desktop-flow client needs: `flowmachines`,
+//! `flowmachinegroups` and `systemusers` as OData tables, `WhoAmI`, and the `EntityDefinitions`
+//! queries client libraries make before CRUD (entity set name, primary id, picklists). One
+//! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`).
+
+use super::auth::{caller, verify_bearer};
+use super::extract::{ApiPath, parse_json};
+use super::{ApiError, RouteInfo, json};
+use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, parse_guid};
+use crate::domain::machine::{Access, Expect, NewMachine, RowChange, group_access, machine_access};
+use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
+use crate::journal::form_pairs;
+use crate::odata::{self, ODataError};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// Routes of the Dataverse surface (path form; the org host is rewritten here).
+pub fn router() -> Router<AppState> {
+    Router::new().route("/dataverse/{org}/api/data/{version}/{*rest}", any(dataverse))
+}
+
+/// The tables the mock serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    FlowMachine,
+    FlowMachineGroup,
+    SystemUser,
+}
+
+impl Table {
+    const ALL: [Table; 3] = [Table::FlowMachine, Table::FlowMachineGroup, Table::SystemUser];
+
+    fn logical(self) -> &'static str {
+        match self {
+            Self::FlowMachine => "flowmachine",
+            Self::FlowMachineGroup => "flowmachinegroup",
+            Self::SystemUser => "systemuser",
+        }
+    }
+
+    fn set(self) -> &'static str {
+        match self {
+            Self::FlowMachine => "flowmachines",
+            Self::FlowMachineGroup => "flowmachinegroups",
+            Self::SystemUser => "systemusers",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::FlowMachine => "flowmachineid",
+            Self::FlowMachineGroup => "flowmachinegroupid",
+            Self::SystemUser => "systemuserid",
+        }
+    }
+
+    fn primary_name(self) -> &'static str {
+        match self {
+            Self::SystemUser => "fullname",
+            _ => "name",
+        }
+    }
+
+    fn properties(self) -> &'static [&'static str] {
+        match self {
+            Self::FlowMachine => &[
+                "flowmachineid",
+                "name",
+                "description",
+                "_flowmachinegroupid_value",
+                "_ownerid_value",
+                "agentversion",
+                "sessioncapacity",
+                "hostingtype",
+                "statecode",
+                "statuscode",
+                "versionnumber",
+            ],
+            Self::FlowMachineGroup => &[
+                "flowmachinegroupid",
+                "name",
+                "description",
+                "flowgrouptype",
+                "domainsetting",
+                "_ownerid_value",
+                "statecode",
+                "statuscode",
+                "versionnumber",
+            ],
+            Self::SystemUser => &[
+                "systemuserid",
+                "fullname",
+                "domainname",
+                "internalemailaddress",
+                "applicationid",
+                "azureactivedirectoryobjectid",
+                "accessmode",
+                "isdisabled",
+            ],
+        }
+    }
+
+    /// Picklist columns: (column, [(value, label)]).
+    fn picklists(self) -> &'static [(&'static str, &'static [(i64, &'static str)])] {
+        match self {
+            Self::FlowMachine => &[("hostingtype", &[(0, "Customer"), (1, "Hosted"), (2, "CloudPc")])],
+            Self::FlowMachineGroup => &[
+                ("flowgrouptype", &[(545_940_000, "Keyless"), (545_940_001, "Standard"), (545_940_002, "Default")]),
+                ("domainsetting", &[(0, "None"), (1, "AadJoined")]),
+            ],
+            Self::SystemUser => &[(
+                "accessmode",
+                &[
+                    (0, "Read-Write"),
+                    (1, "Administrative"),
+                    (2, "Read"),
+                    (3, "Support User"),
+                    (4, "Non-interactive"),
+                    (5, "Delegated Admin"),
+                ],
+            )],
+        }
+    }
+
+    fn by_set(set: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.set().eq_ignore_ascii_case(set))
+    }
+
+    fn by_logical(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.logical().eq_ignore_ascii_case(name))
+    }
+}
+
+/// What the path after `/api/data/v9.2/` names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    WhoAmI,
+    Definitions,
+    Definition(String),
+    Picklists(String),
+    Rows(Table),
+    Row(Table, Uuid),
+}
+
+fn not_found_segment(seg: &str) -> ApiError {
+    ApiError::NotFound { code: "0x8006088a", message: format!("Resource not found for the segment '{seg}'.") }
+}
+
+fn parse_target(rest: &str) -> Result<Target, ApiError> {
+    let rest = rest.trim_end_matches('/');
+    if rest == "WhoAmI" || rest == "WhoAmI()" {
+        return Ok(Target::WhoAmI);
+    }
+    if rest == "EntityDefinitions" {
+        return Ok(Target::Definitions);
+    }
+    if let Some(after) = rest.strip_prefix("EntityDefinitions(LogicalName='") {
+        let (name, tail) = after.split_once("')").ok_or_else(|| not_found_segment(rest))?;
+        return match tail {
+            "" => Ok(Target::Definition(name.to_owned())),
+            "/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata" => Ok(Target::Picklists(name.to_owned())),
+            _ => Err(ApiError::NotImplemented(format!(
+                "'EntityDefinitions(…){tail}' is not implemented by the mock; the entity definition and its PicklistAttributeMetadata are."
+            ))),
+        };
+    }
+    let (set, key) = match rest.split_once('(') {
+        Some((set, k)) => {
+            let (k, tail) = k.split_once(')').ok_or_else(|| not_found_segment(rest))?;
+            if !tail.is_empty() {
+                return Err(ApiError::NotImplemented(format!(
+                    "The path '{rest}' (navigation or bound operation) is not implemented by the mock."
+                )));
+            }
+            (set, Some(k))
+        }
+        None => (rest, None),
+    };
+    if set.contains('/') {
+        return Err(ApiError::NotImplemented(format!(
+            "The path '{rest}' (navigation or bound operation) is not implemented by the mock."
+        )));
+    }
+    let table = Table::by_set(set).ok_or_else(|| not_found_segment(set))?;
+    match key {
+        None => Ok(Target::Rows(table)),
+        Some(k) => {
+            let id = parse_guid("key", k).map_err(|_| ApiError::BadRequest {
+                status: 400,
+                code: odata::BAD_QUERY,
+                message: format!("Bad Request - Error in query syntax: '{k}' is not a GUID key."),
+            })?;
+            Ok(Target::Row(table, id))
+        }
+    }
+}
+
+fn etag(version: u64) -> String {
+    format!("W/\"{version}\"")
+}
+
+fn owner_value(env: &Environment, owner: PrincipalId) -> Value {
+    env.system_user_of(owner).map_or(Value::Null, |s| json!(s.to_string()))
+}
+
+fn group_row(env: &Environment, g: &MachineGroup) -> Map<String, Value> {
+    let v = json!({
+        "@odata.etag": etag(g.version),
+        "flowmachinegroupid": g.id.to_string(),
+        "name": g.name,
+        "description": g.description,
+        "flowgrouptype": g.group_type.option_value(),
+        "domainsetting": 0,
+        "_ownerid_value": owner_value(env, g.owner),
+        "statecode": 0,
+        "statuscode": 1,
+        "versionnumber": g.version,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn machine_row(env: &Environment, m: &Machine) -> Map<String, Value> {
+    let v = json!({
+        "@odata.etag": etag(m.version),
+        "flowmachineid": m.id.to_string(),
+        "name": m.name,
+        "description": m.description,
+        "_flowmachinegroupid_value": m.group.to_string(),
+        "_ownerid_value": owner_value(env, m.owner),
+        "agentversion": "2.50.139.24296",
+        "sessioncapacity": 1,
+        "hostingtype": 0,
+        "statecode": 0,
+        "statuscode": 1,
+        "versionnumber": m.version,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn system_user_rows(world: &World, env: &Environment) -> Vec<Map<String, Value>> {
+    env.system_users
+        .iter()
+        .filter_map(|s| {
+            let v = if let Some(u) = world.user(s.principal) {
+                json!({
+                    "systemuserid": s.id.to_string(), "fullname": u.display_name, "domainname": u.upn,
+                    "internalemailaddress": u.upn, "applicationid": null,
+                    "azureactivedirectoryobjectid": u.object_id.to_string(), "accessmode": 0, "isdisabled": false,
+                })
+            } else {
+                let sp = world.service_principals.iter().find(|p| p.object_id == s.principal)?;
+                json!({
+                    "systemuserid": s.id.to_string(), "fullname": format!("# {}", sp.display_name),
+                    "domainname": format!("{}@{}", sp.app_id, world.tenant(sp.tenant).map_or("", |t| t.domain.as_str())),
+                    "internalemailaddress": null, "applicationid": sp.app_id.to_string(),
+                    "azureactivedirectoryobjectid": sp.object_id.to_string(), "accessmode": 4, "isdisabled": false,
+                })
+            };
+            v.as_object().cloned()
+        })
+        .collect()
+}
+
+/// Rows of a table the caller can read.
+fn rows(world: &World, env: &Environment, table: Table, who: PrincipalId) -> Vec<Map<String, Value>> {
+    match table {
+        Table::FlowMachineGroup => env
+            .machine_groups
+            .iter()
+            .filter(|g| group_access(g, who) != Access::None)
+            .map(|g| group_row(env, g))
+            .collect(),
+        Table::FlowMachine => env
+            .machines
+            .iter()
+            .filter(|m| machine_access(env, m, who) != Access::None)
+            .map(|m| machine_row(env, m))
+            .collect(),
+        Table::SystemUser => system_user_rows(world, env),
+    }
+}
+
+fn definition(t: Table) -> Value {
+    let meta = Uuid::new_v5(&Uuid::NAMESPACE_OID, t.logical().as_bytes());
+    json!({
+        "MetadataId": meta.to_string(),
+        "LogicalName": t.logical(),
+        "SchemaName": t.logical(),
+        "EntitySetName": t.set(),
+        "LogicalCollectionName": t.set(),
+        "PrimaryIdAttribute": t.key(),
+        "PrimaryNameAttribute": t.primary_name(),
+        "OwnershipType": if t == Table::SystemUser { "BusinessOwned" } else { "UserOwned" },
+        "IsCustomEntity": false,
+    })
+}
+
+fn picklist_metadata(t: Table) -> Value {
+    let label = |l: &str| json!({ "Label": l, "LanguageCode": 1033 });
+    let items: Vec<Value> = t
+        .picklists()
+        .iter()
+        .map(|(col, options)| {
+            json!({
+                "LogicalName": col,
+                "MetadataId": Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{}.{col}", t.logical()).as_bytes()).to_string(),
+                "OptionSet": { "Options": options.iter().map(|(v, l)| json!({
+                    "Value": v, "Label": { "LocalizedLabels": [label(l)], "UserLocalizedLabel": label(l) }
+                })).collect::<Vec<_>>() }
+            })
+        })
+        .collect();
+    json!({ "value": items })
+}
+
+/// Projects a JSON object onto `$select` (when given), keeping OData annotations.
+fn select_keys(v: Value, pairs: &[(String, String)]) -> Value {
+    let Some((_, sel)) = pairs.iter().find(|(k, _)| k == "$select") else {
+        return v;
+    };
+    let keep: Vec<&str> = sel.split(',').map(str::trim).collect();
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter().filter(|(k, _)| keep.contains(&k.as_str()) || k.starts_with("@odata")).collect(),
+        ),
+        other => other,
+    }
+}
+
+fn prefer(headers: &HeaderMap) -> (Option<usize>, bool) {
+    let mut page = None;
+    let mut representation = false;
+    for v in headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()) {
+        for part in v.split(',').map(str::trim) {
+            if let Some(n) = part.strip_prefix("odata.maxpagesize=") {
+                page = n.trim().parse().ok();
+            } else if part == "return=representation" {
+                representation = true;
+            }
+        }
+    }
+    (page, representation)
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Expect, ApiError> {
+    let Some(v) = headers.get("if-match") else { return Ok(Expect::Any) };
+    let v = v.to_str().unwrap_or("").trim();
+    if v == "*" {
+        return Ok(Expect::Exists);
+    }
+    v.trim_start_matches("W/").trim_matches('"').parse().map(Expect::Version).map_err(|_| ApiError::BadRequest {
+        status: 400,
+        code: odata::BAD_QUERY,
+        message: format!("The If-Match value '{v}' is not an ETag (W/\"N\") or '*'."),
+    })
+}
+
+fn odata_err(e: ODataError) -> ApiError {
+    ApiError::BadRequest { status: if e.code == "0x8006088a" { 404 } else { 400 }, code: e.code, message: e.message }
+}
+
+/// The body of a create or update: an object whose properties the table accepts for writing.
+fn write_body(table: Table, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let v: Value = parse_json(body)?;
+    let Value::Object(map) = v else {
+        return Err(ApiError::bad_request(odata::BAD_QUERY, "The request body must be a JSON object."));
+    };
+    let writable: &[&str] = match table {
+        Table::FlowMachineGroup => &["name", "description", "flowgrouptype"],
+        Table::FlowMachine => &["name", "description", "flowmachinegroupid@odata.bind"],
+        Table::SystemUser => &[],
+    };
+    for k in map.keys() {
+        if !writable.iter().any(|w| w.eq_ignore_ascii_case(k)) && !k.starts_with("@odata") {
+            return Err(ApiError::bad_request(
+                odata::BAD_QUERY,
+                format!("Invalid property '{k}' was found in entity 'Microsoft.Dynamics.CRM.{}'.", table.logical()),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn string_field(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(odata::BAD_QUERY, format!("The property '{key}' must be a string."))),
+    }
+}
+
+fn change_of(map: &Map<String, Value>) -> Result<RowChange, ApiError> {
+    let description = match map.iter().find(|(k, _)| k.eq_ignore_ascii_case("description")) {
+        None => None,
+        Some(_) => Some(string_field(map, "description")?),
+    };
+    Ok(RowChange { name: string_field(map, "name")?, description })
+}
+
+async fn dataverse(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath((org, version, rest)): ApiPath<(String, String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if !["v9.0", "v9.1", "v9.2"].contains(&version.as_str()) {
+        return Err(ApiError::NotImplemented(format!(
+            "The Web API version '{version}' is not implemented by the mock; v9.2 is."
+        )));
+    }
+    let claims = verify_bearer(&app, &headers, &route, Some(&org))?;
+    let target = parse_target(&rest)?;
+    let query = uri.query().unwrap_or("");
+    let pairs = form_pairs(query);
+    // The org host keeps its own base; the loopback door its path form.
+    let host_base = route.origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    let base = if host_base.to_ascii_lowercase().starts_with(&format!("{}.crm", org.to_ascii_lowercase())) {
+        format!("{}/api/data/{version}", route.origin)
+    } else {
+        format!("{}/dataverse/{org}/api/data/{version}", route.origin)
+    };
+    let (max_page, representation) = prefer(&headers);
+
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    let env_id = sb.world.environment_by_org(&org).map(|e| e.id.clone()).ok_or_else(|| ApiError::NotFound {
+        code: "0x8006088a",
+        message: format!("No Dataverse organization named '{org}' in this sandbox."),
+    })?;
+    let who = caller(&sb.world, &claims)?;
+    let me = sb.world.member(&env_id, &who)?;
+    let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
+
+    match (&method, target) {
+        (&Method::GET, Target::WhoAmI) => Ok(json(
+            StatusCode::OK,
+            json!({
+                "@odata.context": format!("{base}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse"),
+                "BusinessUnitId": Uuid::new_v5(&env.organization_id, b"root-business-unit").to_string(),
+                "UserId": me.to_string(),
+                "OrganizationId": env.organization_id.to_string(),
+            }),
+        )),
+        (&Method::GET, Target::Definitions) => {
+            let filter = pairs.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.clone());
+            let defs: Vec<Value> = match filter {
+                None => Table::ALL.iter().map(|t| definition(*t)).collect(),
+                Some(f) => {
+                    let cmp = odata::parse_filter(&f).map_err(odata_err)?;
+                    let name = match cmp.as_slice() {
+                        [c] if c.field == "LogicalName" && !c.negated => match &c.value {
+                            odata::Literal::Str(s) => s.clone(),
+                            _ => String::new(),
+                        },
+                        _ => {
+                            return Err(ApiError::NotImplemented(
+                                "Only $filter=LogicalName eq '…' is implemented by the mock on EntityDefinitions."
+                                    .into(),
+                            ));
+                        }
+                    };
+                    Table::by_logical(&name).map(definition).into_iter().collect()
+                }
+            };
+            let value: Vec<Value> = defs.into_iter().map(|d| select_keys(d, &pairs)).collect();
+            Ok(json(
+                StatusCode::OK,
+                json!({ "@odata.context": format!("{base}/$metadata#EntityDefinitions"), "value": value }),
+            ))
+        }
+        (&Method::GET, Target::Definition(name)) => {
+            let t = Table::by_logical(&name).ok_or_else(|| ApiError::NotFound {
+                code: "0x80040217",
+                message: format!("Could not find an entity with the LogicalName '{name}'."),
+            })?;
+            let mut d = select_keys(definition(t), &pairs);
+            d["@odata.context"] = json!(format!("{base}/$metadata#EntityDefinitions/$entity"));
+            Ok(json(StatusCode::OK, d))
+        }
+        (&Method::GET, Target::Picklists(name)) => {
+            let t = Table::by_logical(&name);
+            // Tables the mock does not model have no picklists it could name: an empty list,
+            // which is what client libraries expect rather than an error.
+            Ok(json(StatusCode::OK, t.map_or_else(|| json!({ "value": [] }), picklist_metadata)))
+        }
+        (&Method::GET, Target::Rows(table)) => {
+            let q = odata::parse_query(&pairs).map_err(odata_err)?;
+            let all = rows(&sb.world, env, table, who.principal);
+            let page =
+                odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)?;
+            let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
+            let mut out =
+                json!({ "@odata.context": format!("{base}/$metadata#{}{sel}", table.set()), "value": page.rows });
+            if q.count {
+                out["@odata.count"] = json!(page.count);
+            }
+            if let Some(next) = page.next_skip {
+                let kept: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != "$skiptoken").cloned().collect();
+                let mut qs = serde_urlencoded::to_string(&kept).unwrap_or_default();
+                if !qs.is_empty() {
+                    qs.push('&');
+                }
+                out["@odata.nextLink"] = json!(format!("{base}/{}?{qs}%24skiptoken={next}", table.set()));
+            }
+            let mut r = json(StatusCode::OK, out);
+            if let Some(n) = max_page
+                && let Ok(v) = HeaderValue::from_str(&format!("odata.maxpagesize={n}"))
+            {
+                r.headers_mut().insert("preference-applied", v);
+            }
+            Ok(r)
+        }
+        (&Method::GET, Target::Row(table, id)) => {
+            let q = odata::parse_query(&pairs).map_err(odata_err)?;
+            let row = rows(&sb.world, env, table, who.principal)
+                .into_iter()
+                .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
+                .ok_or_else(|| {
+                    ApiError::Domain(crate::domain::Error::RecordNotFound {
+                        entity: table.logical(),
+                        id: id.to_string(),
+                    })
+                })?;
+            let page = odata::apply(vec![row], &q, table.logical(), table.properties(), table.key(), None)
+                .map_err(odata_err)?;
+            let mut out = Value::Object(page.rows.into_iter().next().unwrap_or_default());
+            out["@odata.context"] = json!(format!("{base}/$metadata#{}/$entity", table.set()));
+            Ok(json(StatusCode::OK, out))
+        }
+        (&Method::POST, Target::Rows(table)) => {
+            let map = write_body(table, &body)?;
+            let name = string_field(&map, "name")?.ok_or_else(|| {
+                ApiError::bad_request(
+                    "0x80040203",
+                    format!("The attribute 'name' is required to create a {}.", table.logical()),
+                )
+            })?;
+            let description = string_field(&map, "description")?;
+            let new_id = sb.ids.next_id();
+            let env_id2 = env_id.clone();
+            let row = match table {
+                Table::FlowMachineGroup => {
+                    if let Some(t) = map.get("flowgrouptype").filter(|v| !v.is_null())
+                        && t.as_i64() != Some(GroupType::Standard.option_value())
+                    {
+                        return Err(ApiError::bad_request(
+                            odata::BAD_QUERY,
+                            "Only Standard groups (flowgrouptype 545940001) can be created; Default groups come with stand-alone machines.",
+                        ));
+                    }
+                    let g = sb
+                        .world
+                        .create_machine_group(&who, &env_id2, MachineGroupId::from_uuid(new_id), &name, description)?
+                        .clone();
+                    group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
+                }
+                Table::FlowMachine => {
+                    let bind = string_field(&map, "flowmachinegroupid@odata.bind")?;
+                    let group = match bind {
+                        None => None,
+                        Some(b) => {
+                            let inner = b
+                                .trim_start_matches('/')
+                                .strip_prefix("flowmachinegroups(")
+                                .and_then(|r| r.strip_suffix(')'));
+                            let gid = inner.and_then(|g| MachineGroupId::parse(g).ok()).ok_or_else(|| {
+                                ApiError::bad_request(
+                                    odata::BAD_QUERY,
+                                    format!(
+                                        "flowmachinegroupid@odata.bind must be '/flowmachinegroups(<id>)'; got '{b}'."
+                                    ),
+                                )
+                            })?;
+                            Some(gid)
+                        }
+                    };
+                    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+                    let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
+                    let m = sb.world.create_machine(&who, &env_id2, new)?.clone();
+                    machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
+                }
+                Table::SystemUser => {
+                    return Err(ApiError::NotImplemented(
+                        "Creating systemusers is not implemented by the mock: declare them in the fixture.".into(),
+                    ));
+                }
+            };
+            let location = format!("{base}/{}({new_id})", table.set());
+            let mut r = if representation {
+                let mut row = Value::Object(row);
+                row["@odata.context"] = json!(format!("{base}/$metadata#{}/$entity", table.set()));
+                json(StatusCode::CREATED, row)
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            };
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert("odata-entityid", v.clone());
+                r.headers_mut().insert("location", v);
+            }
+            Ok(r)
+        }
+        (&Method::PATCH, Target::Row(table, id)) => {
+            let map = write_body(table, &body)?;
+            let change = change_of(&map)?;
+            let expect = if_match(&headers)?;
+            let row = match table {
+                Table::FlowMachineGroup => {
+                    let g = sb
+                        .world
+                        .update_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), change, expect)?
+                        .clone();
+                    group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
+                }
+                Table::FlowMachine => {
+                    let m = sb.world.update_machine(&who, &env_id, MachineId::from_uuid(id), change, expect)?.clone();
+                    machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
+                }
+                Table::SystemUser => {
+                    return Err(ApiError::NotImplemented(
+                        "Updating systemusers is not implemented by the mock.".into(),
+                    ));
+                }
+            };
+            Ok(if representation {
+                json(StatusCode::OK, Value::Object(row))
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            })
+        }
+        (&Method::DELETE, Target::Row(table, id)) => {
+            let expect = if_match(&headers)?;
+            match table {
+                Table::FlowMachineGroup => {
+                    sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
+                }
+                Table::FlowMachine => sb.world.delete_machine(&who, &env_id, MachineId::from_uuid(id), expect)?,
+                Table::SystemUser => {
+                    return Err(ApiError::NotImplemented(
+                        "Deleting systemusers is not implemented by the mock.".into(),
+                    ));
+                }
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (m, t) => Err(ApiError::MethodNotAllowed {
+            method: m.to_string(),
+            path: format!(
+                "{base}/{}",
+                match t {
+                    Target::Rows(t) | Target::Row(t, _) => t.set().to_owned(),
+                    _ => rest.clone(),
+                }
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odata_paths_are_parsed_into_targets() {
+        assert_eq!(parse_target("WhoAmI()").unwrap(), Target::WhoAmI);
+        assert_eq!(parse_target("flowmachines").unwrap(), Target::Rows(Table::FlowMachine));
+        let id = Uuid::try_parse("42e26112-838c-471b-b09f-958e640e9303").unwrap();
+        assert_eq!(
+            parse_target("flowmachinegroups(42e26112-838c-471b-b09f-958e640e9303)").unwrap(),
+            Target::Row(Table::FlowMachineGroup, id)
+        );
+        assert_eq!(
+            parse_target("EntityDefinitions(LogicalName='flowmachine')").unwrap(),
+            Target::Definition("flowmachine".into())
+        );
+        assert_eq!(
+            parse_target("EntityDefinitions(LogicalName='flowmachine')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata").unwrap(),
+            Target::Picklists("flowmachine".into())
+        );
+        assert!(matches!(parse_target("accounts"), Err(ApiError::NotFound { code: "0x8006088a", .. })));
+        assert!(matches!(parse_target("flowmachines(nope)"), Err(ApiError::BadRequest { .. })));
+        assert!(matches!(
+            parse_target("flowmachines(42e26112-838c-471b-b09f-958e640e9303)/owninguser"),
+            Err(ApiError::NotImplemented(_))
+        ));
+    }
+}

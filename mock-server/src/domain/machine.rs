@@ -1,0 +1,457 @@
+//! Machines and machine groups as Dataverse rows: who may read them, and creating, renaming
+//! and deleting them. Sharing rules (User reads and runs; Co-owner also edits, deletes and
+//! manages membership) follow DECISIONS.md.
+
+use super::Error;
+use super::connection::Caller;
+use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
+use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, ShareRole, World};
+
+/// How a principal relates to a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// None.
+    None,
+    /// Shared as User: read and run.
+    User,
+    /// Owner or Co-owner: everything.
+    Full,
+}
+
+/// A principal's access to a group.
+pub fn group_access(g: &MachineGroup, principal: PrincipalId) -> Access {
+    if g.owner == principal {
+        return Access::Full;
+    }
+    g.shares
+        .iter()
+        .filter(|s| s.principal == principal)
+        .map(|s| match s.role {
+            ShareRole::User => Access::User,
+            ShareRole::CoOwner => Access::Full,
+        })
+        .max()
+        .unwrap_or(Access::None)
+}
+
+/// A principal's access to a machine: its own ownership, or its group's (shares cascade).
+pub fn machine_access(env: &Environment, m: &Machine, principal: PrincipalId) -> Access {
+    let own = if m.owner == principal { Access::Full } else { Access::None };
+    let via_group =
+        env.machine_groups.iter().find(|g| g.id == m.group).map_or(Access::None, |g| group_access(g, principal));
+    own.max(via_group)
+}
+
+/// Changes to a group or machine row.
+#[derive(Debug, Clone, Default)]
+pub struct RowChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<Option<String>>,
+}
+
+/// A machine row to create.
+#[derive(Debug, Clone)]
+pub struct NewMachine {
+    /// Its id.
+    pub id: MachineId,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// The group to join; `None` makes a stand-alone machine in a new Default group.
+    pub group: Option<MachineGroupId>,
+    /// The id of that Default group, when one is made.
+    pub default_group: MachineGroupId,
+}
+
+/// The row version a client expects (`If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No `If-Match`.
+    Any,
+    /// `If-Match: *`: the row must exist.
+    Exists,
+    /// `If-Match: W/"N"`.
+    Version(u64),
+}
+
+fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
+    match expect {
+        Expect::Version(v) if v != version => Err(Error::VersionMismatch),
+        _ => Ok(()),
+    }
+}
+
+fn env_mut<'w>(world: &'w mut World, id: &EnvironmentId, caller: &Caller) -> Result<&'w mut Environment, Error> {
+    let tenant = caller.tenant;
+    let env = world
+        .environments
+        .iter_mut()
+        .find(|e| &e.id == id)
+        .ok_or_else(|| Error::EnvironmentNotFound { environment: id.to_string(), tenant: tenant.to_string() })?;
+    if env.tenant != tenant {
+        return Err(Error::CrossTenantAccess { environment: id.to_string(), tenant: tenant.to_string() });
+    }
+    Ok(env)
+}
+
+fn validate_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(Error::InvalidName(name.chars().take(120).collect()));
+    }
+    Ok(())
+}
+
+impl Environment {
+    /// The `systemuserid` that stands for a principal in this environment.
+    pub fn system_user_of(&self, principal: PrincipalId) -> Option<SystemUserId> {
+        self.system_users.iter().find(|s| s.principal == principal).map(|s| s.id)
+    }
+}
+
+impl World {
+    /// The caller's `systemuserid` in an environment (Dataverse refuses principals without one).
+    pub fn member(&self, env: &EnvironmentId, caller: &Caller) -> Result<SystemUserId, Error> {
+        let e = self.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
+            environment: env.to_string(),
+            tenant: caller.tenant.to_string(),
+        })?;
+        e.system_user_of(caller.principal).ok_or(Error::NotOrganizationMember(caller.principal.to_string()))
+    }
+
+    /// Creates a Standard group owned by the caller.
+    pub fn create_machine_group(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: MachineGroupId,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<&MachineGroup, Error> {
+        self.member(env, caller)?;
+        validate_name(name)?;
+        let e = env_mut(self, env, caller)?;
+        if e.machine_groups.iter().any(|g| g.id == id) {
+            return Err(Error::DuplicateRecord(id.to_string()));
+        }
+        e.machine_groups.push(MachineGroup {
+            id,
+            name: name.to_owned(),
+            group_type: GroupType::Standard,
+            owner: caller.principal,
+            shares: Vec::new(),
+            version: 1,
+            description,
+        });
+        Ok(e.machine_groups.last().expect("just pushed"))
+    }
+
+    /// Renames or re-describes a group (owner or Co-owner).
+    pub fn update_machine_group(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: MachineGroupId,
+        change: RowChange,
+        expect: Expect,
+    ) -> Result<&MachineGroup, Error> {
+        self.member(env, caller)?;
+        if let Some(n) = &change.name {
+            validate_name(n)?;
+        }
+        let e = env_mut(self, env, caller)?;
+        let g = e
+            .machine_groups
+            .iter_mut()
+            .find(|g| g.id == id)
+            .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
+        match group_access(g, caller.principal) {
+            Access::Full => {}
+            Access::User => {
+                return Err(Error::MissingPrivilege {
+                    privilege: "prvWriteflowmachinegroup",
+                    principal: caller.principal.to_string(),
+                });
+            }
+            Access::None => return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() }),
+        }
+        check_version(expect, g.version)?;
+        if let Some(n) = change.name {
+            g.name = n;
+        }
+        if let Some(d) = change.description {
+            g.description = d;
+        }
+        g.version += 1;
+        Ok(g)
+    }
+
+    /// Deletes a group: owner or Co-owner, and only when it holds no machine (Delete: Restrict).
+    pub fn delete_machine_group(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: MachineGroupId,
+        expect: Expect,
+    ) -> Result<(), Error> {
+        self.member(env, caller)?;
+        let e = env_mut(self, env, caller)?;
+        let g = e
+            .machine_groups
+            .iter()
+            .find(|g| g.id == id)
+            .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
+        match group_access(g, caller.principal) {
+            Access::Full => {}
+            Access::User => {
+                return Err(Error::MissingPrivilege {
+                    privilege: "prvDeleteflowmachinegroup",
+                    principal: caller.principal.to_string(),
+                });
+            }
+            Access::None => return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() }),
+        }
+        check_version(expect, g.version)?;
+        let members = e.machines.iter().filter(|m| m.group == id).count();
+        if members > 0 {
+            return Err(Error::GroupHasMachines { group: id.to_string(), machines: members });
+        }
+        e.machine_groups.retain(|g| g.id != id);
+        Ok(())
+    }
+
+    /// Creates a machine row: in `group` (owner or Co-owner of it), or alone in a new Default
+    /// group, as a registration does. The caller owns it.
+    pub fn create_machine(&mut self, caller: &Caller, env: &EnvironmentId, new: NewMachine) -> Result<&Machine, Error> {
+        self.member(env, caller)?;
+        validate_name(&new.name)?;
+        let NewMachine { id, name, description, group, default_group } = new;
+        let e = env_mut(self, env, caller)?;
+        if e.machines.iter().any(|m| m.id == id) {
+            return Err(Error::DuplicateRecord(id.to_string()));
+        }
+        let group = match group {
+            Some(gid) => {
+                let g = e
+                    .machine_groups
+                    .iter()
+                    .find(|g| g.id == gid)
+                    .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: gid.to_string() })?;
+                match group_access(g, caller.principal) {
+                    Access::Full => gid,
+                    Access::User => {
+                        return Err(Error::MissingPrivilege {
+                            privilege: "prvAppendToflowmachinegroup",
+                            principal: caller.principal.to_string(),
+                        });
+                    }
+                    Access::None => {
+                        return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: gid.to_string() });
+                    }
+                }
+            }
+            None => {
+                e.machine_groups.push(MachineGroup {
+                    id: default_group,
+                    name: name.clone(),
+                    group_type: GroupType::Default,
+                    owner: caller.principal,
+                    shares: Vec::new(),
+                    version: 1,
+                    description: None,
+                });
+                default_group
+            }
+        };
+        e.machines.push(Machine {
+            id,
+            name,
+            group,
+            owner: caller.principal,
+            join_type: JoinType::Workgroup,
+            windows_accounts: Vec::new(),
+            version: 1,
+            description,
+        });
+        Ok(e.machines.last().expect("just pushed"))
+    }
+
+    /// Renames or re-describes a machine (its owner, or owner/Co-owner of its group).
+    pub fn update_machine(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: MachineId,
+        change: RowChange,
+        expect: Expect,
+    ) -> Result<&Machine, Error> {
+        self.member(env, caller)?;
+        if let Some(n) = &change.name {
+            validate_name(n)?;
+        }
+        let e = env_mut(self, env, caller)?;
+        let i = e
+            .machines
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
+        match machine_access(e, &e.machines[i], caller.principal) {
+            Access::Full => {}
+            Access::User => {
+                return Err(Error::MissingPrivilege {
+                    privilege: "prvWriteflowmachine",
+                    principal: caller.principal.to_string(),
+                });
+            }
+            Access::None => return Err(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() }),
+        }
+        let m = &mut e.machines[i];
+        check_version(expect, m.version)?;
+        if let Some(n) = change.name {
+            m.name = n;
+        }
+        if let Some(d) = change.description {
+            m.description = d;
+        }
+        m.version += 1;
+        Ok(m)
+    }
+
+    /// Deletes a machine; a stand-alone machine's Default group goes with it.
+    pub fn delete_machine(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: MachineId,
+        expect: Expect,
+    ) -> Result<(), Error> {
+        self.member(env, caller)?;
+        let e = env_mut(self, env, caller)?;
+        let m = e
+            .machines
+            .iter()
+            .find(|m| m.id == id)
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
+        match machine_access(e, m, caller.principal) {
+            Access::Full => {}
+            Access::User => {
+                return Err(Error::MissingPrivilege {
+                    privilege: "prvDeleteflowmachine",
+                    principal: caller.principal.to_string(),
+                });
+            }
+            Access::None => return Err(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() }),
+        }
+        check_version(expect, m.version)?;
+        let group = m.group;
+        let default = e.machine_groups.iter().any(|g| g.id == group && g.group_type == GroupType::Default);
+        e.machines.retain(|m| m.id != id);
+        if default {
+            e.machine_groups.retain(|g| g.id != group);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::TenantId;
+
+    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
+
+    fn world() -> World {
+        World::from_fixture("default", &fixtures::default_world()).unwrap()
+    }
+
+    fn caller(w: &World, oid: &str) -> Caller {
+        w.caller(
+            TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap(),
+            PrincipalId::parse(oid).unwrap(),
+            None,
+        )
+        .unwrap()
+    }
+
+    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
+    const SP: &str = "ed6535a9-e3e6-4f8a-9fd5-58313db668bf";
+
+    #[test]
+    fn a_group_with_machines_cannot_be_deleted_and_an_empty_one_can() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let env = EnvironmentId::parse(ENV).unwrap();
+        let finance = MachineGroupId::parse("42e26112-838c-471b-b09f-958e640e9303").unwrap();
+        assert!(matches!(
+            w.delete_machine_group(&megan, &env, finance, Expect::Any),
+            Err(Error::GroupHasMachines { machines: 2, .. })
+        ));
+        let id = MachineGroupId::parse("00000000-0000-0000-0000-00000000aaaa").unwrap();
+        w.create_machine_group(&megan, &env, id, "Empty", None).unwrap();
+        w.delete_machine_group(&megan, &env, id, Expect::Exists).unwrap();
+    }
+
+    #[test]
+    fn a_user_share_reads_but_may_not_rename_or_delete() {
+        let mut w = world();
+        let sp = caller(&w, SP);
+        let env = EnvironmentId::parse(ENV).unwrap();
+        let finance = MachineGroupId::parse("42e26112-838c-471b-b09f-958e640e9303").unwrap();
+        let e = w.environment(&env).unwrap();
+        assert_eq!(
+            group_access(e.machine_groups.iter().find(|g| g.id == finance).unwrap(), sp.principal),
+            Access::User
+        );
+        let change = RowChange { name: Some("x".into()), ..Default::default() };
+        assert!(matches!(
+            w.update_machine_group(&sp, &env, finance, change, Expect::Any),
+            Err(Error::MissingPrivilege { .. })
+        ));
+        let hr = MachineGroupId::parse("d8ffb0fe-5a78-4d28-abf4-b5c4167600be").unwrap();
+        assert!(
+            matches!(w.delete_machine_group(&sp, &env, hr, Expect::Any), Err(Error::RecordNotFound { .. })),
+            "an unshared group is invisible"
+        );
+    }
+
+    #[test]
+    fn a_stale_version_is_refused_and_a_fresh_one_bumps_it() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let env = EnvironmentId::parse(ENV).unwrap();
+        let hr = MachineGroupId::parse("d8ffb0fe-5a78-4d28-abf4-b5c4167600be").unwrap();
+        let rename = |n: &str| RowChange { name: Some(n.into()), ..Default::default() };
+        assert_eq!(w.update_machine_group(&megan, &env, hr, rename("HR"), Expect::Version(1)).unwrap().version, 2);
+        assert!(matches!(
+            w.update_machine_group(&megan, &env, hr, rename("HR2"), Expect::Version(1)),
+            Err(Error::VersionMismatch)
+        ));
+    }
+
+    #[test]
+    fn a_machine_created_alone_gets_its_own_default_group_which_goes_with_it() {
+        let mut w = world();
+        let sp = caller(&w, SP);
+        let env = EnvironmentId::parse(ENV).unwrap();
+        let mid = MachineId::parse("00000000-0000-0000-0000-00000000bbbb").unwrap();
+        let gid = MachineGroupId::parse("00000000-0000-0000-0000-00000000cccc").unwrap();
+        assert_eq!(
+            w.create_machine(
+                &sp,
+                &env,
+                NewMachine { id: mid, name: "SP-01".into(), description: None, group: None, default_group: gid }
+            )
+            .unwrap()
+            .group,
+            gid
+        );
+        assert_eq!(
+            w.environment(&env).unwrap().machine_groups.iter().find(|g| g.id == gid).unwrap().owner,
+            sp.principal
+        );
+        w.delete_machine(&sp, &env, mid, Expect::Any).unwrap();
+        assert!(!w.environment(&env).unwrap().machine_groups.iter().any(|g| g.id == gid));
+    }
+}
