@@ -113,6 +113,7 @@ impl ApiError {
         match self {
             Self::NotImplemented(_) => "0x8006088a",
             Self::Unauthorized { .. } => "0x80072560",
+            Self::BadRequest { code, .. } if code.starts_with("0x") => code,
             Self::BadRequest { .. } => "0x80060888",
             _ => self.code(),
         }

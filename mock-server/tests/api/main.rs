@@ -5,6 +5,7 @@
 mod bad_input;
 mod connections;
 mod control;
+mod dataverse;
 mod helpers;
 mod identity;
 mod interop;
