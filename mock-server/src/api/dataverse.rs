@@ -395,6 +395,20 @@ fn string_field(map: &Map<String, Value>, key: &str) -> Result<Option<String>, A
     }
 }
 
+/// `flowmachinegroupid@odata.bind: "/flowmachinegroups(<id>)"`, when given.
+fn group_bind(map: &Map<String, Value>) -> Result<Option<MachineGroupId>, ApiError> {
+    let Some(b) = string_field(map, "flowmachinegroupid@odata.bind")? else {
+        return Ok(None);
+    };
+    let inner = b.trim_start_matches('/').strip_prefix("flowmachinegroups(").and_then(|r| r.strip_suffix(')'));
+    inner.and_then(|g| MachineGroupId::parse(g).ok()).map(Some).ok_or_else(|| {
+        ApiError::bad_request(
+            odata::BAD_QUERY,
+            format!("flowmachinegroupid@odata.bind must be '/flowmachinegroups(<id>)'; got '{b}'."),
+        )
+    })
+}
+
 fn change_of(map: &Map<String, Value>) -> Result<RowChange, ApiError> {
     let description = match map.iter().find(|(k, _)| k.eq_ignore_ascii_case("description")) {
         None => None,
@@ -564,25 +578,7 @@ async fn dataverse(
                     group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
                 }
                 Table::FlowMachine => {
-                    let bind = string_field(&map, "flowmachinegroupid@odata.bind")?;
-                    let group = match bind {
-                        None => None,
-                        Some(b) => {
-                            let inner = b
-                                .trim_start_matches('/')
-                                .strip_prefix("flowmachinegroups(")
-                                .and_then(|r| r.strip_suffix(')'));
-                            let gid = inner.and_then(|g| MachineGroupId::parse(g).ok()).ok_or_else(|| {
-                                ApiError::bad_request(
-                                    odata::BAD_QUERY,
-                                    format!(
-                                        "flowmachinegroupid@odata.bind must be '/flowmachinegroups(<id>)'; got '{b}'."
-                                    ),
-                                )
-                            })?;
-                            Some(gid)
-                        }
-                    };
+                    let group = group_bind(&map)?;
                     let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
                     let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
                     let m = sb.world.create_machine(&who, &env_id2, new)?.clone();
@@ -612,6 +608,46 @@ async fn dataverse(
             let map = write_body(table, &body)?;
             let change = change_of(&map)?;
             let expect = if_match(&headers)?;
+            // PATCH is an upsert in Dataverse: without If-Match, a missing row is created.
+            let exists = match table {
+                Table::FlowMachineGroup => env.machine_groups.iter().any(|g| g.id.uuid() == id),
+                Table::FlowMachine => env.machines.iter().any(|m| m.id.uuid() == id),
+                Table::SystemUser => true,
+            };
+            if !exists && expect == Expect::Any {
+                let name = change.name.clone().ok_or_else(|| {
+                    ApiError::bad_request(
+                        "0x80040203",
+                        format!("The attribute 'name' is required to create a {}.", table.logical()),
+                    )
+                })?;
+                let description = change.description.clone().flatten();
+                let row = match table {
+                    Table::FlowMachineGroup => {
+                        let g = sb
+                            .world
+                            .create_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), &name, description)?
+                            .clone();
+                        group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
+                    }
+                    _ => {
+                        let group = group_bind(&map)?;
+                        let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+                        let new = NewMachine { id: MachineId::from_uuid(id), name, description, group, default_group };
+                        let m = sb.world.create_machine(&who, &env_id, new)?.clone();
+                        machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
+                    }
+                };
+                let mut r = if representation {
+                    json(StatusCode::CREATED, Value::Object(row))
+                } else {
+                    StatusCode::NO_CONTENT.into_response()
+                };
+                if let Ok(v) = HeaderValue::from_str(&format!("{base}/{}({id})", table.set())) {
+                    r.headers_mut().insert("odata-entityid", v);
+                }
+                return Ok(r);
+            }
             let row = match table {
                 Table::FlowMachineGroup => {
                     let g = sb

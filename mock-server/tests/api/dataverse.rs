@@ -349,3 +349,67 @@ async fn each_dataverse_error_has_its_code_and_envelope() {
         insta::assert_json_snapshot!(format!("dataverse_error_{name}"), mock_server::normalise::normalise(&e));
     }
 }
+
+#[tokio::test]
+async fn patch_without_if_match_creates_a_missing_row_and_with_if_match_star_does_not() {
+    let t = spawn_server().await;
+    let megan = t.megan_dv_token().await;
+    let url = t.dv("flowmachinegroups(00000000-0000-0000-0000-0000000000e1)");
+    let (s, _, e) = t
+        .dv_send(reqwest::Method::PATCH, &url, &megan, &[("if-match", "*")], Some(json!({ "name": "Upserted" })))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("0x80040217")), "If-Match: * never creates");
+    let (s, h, _) = t.dv_send(reqwest::Method::PATCH, &url, &megan, &[], Some(json!({ "name": "Upserted" }))).await;
+    assert_eq!(s, 204);
+    assert_eq!(h["odata-entityid"].to_str().unwrap(), url);
+    let (s, _, row) = t.dv_send(reqwest::Method::GET, &url, &megan, &[], None).await;
+    assert_eq!((s, row["name"].as_str()), (200, Some("Upserted")));
+}
+
+#[tokio::test]
+async fn the_whole_service_principal_journey_leaves_a_journal_that_matches_its_snapshot() {
+    // Arrange: the seed journey end to end, as a client would run it.
+    let t = spawn_server().await;
+    let dv = t.dv_token().await;
+    let pp = t.sp_token(PP_SCOPE).await;
+    let (_, _, found) = t
+        .dv_send(
+            reqwest::Method::GET,
+            &t.dv("flowmachines?$filter=name eq 'FIN-01'&$select=name,_flowmachinegroupid_value"),
+            &dv,
+            &[],
+            None,
+        )
+        .await;
+    let group = found["value"][0]["_flowmachinegroupid_value"].as_str().unwrap().to_owned();
+    let one = format!(
+        "{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/d4e4a6ff-9a67-492a-a1f6-de854528668c?api-version=1",
+        t.http
+    );
+    let body = json!({ "properties": {
+        "environment": { "id": format!("/providers/Microsoft.PowerApps/environments/{ENV_ID}"), "name": ENV_ID },
+        "connectionParametersSet": { "name": "azureRelay", "values": {
+            "username": { "value": "CONTOSO\\svc-rpa" }, "password": { "value": "Contoso-SvcRpa-Passw0rd!" }, "targetId": { "value": group } } } } });
+    // Act
+    t.dv_send(reqwest::Method::PUT, &one, &pp, &[], Some(body)).await;
+    t.dv_send(reqwest::Method::GET, &one, &pp, &[], None).await;
+    t.dv_send(
+        reqwest::Method::GET,
+        &format!("{}/connectivity/environments/{ENV_ID}/connections?api-version=1", t.http),
+        &pp,
+        &[],
+        None,
+    )
+    .await;
+    t.dv_send(reqwest::Method::DELETE, &one, &pp, &[], None).await;
+    // Assert
+    let mut journal = t.journal("view=normalised").await["entries"].clone();
+    for e in journal.as_array_mut().unwrap() {
+        e["headers"].as_object_mut().unwrap().remove("user-agent");
+    }
+    let statuses: Vec<u64> = journal.as_array().unwrap().iter().map(|e| e["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, vec![200, 200, 200, 201, 200, 200, 200]);
+    let text = journal.to_string();
+    assert!(!text.contains("Contoso-SvcRpa-Passw0rd!") && !text.contains(SP_SECRET) && !text.contains("eyJ"));
+    insta::assert_json_snapshot!("journey_whole_journal", journal);
+}
