@@ -284,7 +284,7 @@ async fn each_dataverse_error_has_its_code_and_envelope() {
             .await;
         r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
     };
-    let cases: Vec<(&str, reqwest::Method, String, &str, Option<Value>, u16, &str)> = vec![
+    let cases = vec![
         ("wrong_audience", reqwest::Method::GET, t.dv("flowmachines"), pp.as_str(), None, 401, "0x80072560"),
         ("not_a_member", reqwest::Method::GET, t.dv("flowmachines"), frank.as_str(), None, 403, "0x80072560"),
         (
