@@ -77,6 +77,22 @@ pub enum Expect {
     Version(u64),
 }
 
+/// Full access (owner or Co-owner) is needed; a User share lacks the privilege, and no share
+/// at all makes the row invisible.
+fn require(
+    access: Access,
+    privilege: &'static str,
+    entity: &'static str,
+    id: &str,
+    caller: &Caller,
+) -> Result<(), Error> {
+    match access {
+        Access::Full => Ok(()),
+        Access::User => Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() }),
+        Access::None => Err(Error::RecordNotFound { entity, id: id.to_owned() }),
+    }
+}
+
 fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
     match expect {
         Expect::Version(v) if v != version => Err(Error::VersionMismatch),
@@ -167,16 +183,13 @@ impl World {
             .iter_mut()
             .find(|g| g.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
-        match group_access(g, caller.principal) {
-            Access::Full => {}
-            Access::User => {
-                return Err(Error::MissingPrivilege {
-                    privilege: "prvWriteflowmachinegroup",
-                    principal: caller.principal.to_string(),
-                });
-            }
-            Access::None => return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() }),
-        }
+        require(
+            group_access(g, caller.principal),
+            "prvWriteflowmachinegroup",
+            "flowmachinegroup",
+            &id.to_string(),
+            caller,
+        )?;
         check_version(expect, g.version)?;
         if let Some(n) = change.name {
             g.name = n;
@@ -203,16 +216,13 @@ impl World {
             .iter()
             .find(|g| g.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
-        match group_access(g, caller.principal) {
-            Access::Full => {}
-            Access::User => {
-                return Err(Error::MissingPrivilege {
-                    privilege: "prvDeleteflowmachinegroup",
-                    principal: caller.principal.to_string(),
-                });
-            }
-            Access::None => return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() }),
-        }
+        require(
+            group_access(g, caller.principal),
+            "prvDeleteflowmachinegroup",
+            "flowmachinegroup",
+            &id.to_string(),
+            caller,
+        )?;
         check_version(expect, g.version)?;
         let members = e.machines.iter().filter(|m| m.group == id).count();
         if members > 0 {
@@ -297,16 +307,13 @@ impl World {
             .iter()
             .position(|m| m.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
-        match machine_access(e, &e.machines[i], caller.principal) {
-            Access::Full => {}
-            Access::User => {
-                return Err(Error::MissingPrivilege {
-                    privilege: "prvWriteflowmachine",
-                    principal: caller.principal.to_string(),
-                });
-            }
-            Access::None => return Err(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() }),
-        }
+        require(
+            machine_access(e, &e.machines[i], caller.principal),
+            "prvWriteflowmachine",
+            "flowmachine",
+            &id.to_string(),
+            caller,
+        )?;
         let m = &mut e.machines[i];
         check_version(expect, m.version)?;
         if let Some(n) = change.name {
@@ -334,16 +341,13 @@ impl World {
             .iter()
             .find(|m| m.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
-        match machine_access(e, m, caller.principal) {
-            Access::Full => {}
-            Access::User => {
-                return Err(Error::MissingPrivilege {
-                    privilege: "prvDeleteflowmachine",
-                    principal: caller.principal.to_string(),
-                });
-            }
-            Access::None => return Err(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() }),
-        }
+        require(
+            machine_access(e, m, caller.principal),
+            "prvDeleteflowmachine",
+            "flowmachine",
+            &id.to_string(),
+            caller,
+        )?;
         check_version(expect, m.version)?;
         let group = m.group;
         let default = e.machine_groups.iter().any(|g| g.id == group && g.group_type == GroupType::Default);
