@@ -2,8 +2,8 @@
 //! (api-facts 1.3). `instanceUrl` points at the mock's Dataverse door: the org host when the
 //! client called the real BAP host, the loopback path form otherwise.
 
-use super::auth::{caller, verify_bearer};
-use super::connections::check_api_version;
+use super::auth::caller;
+use super::connections::admit;
 use super::extract::ApiPath;
 use super::{ApiError, RouteInfo, json};
 use crate::domain::ids::EnvironmentId;
@@ -30,8 +30,7 @@ async fn get_environment(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_api_version(&q)?;
-    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let claims = admit(&app, &route, &q, &headers)?;
     let reg = app.registry();
     let sb = reg.get(&route.sandbox)?;
     let who = caller(&sb.world, &claims)?;

@@ -8,10 +8,13 @@ use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::clock::format_timestamp;
-use crate::domain::connection::{Connection, ConnectionId, ConnectionStatus, ParameterSet, PutConnection, PutOutcome};
+use crate::domain::connection::{
+    Caller, Connection, ConnectionId, ConnectionStatus, ParameterSet, PutConnection, PutOutcome,
+};
 use crate::domain::ids::{EnvironmentId, MachineGroupId};
 use crate::domain::world::{PrincipalKind, World};
 use crate::state::AppState;
+use crate::tokens::Claims;
 use axum::Router;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -53,6 +56,28 @@ pub fn check_api_version(q: &HashMap<String, String>) -> Result<(), ApiError> {
             format!("The api-version '{v}' is not supported. Use '1' or a date form such as '2022-03-01'."),
         ))
     }
+}
+
+/// What every Power Platform and BAP call checks first: `api-version`, then the bearer token.
+pub(crate) fn admit(
+    app: &AppState,
+    route: &RouteInfo,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Claims, ApiError> {
+    check_api_version(q)?;
+    verify_bearer(app, headers, route, None)
+}
+
+/// The environment a call names and the caller its token stands for, in the sandbox's world.
+fn scope(
+    world: &World,
+    route: &RouteInfo,
+    path: &HashMap<String, String>,
+    claims: &Claims,
+    body_env: Option<&str>,
+) -> Result<(EnvironmentId, Caller), ApiError> {
+    Ok((resolve_environment(route, path, body_env, world)?, caller(world, claims)?))
 }
 
 /// The environment of a call: the door's, else `$filter`, else the body's, else the only one.
@@ -235,16 +260,14 @@ async fn put_connection(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    check_api_version(&q)?;
-    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
     let put: PutBody = json_body(&headers, &body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
     let parameters = parameters(put.properties.connection_parameters_set)?;
     let mut reg = app.registry();
     let sb = reg.get_mut(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, body_env.as_deref(), &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, body_env.as_deref())?;
     let cmd = PutConnection {
         environment,
         connector: path.get("connector").cloned().unwrap_or_default(),
@@ -269,13 +292,11 @@ async fn get_connection(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_api_version(&q)?;
-    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
     let reg = app.registry();
     let sb = reg.get(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, None, &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let connector = path.get("connector").map(String::as_str).unwrap_or_default();
     let c = sb.world.connection(&who, &environment, connector, &id)?;
     Ok(json(StatusCode::OK, connection_json(c, &route.origin)))
@@ -288,13 +309,11 @@ async fn delete_connection(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_api_version(&q)?;
-    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
     let mut reg = app.registry();
     let sb = reg.get_mut(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, None, &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let connector = path.get("connector").map(String::as_str).unwrap_or_default();
     sb.world.delete_connection(&who, &environment, connector, &id)?;
     Ok(StatusCode::OK.into_response())
@@ -307,12 +326,10 @@ async fn list_connections(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_api_version(&q)?;
-    let claims = verify_bearer(&app, &headers, &route, None)?;
+    let claims = admit(&app, &route, &q, &headers)?;
     let reg = app.registry();
     let sb = reg.get(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, None, &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let list = sb.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
     let value: Vec<Value> = list.into_iter().map(|c| connection_json(c, &route.origin)).collect();
     Ok(json(StatusCode::OK, json!({ "value": value })))
