@@ -7,7 +7,9 @@ use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, parse_json};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, parse_guid};
-use crate::domain::machine::{Access, Expect, NewMachine, RowChange, group_access, machine_access};
+use crate::domain::machine::{
+    Access, Expect, NewGroup, NewMachine, RowChange, Upsert, Written, group_access, machine_access,
+};
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
 use crate::odata::{self, ODataError};
@@ -395,6 +397,47 @@ fn string_field(map: &Map<String, Value>, key: &str) -> Result<Option<String>, A
     }
 }
 
+/// `flowgrouptype` of a create: Standard unless the body asks otherwise.
+fn group_type(map: &Map<String, Value>) -> Result<GroupType, ApiError> {
+    match map.get("flowgrouptype").filter(|v| !v.is_null()).map(Value::as_i64) {
+        None => Ok(GroupType::Standard),
+        Some(Some(545_940_001)) => Ok(GroupType::Standard),
+        Some(Some(545_940_002)) => Ok(GroupType::Default),
+        Some(_) => Err(ApiError::bad_request(
+            odata::BAD_QUERY,
+            "flowgrouptype must be 545940001 (Standard); Keyless groups are not emulated by the mock.",
+        )),
+    }
+}
+
+/// The answer to a write: 204 with `OData-EntityId` for a created row (or 201 and the row
+/// under `Prefer: return=representation`); 204, or 200 and the row, for an update.
+fn written(
+    base: &str,
+    table: Table,
+    id: Uuid,
+    done: Written,
+    row: Map<String, Value>,
+    representation: bool,
+) -> Response {
+    let mut r = match (representation, done) {
+        (true, Written::Created) => {
+            let mut row = Value::Object(row);
+            row["@odata.context"] = json!(format!("{base}/$metadata#{}/$entity", table.set()));
+            json(StatusCode::CREATED, row)
+        }
+        (true, Written::Updated) => json(StatusCode::OK, Value::Object(row)),
+        (false, _) => StatusCode::NO_CONTENT.into_response(),
+    };
+    if done == Written::Created
+        && let Ok(v) = HeaderValue::from_str(&format!("{base}/{}({id})", table.set()))
+    {
+        r.headers_mut().insert("odata-entityid", v.clone());
+        r.headers_mut().insert("location", v);
+    }
+    r
+}
+
 /// `flowmachinegroupid@odata.bind: "/flowmachinegroups(<id>)"`, when given.
 fn group_bind(map: &Map<String, Value>) -> Result<Option<MachineGroupId>, ApiError> {
     let Some(b) = string_field(map, "flowmachinegroupid@odata.bind")? else {
@@ -552,36 +595,25 @@ async fn dataverse(
         }
         (&Method::POST, Target::Rows(table)) => {
             let map = write_body(table, &body)?;
-            let name = string_field(&map, "name")?.ok_or_else(|| {
-                ApiError::bad_request(
-                    "0x80040203",
-                    format!("The attribute 'name' is required to create a {}.", table.logical()),
-                )
-            })?;
+            let name = string_field(&map, "name")?;
             let description = string_field(&map, "description")?;
             let new_id = sb.ids.next_id();
-            let env_id2 = env_id.clone();
             let row = match table {
                 Table::FlowMachineGroup => {
-                    if let Some(t) = map.get("flowgrouptype").filter(|v| !v.is_null())
-                        && t.as_i64() != Some(GroupType::Standard.option_value())
-                    {
-                        return Err(ApiError::bad_request(
-                            odata::BAD_QUERY,
-                            "Only Standard groups (flowgrouptype 545940001) can be created; Default groups come with stand-alone machines.",
-                        ));
-                    }
-                    let g = sb
-                        .world
-                        .create_machine_group(&who, &env_id2, MachineGroupId::from_uuid(new_id), &name, description)?
-                        .clone();
+                    let new = NewGroup {
+                        id: MachineGroupId::from_uuid(new_id),
+                        name,
+                        description,
+                        group_type: group_type(&map)?,
+                    };
+                    let g = sb.world.create_machine_group(&who, &env_id, new)?.clone();
                     group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
                 }
                 Table::FlowMachine => {
                     let group = group_bind(&map)?;
                     let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
                     let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
-                    let m = sb.world.create_machine(&who, &env_id2, new)?.clone();
+                    let m = sb.world.create_machine(&who, &env_id, new)?.clone();
                     machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
                 }
                 Table::SystemUser => {
@@ -590,75 +622,24 @@ async fn dataverse(
                     ));
                 }
             };
-            let location = format!("{base}/{}({new_id})", table.set());
-            let mut r = if representation {
-                let mut row = Value::Object(row);
-                row["@odata.context"] = json!(format!("{base}/$metadata#{}/$entity", table.set()));
-                json(StatusCode::CREATED, row)
-            } else {
-                StatusCode::NO_CONTENT.into_response()
-            };
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                r.headers_mut().insert("odata-entityid", v.clone());
-                r.headers_mut().insert("location", v);
-            }
-            Ok(r)
+            Ok(written(&base, table, new_id, Written::Created, row, representation))
         }
         (&Method::PATCH, Target::Row(table, id)) => {
             let map = write_body(table, &body)?;
             let change = change_of(&map)?;
             let expect = if_match(&headers)?;
-            // PATCH is an upsert in Dataverse: without If-Match, a missing row is created.
-            let exists = match table {
-                Table::FlowMachineGroup => env.machine_groups.iter().any(|g| g.id.uuid() == id),
-                Table::FlowMachine => env.machines.iter().any(|m| m.id.uuid() == id),
-                Table::SystemUser => true,
-            };
-            if !exists && expect == Expect::Any {
-                let name = change.name.clone().ok_or_else(|| {
-                    ApiError::bad_request(
-                        "0x80040203",
-                        format!("The attribute 'name' is required to create a {}.", table.logical()),
-                    )
-                })?;
-                let description = change.description.clone().flatten();
-                let row = match table {
-                    Table::FlowMachineGroup => {
-                        let g = sb
-                            .world
-                            .create_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), &name, description)?
-                            .clone();
-                        group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
-                    }
-                    _ => {
-                        let group = group_bind(&map)?;
-                        let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-                        let new = NewMachine { id: MachineId::from_uuid(id), name, description, group, default_group };
-                        let m = sb.world.create_machine(&who, &env_id, new)?.clone();
-                        machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
-                    }
-                };
-                let mut r = if representation {
-                    json(StatusCode::CREATED, Value::Object(row))
-                } else {
-                    StatusCode::NO_CONTENT.into_response()
-                };
-                if let Ok(v) = HeaderValue::from_str(&format!("{base}/{}({id})", table.set())) {
-                    r.headers_mut().insert("odata-entityid", v);
-                }
-                return Ok(r);
-            }
-            let row = match table {
+            let (done, row) = match table {
                 Table::FlowMachineGroup => {
-                    let g = sb
-                        .world
-                        .update_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), change, expect)?
-                        .clone();
-                    group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
+                    let up = Upsert { id: MachineGroupId::from_uuid(id), change, expect };
+                    let (done, g) = sb.world.upsert_machine_group(&who, &env_id, up)?;
+                    let g = g.clone();
+                    (done, group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g))
                 }
                 Table::FlowMachine => {
-                    let m = sb.world.update_machine(&who, &env_id, MachineId::from_uuid(id), change, expect)?.clone();
-                    machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
+                    let up = Upsert { id: MachineId::from_uuid(id), change, expect };
+                    let (done, m) = sb.world.upsert_machine(&who, &env_id, up, group_bind(&map)?, &mut sb.ids)?;
+                    let m = m.clone();
+                    (done, machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
                 }
                 Table::SystemUser => {
                     return Err(ApiError::NotImplemented(
@@ -666,11 +647,7 @@ async fn dataverse(
                     ));
                 }
             };
-            Ok(if representation {
-                json(StatusCode::OK, Value::Object(row))
-            } else {
-                StatusCode::NO_CONTENT.into_response()
-            })
+            Ok(written(&base, table, id, done, row, representation))
         }
         (&Method::DELETE, Target::Row(table, id)) => {
             let expect = if_match(&headers)?;

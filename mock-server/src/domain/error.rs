@@ -62,6 +62,17 @@ pub enum Error {
     /// A name that Dataverse would refuse (mock-defined text, Dataverse code `0x80040203`).
     #[error("The name '{0}' is invalid: it must be 1 to 100 characters and not blank.")]
     InvalidName(String),
+    /// A create without a name (Dataverse `0x80040203`, mock text).
+    #[error("The attribute 'name' is required to create a {entity}.")]
+    NameRequired {
+        /// Logical name.
+        entity: &'static str,
+    },
+    /// Default groups come only with stand-alone machines (Dataverse code `0x80060888`, mock text).
+    #[error(
+        "Only Standard groups (flowgrouptype 545940001) can be created; Default groups come with stand-alone machines."
+    )]
+    DefaultGroupByHand,
     /// A create with an id that exists (Dataverse `0x80040237`).
     #[error("A record with the id '{0}' already exists.")]
     DuplicateRecord(String),
@@ -110,7 +121,8 @@ impl Error {
             Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
             Self::TargetGroupNotFound { .. } => "TargetGroupNotFound",
             Self::VersionMismatch => "0x80060882",
-            Self::InvalidName(_) => "0x80040203",
+            Self::InvalidName(_) | Self::NameRequired { .. } => "0x80040203",
+            Self::DefaultGroupByHand => "0x80060888",
             Self::DuplicateRecord(_) => "0x80040237",
             Self::RecordNotFound { .. } => "0x80040217",
             Self::MissingPrivilege { .. } => "0x80040220",
@@ -123,7 +135,10 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Self::Clock(_) | Self::EnvironmentMismatch { .. } | Self::TargetGroupNotFound { .. } => 400,
-            Self::InvalidName(_) | Self::GroupHasMachines { .. } => 400,
+            Self::InvalidName(_)
+            | Self::GroupHasMachines { .. }
+            | Self::NameRequired { .. }
+            | Self::DefaultGroupByHand => 400,
             Self::VersionMismatch | Self::DuplicateRecord(_) => 412,
             Self::RecordNotFound { .. } => 404,
             Self::MissingPrivilege { .. } | Self::NotOrganizationMember(_) => 403,

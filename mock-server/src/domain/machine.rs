@@ -4,6 +4,7 @@
 
 use super::Error;
 use super::connection::Caller;
+use super::id_gen::IdGenerator;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
 use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, ShareRole, World};
 
@@ -56,14 +57,48 @@ pub struct RowChange {
 pub struct NewMachine {
     /// Its id.
     pub id: MachineId,
-    /// Name.
-    pub name: String,
+    /// Name (required; `None` is refused by name).
+    pub name: Option<String>,
     /// Description.
     pub description: Option<String>,
     /// The group to join; `None` makes a stand-alone machine in a new Default group.
     pub group: Option<MachineGroupId>,
     /// The id of that Default group, when one is made.
     pub default_group: MachineGroupId,
+}
+
+/// A group row to create.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    /// Its id.
+    pub id: MachineGroupId,
+    /// Name (required; `None` is refused by name).
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Kind asked for; only `Standard` can be made by hand.
+    pub group_type: GroupType,
+}
+
+/// A PATCH of a row: an update, or (Dataverse's upsert) a create when the row is missing and
+/// no `If-Match` was sent.
+#[derive(Debug, Clone)]
+pub struct Upsert<Id> {
+    /// The row.
+    pub id: Id,
+    /// What to write.
+    pub change: RowChange,
+    /// `If-Match`.
+    pub expect: Expect,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// A new row.
+    Created,
+    /// An existing row changed.
+    Updated,
 }
 
 /// The row version a client expects (`If-Match`).
@@ -142,19 +177,22 @@ impl World {
         &mut self,
         caller: &Caller,
         env: &EnvironmentId,
-        id: MachineGroupId,
-        name: &str,
-        description: Option<String>,
+        new: NewGroup,
     ) -> Result<&MachineGroup, Error> {
         self.member(env, caller)?;
-        validate_name(name)?;
+        let NewGroup { id, name, description, group_type } = new;
+        let name = name.ok_or(Error::NameRequired { entity: "flowmachinegroup" })?;
+        if group_type != GroupType::Standard {
+            return Err(Error::DefaultGroupByHand);
+        }
+        validate_name(&name)?;
         let e = env_mut(self, env, caller)?;
         if e.machine_groups.iter().any(|g| g.id == id) {
             return Err(Error::DuplicateRecord(id.to_string()));
         }
         e.machine_groups.push(MachineGroup {
             id,
-            name: name.to_owned(),
+            name,
             group_type: GroupType::Standard,
             owner: caller.principal,
             shares: Vec::new(),
@@ -162,6 +200,50 @@ impl World {
             description,
         });
         Ok(e.machine_groups.last().expect("just pushed"))
+    }
+
+    /// PATCH of a group: updates it, or creates it when missing and no `If-Match` was sent.
+    pub fn upsert_machine_group(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        up: Upsert<MachineGroupId>,
+    ) -> Result<(Written, &MachineGroup), Error> {
+        let missing = self.environment(env).is_some_and(|e| !e.machine_groups.iter().any(|g| g.id == up.id));
+        if missing && up.expect == Expect::Any {
+            let new = NewGroup {
+                id: up.id,
+                name: up.change.name,
+                description: up.change.description.flatten(),
+                group_type: GroupType::Standard,
+            };
+            return Ok((Written::Created, self.create_machine_group(caller, env, new)?));
+        }
+        Ok((Written::Updated, self.update_machine_group(caller, env, up.id, up.change, up.expect)?))
+    }
+
+    /// PATCH of a machine: updates it, or creates it (in `group`, or alone in a new Default
+    /// group whose id comes from `ids`) when missing and no `If-Match` was sent.
+    pub fn upsert_machine(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        up: Upsert<MachineId>,
+        group: Option<MachineGroupId>,
+        ids: &mut IdGenerator,
+    ) -> Result<(Written, &Machine), Error> {
+        let missing = self.environment(env).is_some_and(|e| !e.machines.iter().any(|m| m.id == up.id));
+        if missing && up.expect == Expect::Any {
+            let new = NewMachine {
+                id: up.id,
+                name: up.change.name,
+                description: up.change.description.flatten(),
+                group,
+                default_group: MachineGroupId::from_uuid(ids.next_id()),
+            };
+            return Ok((Written::Created, self.create_machine(caller, env, new)?));
+        }
+        Ok((Written::Updated, self.update_machine(caller, env, up.id, up.change, up.expect)?))
     }
 
     /// Renames or re-describes a group (owner or Co-owner).
@@ -236,8 +318,9 @@ impl World {
     /// group, as a registration does. The caller owns it.
     pub fn create_machine(&mut self, caller: &Caller, env: &EnvironmentId, new: NewMachine) -> Result<&Machine, Error> {
         self.member(env, caller)?;
-        validate_name(&new.name)?;
         let NewMachine { id, name, description, group, default_group } = new;
+        let name = name.ok_or(Error::NameRequired { entity: "flowmachine" })?;
+        validate_name(&name)?;
         let e = env_mut(self, env, caller)?;
         if e.machines.iter().any(|m| m.id == id) {
             return Err(Error::DuplicateRecord(id.to_string()));
@@ -393,7 +476,8 @@ mod tests {
             Err(Error::GroupHasMachines { machines: 2, .. })
         ));
         let id = MachineGroupId::parse("00000000-0000-0000-0000-00000000aaaa").unwrap();
-        w.create_machine_group(&megan, &env, id, "Empty", None).unwrap();
+        let new = NewGroup { id, name: Some("Empty".into()), description: None, group_type: GroupType::Standard };
+        w.create_machine_group(&megan, &env, new).unwrap();
         w.delete_machine_group(&megan, &env, id, Expect::Exists).unwrap();
     }
 
@@ -421,6 +505,28 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_creates_a_missing_group_only_without_if_match_and_needs_a_name() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let env = EnvironmentId::parse(ENV).unwrap();
+        let id = MachineGroupId::parse("00000000-0000-0000-0000-00000000dddd").unwrap();
+        let up = |expect, name: Option<&str>| Upsert {
+            id,
+            change: RowChange { name: name.map(str::to_owned), ..Default::default() },
+            expect,
+        };
+        assert!(matches!(
+            w.upsert_machine_group(&megan, &env, up(Expect::Exists, Some("G"))),
+            Err(Error::RecordNotFound { .. })
+        ));
+        assert!(matches!(w.upsert_machine_group(&megan, &env, up(Expect::Any, None)), Err(Error::NameRequired { .. })));
+        assert_eq!(w.upsert_machine_group(&megan, &env, up(Expect::Any, Some("G"))).unwrap().0, Written::Created);
+        assert_eq!(w.upsert_machine_group(&megan, &env, up(Expect::Any, Some("H"))).unwrap().0, Written::Updated);
+        let default = NewGroup { id, name: Some("D".into()), description: None, group_type: GroupType::Default };
+        assert!(matches!(w.create_machine_group(&megan, &env, default), Err(Error::DefaultGroupByHand)));
+    }
+
+    #[test]
     fn a_stale_version_is_refused_and_a_fresh_one_bumps_it() {
         let mut w = world();
         let megan = caller(&w, MEGAN);
@@ -445,7 +551,7 @@ mod tests {
             w.create_machine(
                 &sp,
                 &env,
-                NewMachine { id: mid, name: "SP-01".into(), description: None, group: None, default_group: gid }
+                NewMachine { id: mid, name: Some("SP-01".into()), description: None, group: None, default_group: gid }
             )
             .unwrap()
             .group,
