@@ -19,19 +19,8 @@ impl TestServer {
     }
 
     async fn megan_dv_token(&self) -> String {
-        let r = self
-            .token(
-                TENANT,
-                &[
-                    ("grant_type", "password"),
-                    ("client_id", PUBLIC_CLIENT),
-                    ("username", USER_UPN),
-                    ("password", USER_PASSWORD),
-                    ("scope", "https://contosodev.crm.dynamics.com/.default"),
-                ],
-            )
-            .await;
-        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        let grant = self.user_grant("https://contosodev.crm.dynamics.com/.default").await;
+        grant["access_token"].as_str().unwrap().to_owned()
     }
 
     async fn dv_send(

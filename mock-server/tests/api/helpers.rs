@@ -66,6 +66,20 @@ impl TestServer {
         r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// The body of the default user's password grant for `scope` (public client, Contoso).
+    pub async fn user_grant(&self, scope: &str) -> Value {
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", PUBLIC_CLIENT),
+            ("username", USER_UPN),
+            ("password", USER_PASSWORD),
+            ("scope", scope),
+        ];
+        let r = self.token(TENANT, &form).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     /// GET on the control surface (http), with an optional sandbox header.
     pub async fn control_get(&self, path: &str) -> Value {
         let r = self.client.get(format!("{}{path}", self.http)).send().await.unwrap();

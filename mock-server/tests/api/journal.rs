@@ -9,21 +9,7 @@ async fn no_secret_or_issued_token_appears_anywhere_in_the_journal() {
     // Arrange
     let t = spawn_server().await;
     let token = t.sp_token(PP_SCOPE).await;
-    let user = t
-        .token(
-            TENANT,
-            &[
-                ("grant_type", "password"),
-                ("client_id", PUBLIC_CLIENT),
-                ("username", USER_UPN),
-                ("password", USER_PASSWORD),
-                ("scope", "https://api.powerplatform.com/.default openid offline_access"),
-            ],
-        )
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let user = t.user_grant("https://api.powerplatform.com/.default openid offline_access").await;
     t.client
         .post(format!("{}/{TENANT}/oauth2/v2.0/token", t.https))
         .basic_auth(SP_APP_ID, Some(SP_SECRET))
