@@ -285,6 +285,9 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
             u.user_principal_name = format!("{local}@{}", domain(d));
         }
         u.password = secret(&u.password);
+        for m in &mut u.interactive_logon_machines {
+            *m = guid(m);
+        }
     }
     for s in &mut w.service_principals {
         s.app_id = guid(&s.app_id);
@@ -308,12 +311,36 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
                 s.principal = guid(&s.principal);
             }
         }
+        for t in &mut e.teams {
+            t.team_id = guid(&t.team_id);
+            for m in &mut t.members {
+                *m = guid(m);
+            }
+        }
+        for v in &mut e.environment_variables {
+            if v.variable_type == fixtures::EnvironmentVariableTypeFile::Secret {
+                v.value = secret(&v.value);
+            }
+        }
+        for c in &mut e.credentials {
+            c.id = guid(&c.id);
+            c.owner = guid(&c.owner);
+            for s in &mut c.shared_with {
+                *s = guid(s);
+            }
+        }
         for m in &mut e.machines {
             m.id = guid(&m.id);
             m.group = guid(&m.group);
             m.owner = guid(&m.owner);
             for a in &mut m.windows_accounts {
                 a.password = secret(&a.password);
+            }
+            for t in &mut m.allowed_tenants {
+                *t = guid(t);
+            }
+            for s in &mut m.shares {
+                s.principal = guid(&s.principal);
             }
         }
     }
@@ -344,6 +371,11 @@ mod tests {
         let b = instantiate(&fixtures::default_world(), "x");
         assert_eq!(a, b);
         assert_ne!(a.tenants[0].id, fixtures::default_world().tenants[0].id);
+        a.validate("x").expect("every reference survives the renaming");
+        let env = &a.environments[0];
+        let secret = env.environment_variables.iter().find(|v| v.schema_name == "new_FinancePassword").unwrap();
+        let fin = env.machines.iter().find(|m| m.name == "FIN-01").unwrap();
+        assert_eq!(secret.value, fin.windows_accounts[0].password, "the Key Vault secret follows the renamed password");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use super::extract::{ApiJson, ApiPath, parse_json};
 use super::{ApiError, RouteInfo, json};
+use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
@@ -82,6 +83,19 @@ async fn post_reset(State(app): State<AppState>, Extension(route): Extension<Rou
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
 }
 
+fn shares_json(shares: &[Share]) -> Vec<Value> {
+    shares
+        .iter()
+        .map(|s| {
+            let (kind, id) = match s.grantee {
+                Grantee::Principal(p) => ("principal", p.to_string()),
+                Grantee::Team(t) => ("team", t.to_string()),
+            };
+            json!({ kind: id, "accessMask": s.rights.names() })
+        })
+        .collect()
+}
+
 fn clock_view(sb: &Sandbox) -> Value {
     json!({ "sandbox": sb.name, "now": format_timestamp(sb.clock.now()), "mode": sb.clock.mode() })
 }
@@ -105,13 +119,22 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
                 "machineGroups": e.machine_groups.iter().map(|g| json!({
                     "id": g.id.to_string(), "name": g.name, "type": format!("{:?}", g.group_type),
                     "owner": g.owner.to_string(),
-                    "shares": g.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": format!("{:?}", s.role)})).collect::<Vec<_>>(),
+                    "shares": shares_json(&g.shares),
                     "machines": e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id.to_string()).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "machines": e.machines.iter().map(|m| json!({
                     "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
                     "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
                     "windowsAccounts": m.windows_accounts.iter().map(|a| a.username.clone()).collect::<Vec<_>>(),
+                    "entraSynced": m.entra_synced,
+                    "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "legacySignInError": m.legacy_sign_in_error,
+                    "windowsEdition": format!("{:?}", m.windows_edition),
+                    "agentVersion": m.agent_version,
+                    "sessionCapacity": m.session_capacity,
+                    "online": m.online,
+                    "maintenance": m.maintenance,
+                    "shares": shares_json(&m.shares),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -9,9 +9,9 @@ use super::extract::{ApiPath, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::clock::format_timestamp;
 use crate::domain::connection::{
-    Caller, Connection, ConnectionId, ConnectionStatus, ParameterSet, PutConnection, PutOutcome,
+    Caller, Connection, ConnectionId, ConnectionStatus, Login, ParameterSet, PutConnection, PutOutcome, RunOwner,
 };
-use crate::domain::ids::{EnvironmentId, MachineGroupId};
+use crate::domain::ids::{AppId, CredentialId, EnvironmentId, MachineGroupId};
 use crate::domain::world::{PrincipalKind, World};
 use crate::state::AppState;
 use crate::tokens::Claims;
@@ -133,6 +133,8 @@ struct PutProperties {
     display_name: Option<String>,
     #[serde(default)]
     connection_parameters_set: Option<ParameterSetBody>,
+    #[serde(default)]
+    credential_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,8 +150,24 @@ struct ParameterSetBody {
     values: BTreeMap<String, Value>,
 }
 
-/// Parameter sets of `shared_uiflow` that the mock knows but does not emulate yet.
-const LATER_SETS: &[&str] = &["azureRelayRunOwner", "passwordlessAttended", "onPremisesDataGateway"];
+/// Hidden parameters the portal fills in (api-facts 3.2); accepted and ignored.
+const HIDDEN: &[&str] = &[
+    "environment",
+    "xrmInstanceUri",
+    "agentPort",
+    "connectionType",
+    "encryptedCredentials",
+    "primaryEncryptingKeyId",
+    "secondaryEncryptedCredentials",
+    "secondaryEncryptingKeyId",
+];
+
+const RUN_OWNER_ID: &str = "tokenRunOwnerCert:clientId";
+const RUN_OWNER_CERT: &str = "tokenRunOwnerCert:clientCertificateSecret";
+
+fn invalid(key: &str, what: &str) -> ApiError {
+    ApiError::bad_request("InvalidConnectionParameter", format!("The parameter '{key}' must be {what}."))
+}
 
 /// A string parameter `{"value": "…"}`.
 fn string_value(set: &str, values: &BTreeMap<String, Value>, key: &str) -> Result<String, ApiError> {
@@ -161,51 +179,144 @@ fn string_value(set: &str, values: &BTreeMap<String, Value>, key: &str) -> Resul
             ),
         )
     })?;
-    v.get("value").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+    v.get("value")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| invalid(key, "an object {\"value\": \"…\"} holding a string"))
+}
+
+/// Every value key must be one the set knows, so a typo is named rather than ignored.
+fn known_keys(set: &str, values: &BTreeMap<String, Value>, own: &[&str]) -> Result<(), ApiError> {
+    for k in values.keys() {
+        if !own.contains(&k.as_str()) && !HIDDEN.contains(&k.as_str()) {
+            if set == "passwordlessAttended" && k.starts_with("tokenRunOwnerCert:") {
+                return Err(ApiError::Domain(crate::domain::Error::SignInConnectionRunOwner));
+            }
+            return Err(ApiError::bad_request(
+                "UnknownConnectionParameter",
+                format!(
+                    "The parameter set '{set}' has no parameter '{}'. Its parameters: {}.",
+                    k.chars().take(80).collect::<String>(),
+                    own.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn target(set: &str, values: &BTreeMap<String, Value>) -> Result<MachineGroupId, ApiError> {
+    let target = string_value(set, values, "targetId")?;
+    MachineGroupId::parse(&target).map_err(|_| {
         ApiError::bad_request(
             "InvalidConnectionParameter",
-            format!("The parameter '{key}' must be an object {{\"value\": \"…\"}} holding a string."),
+            format!(
+                "The parameter 'targetId' must be a machine group id (a GUID); got '{}'.",
+                target.chars().take(80).collect::<String>()
+            ),
         )
     })
 }
 
-fn parameters(set: Option<ParameterSetBody>) -> Result<ParameterSet, ApiError> {
+/// The Windows login: from the body, or from the credential `properties.credentialId` names.
+fn login(set: &str, values: &BTreeMap<String, Value>, credential: Option<&str>) -> Result<Login, ApiError> {
+    let username = string_value(set, values, "username")?;
+    let password = string_value(set, values, "password")?;
+    match credential {
+        None => Ok(Login::Password { username, password: SecretString::from(password) }),
+        Some(c) => {
+            let credential = CredentialId::parse(c).map_err(|_| {
+                ApiError::bad_request(
+                    "InvalidConnectionParameter",
+                    format!(
+                        "properties.credentialId must be a credential id (a GUID); got '{}'.",
+                        c.chars().take(80).collect::<String>()
+                    ),
+                )
+            })?;
+            Ok(Login::Credential { credential, username, password })
+        }
+    }
+}
+
+/// `tokenRunOwnerCert:clientId` and `tokenRunOwnerCert:clientCertificateSecret`
+/// (`{"value": {"pfx": "<base64>", "password": "…"}}`).
+fn run_owner(values: &BTreeMap<String, Value>) -> Result<RunOwner, ApiError> {
+    let id = string_value("azureRelayRunOwner", values, RUN_OWNER_ID)?;
+    let app_id =
+        AppId::parse(&id).map_err(|_| invalid(RUN_OWNER_ID, "the run owner's application (client) id, a GUID"))?;
+    let cert = values.get(RUN_OWNER_CERT).ok_or_else(|| {
+        ApiError::bad_request(
+            "MissingConnectionParameter",
+            format!(
+                "The parameter '{RUN_OWNER_CERT}' is required by the parameter set 'azureRelayRunOwner': give {{\"value\": {{\"pfx\": \"<base64 of the .pfx>\", \"password\": \"…\"}}}}."
+            ),
+        )
+    })?;
+    let shape = "an object {\"value\": {\"pfx\": \"<base64 of the .pfx>\", \"password\": \"…\"}}";
+    let value = cert.get("value").filter(|v| v.is_object()).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
+    let pfx = value.get("pfx").and_then(Value::as_str).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
+    if !matches!(value.get("password"), None | Some(Value::String(_))) {
+        return Err(invalid(RUN_OWNER_CERT, shape));
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(pfx.trim()).unwrap_or_default();
+    if decoded.is_empty() {
+        return Err(invalid(RUN_OWNER_CERT, "a certificate: its 'pfx' must be the base64 of a .pfx file"));
+    }
+    Ok(RunOwner { app_id, pfx: SecretString::from(pfx.to_owned()) })
+}
+
+fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result<ParameterSet, ApiError> {
     let set = set.ok_or_else(|| {
         ApiError::bad_request(
             "MissingConnectionParameter",
             "A shared_uiflow connection needs properties.connectionParametersSet (for example {\"name\": \"azureRelay\", \"values\": {…}}).",
         )
     })?;
+    let v = &set.values;
     match set.name.as_str() {
         "azureRelay" => {
-            let username = string_value("azureRelay", &set.values, "username")?;
-            let password = string_value("azureRelay", &set.values, "password")?;
-            let target = string_value("azureRelay", &set.values, "targetId")?;
-            let target = MachineGroupId::parse(&target).map_err(|_| {
-                ApiError::bad_request(
-                    "InvalidConnectionParameter",
-                    format!("The parameter 'targetId' must be a machine group id (a GUID); got '{target}'."),
-                )
-            })?;
-            Ok(ParameterSet::AzureRelay { username, password: SecretString::from(password), target })
+            known_keys("azureRelay", v, &["targetId", "username", "password"])?;
+            Ok(ParameterSet::AzureRelay { login: login("azureRelay", v, credential)?, target: target("azureRelay", v)? })
         }
-        name if LATER_SETS.contains(&name) => Err(ApiError::NotImplemented(format!(
-            "The parameter set '{name}' of shared_uiflow is not implemented by the mock yet; 'azureRelay' is."
-        ))),
+        "azureRelayRunOwner" => {
+            known_keys("azureRelayRunOwner", v, &["targetId", "username", "password", RUN_OWNER_ID, RUN_OWNER_CERT])?;
+            Ok(ParameterSet::AzureRelayRunOwner {
+                login: login("azureRelayRunOwner", v, credential)?,
+                target: target("azureRelayRunOwner", v)?,
+                run_owner: run_owner(v)?,
+            })
+        }
+        "passwordlessAttended" => {
+            known_keys("passwordlessAttended", v, &["targetId", "token"])?;
+            if credential.is_some() {
+                return Err(ApiError::bad_request(
+                    "UnknownConnectionParameter",
+                    "properties.credentialId does not apply to passwordlessAttended: connect with sign-in uses the signed-in user, not a credential.",
+                ));
+            }
+            Ok(ParameterSet::PasswordlessAttended { target: target("passwordlessAttended", v)? })
+        }
+        "onPremisesDataGateway" => Err(ApiError::NotImplemented(
+            "The parameter set 'onPremisesDataGateway' (deprecated) is not emulated by the mock: gateways are out of its scope. Use azureRelay, azureRelayRunOwner or passwordlessAttended.".into(),
+        )),
         other => Err(ApiError::bad_request(
             "InvalidConnectionParameterSet",
             format!(
-                "'{other}' is not a parameter set of shared_uiflow. Known sets: azureRelay, azureRelayRunOwner, passwordlessAttended, onPremisesDataGateway."
+                "'{}' is not a parameter set of shared_uiflow. Known sets: azureRelay, azureRelayRunOwner, passwordlessAttended, onPremisesDataGateway.",
+                other.chars().take(80).collect::<String>()
             ),
         )),
     }
 }
 
-/// The connection resource (api-facts 3.3). Never a secret: `username` and `targetId` only.
-fn connection_json(c: &Connection, origin: &str) -> Value {
+/// The connection resource (api-facts 3.3), with its status as the world stands now. Never a
+/// secret: `username`, `targetId` and the run owner's client id only.
+fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
     let name = c.id.as_written();
     let runtime = format!("{origin}/apim/uiflow/{}/{name}", c.environment);
-    let status = match &c.status {
+    let status = match &world.status(c) {
         ConnectionStatus::Connected => json!({ "status": "Connected" }),
         ConnectionStatus::Error { code, message } => {
             json!({ "status": "Error", "error": { "code": code, "message": message } })
@@ -216,6 +327,9 @@ fn connection_json(c: &Connection, origin: &str) -> Value {
         values.insert("username".into(), json!({ "value": u }));
     }
     values.insert("targetId".into(), json!({ "value": c.parameters.target().to_string() }));
+    if let Some(owner) = c.parameters.run_owner() {
+        values.insert(RUN_OWNER_ID.into(), json!({ "value": owner.app_id.to_string() }));
+    }
     let who = &c.created_by;
     let mut created_by = json!({
         "id": who.principal.to_string(),
@@ -227,7 +341,7 @@ fn connection_json(c: &Connection, origin: &str) -> Value {
         created_by["email"] = json!(upn);
         created_by["userPrincipalName"] = json!(upn);
     }
-    json!({
+    let mut out = json!({
         "name": name,
         "id": format!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector),
         "type": "Microsoft.PowerApps/apis/connections",
@@ -247,9 +361,13 @@ fn connection_json(c: &Connection, origin: &str) -> Value {
                 "id": format!("/providers/Microsoft.PowerApps/environments/{}", c.environment),
                 "name": c.environment.to_string(),
             },
-            "allowSharing": false,
+            "allowSharing": c.parameters.run_owner().is_some(),
         }
-    })
+    });
+    if let Some(credential) = c.parameters.login().and_then(Login::credential) {
+        out["properties"]["credentialId"] = json!(credential.to_string());
+    }
+    out
 }
 
 async fn put_connection(
@@ -264,7 +382,7 @@ async fn put_connection(
     let id = connection_id(&path)?;
     let put: PutBody = json_body(&headers, &body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
-    let parameters = parameters(put.properties.connection_parameters_set)?;
+    let parameters = parameters(put.properties.connection_parameters_set, put.properties.credential_id.as_deref())?;
     let mut reg = app.registry();
     let sb = reg.get_mut(&route.sandbox)?;
     let (environment, who) = scope(&sb.world, &route, &path, &claims, body_env.as_deref())?;
@@ -278,11 +396,12 @@ async fn put_connection(
     };
     let (now, correlation) = (sb.clock.now(), sb.ids.next_id());
     let (outcome, c) = sb.world.put_connection(&who, cmd, now, correlation)?;
+    let c = c.clone();
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
     };
-    Ok(json(status, connection_json(c, &route.origin)))
+    Ok(json(status, connection_json(&sb.world, &c, &route.origin)))
 }
 
 async fn get_connection(
@@ -299,7 +418,7 @@ async fn get_connection(
     let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let connector = path.get("connector").map(String::as_str).unwrap_or_default();
     let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, connection_json(c, &route.origin)))
+    Ok(json(StatusCode::OK, connection_json(&sb.world, c, &route.origin)))
 }
 
 async fn delete_connection(
@@ -331,6 +450,6 @@ async fn list_connections(
     let sb = reg.get(&route.sandbox)?;
     let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let list = sb.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
-    let value: Vec<Value> = list.into_iter().map(|c| connection_json(c, &route.origin)).collect();
+    let value: Vec<Value> = list.into_iter().map(|c| connection_json(&sb.world, c, &route.origin)).collect();
     Ok(json(StatusCode::OK, json!({ "value": value })))
 }

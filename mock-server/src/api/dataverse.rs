@@ -6,10 +6,9 @@
 use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, parse_json};
 use super::{ApiError, RouteInfo, json};
+use crate::domain::access::Rights;
 use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, parse_guid};
-use crate::domain::machine::{
-    Access, Expect, NewGroup, NewMachine, RowChange, Upsert, Written, group_access, machine_access,
-};
+use crate::domain::machine::{Expect, NewGroup, NewMachine, RowChange, Upsert, Written};
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
 use crate::odata::{self, ODataError};
@@ -235,8 +234,8 @@ fn machine_row(env: &Environment, m: &Machine) -> Map<String, Value> {
         "description": m.description,
         "_flowmachinegroupid_value": m.group.to_string(),
         "_ownerid_value": owner_value(env, m.owner),
-        "agentversion": "2.50.139.24296",
-        "sessioncapacity": 1,
+        "agentversion": m.agent_version,
+        "sessioncapacity": m.session_capacity,
         "hostingtype": 0,
         "statecode": 0,
         "statuscode": 1,
@@ -275,13 +274,13 @@ fn rows(world: &World, env: &Environment, table: Table, who: PrincipalId) -> Vec
         Table::FlowMachineGroup => env
             .machine_groups
             .iter()
-            .filter(|g| group_access(g, who) != Access::None)
+            .filter(|g| env.group_rights(g, who).contains(Rights::READ))
             .map(|g| group_row(env, g))
             .collect(),
         Table::FlowMachine => env
             .machines
             .iter()
-            .filter(|m| machine_access(env, m, who) != Access::None)
+            .filter(|m| env.machine_rights(m, who).contains(Rights::READ))
             .map(|m| machine_row(env, m))
             .collect(),
         Table::SystemUser => system_user_rows(world, env),

@@ -1,13 +1,19 @@
 //! Desktop-flow connections (`shared_uiflow`): creating, updating, reading and deleting them,
-//! and the rules that decide who may and what status results. Every command checks
-//! everything before it writes, so a refused command leaves nothing half-written.
+//! with every parameter set (`azureRelay`, `azureRelayRunOwner`, credential-based, and
+//! `passwordlessAttended`) and the rules that decide who may. Every command checks everything
+//! before it writes, so a refused command leaves nothing half-written. A connection's status
+//! is not stored: `status` works it out from the world as it is now (see `connection_status`).
 
 use super::Error;
 use super::clock::Timestamp;
-use super::ids::{AppId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid};
-use super::world::{Environment, JoinType, Machine, PrincipalKind, ShareRole, World};
-use secrecy::{ExposeSecret, SecretString};
+use super::ids::{
+    AppId, CredentialId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid,
+};
+use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World};
+use secrecy::SecretString;
 use uuid::Uuid;
+
+pub use super::connection_status::{ConnectionStatus, is_joined, names_account};
 
 /// The desktop-flows connector.
 pub const UIFLOW: &str = "shared_uiflow";
@@ -63,15 +69,75 @@ pub struct Caller {
     pub upn: Option<String>,
 }
 
-/// Connection parameters, per parameter set.
+/// How a connection signs in to Windows on the target's machines.
 #[derive(Debug, Clone)]
-pub enum ParameterSet {
-    /// `azureRelay`: username and password of a Windows account on the target's machines.
-    AzureRelay {
-        /// Windows account.
+pub enum Login {
+    /// Username and password in the body.
+    Password {
+        /// Windows account (`MACHINE\user`, `.\user`, `local\user`, `DOMAIN\user`, `user@domain`).
         username: String,
         /// Its password.
         password: SecretString,
+    },
+    /// A credential record (`properties.credentialId`) whose environment variables hold the
+    /// account: `username` is `@environmentVariables("…")`, `password` the same or `none`.
+    Credential {
+        /// The credential.
+        credential: CredentialId,
+        /// The username value as given.
+        username: String,
+        /// The password value as given (`none` for certificate and CyberArk credentials).
+        password: String,
+    },
+}
+
+impl Login {
+    /// The username as given (never a secret).
+    pub fn username(&self) -> &str {
+        match self {
+            Self::Password { username, .. } | Self::Credential { username, .. } => username,
+        }
+    }
+
+    /// The credential, for a credential-based login.
+    pub fn credential(&self) -> Option<CredentialId> {
+        match self {
+            Self::Credential { credential, .. } => Some(*credential),
+            Self::Password { .. } => None,
+        }
+    }
+}
+
+/// A run owner: the service principal runs execute as, authenticated by a certificate.
+#[derive(Debug, Clone)]
+pub struct RunOwner {
+    /// `tokenRunOwnerCert:clientId`.
+    pub app_id: AppId,
+    /// Base64 PFX of `tokenRunOwnerCert:clientCertificateSecret` (a secret: never echoed).
+    pub pfx: SecretString,
+}
+
+/// Connection parameters, per parameter set.
+#[derive(Debug, Clone)]
+pub enum ParameterSet {
+    /// `azureRelay`: a Windows account on the target's machines.
+    AzureRelay {
+        /// The account.
+        login: Login,
+        /// The machine group.
+        target: MachineGroupId,
+    },
+    /// `azureRelayRunOwner`: as `azureRelay`, with a service principal as run owner.
+    AzureRelayRunOwner {
+        /// The account.
+        login: Login,
+        /// The machine group.
+        target: MachineGroupId,
+        /// The run owner.
+        run_owner: RunOwner,
+    },
+    /// `passwordlessAttended` (connect with sign-in): the creating user's Entra account.
+    PasswordlessAttended {
         /// The machine group.
         target: MachineGroupId,
     },
@@ -82,36 +148,73 @@ impl ParameterSet {
     pub fn name(&self) -> &'static str {
         match self {
             Self::AzureRelay { .. } => "azureRelay",
+            Self::AzureRelayRunOwner { .. } => "azureRelayRunOwner",
+            Self::PasswordlessAttended { .. } => "passwordlessAttended",
         }
     }
 
     /// The target group.
     pub fn target(&self) -> MachineGroupId {
         match self {
-            Self::AzureRelay { target, .. } => *target,
+            Self::AzureRelay { target, .. }
+            | Self::AzureRelayRunOwner { target, .. }
+            | Self::PasswordlessAttended { target } => *target,
+        }
+    }
+
+    /// The Windows login, for the sets that have one.
+    pub fn login(&self) -> Option<&Login> {
+        match self {
+            Self::AzureRelay { login, .. } | Self::AzureRelayRunOwner { login, .. } => Some(login),
+            Self::PasswordlessAttended { .. } => None,
         }
     }
 
     /// The Windows username, when the set has one.
     pub fn username(&self) -> Option<&str> {
+        self.login().map(Login::username)
+    }
+
+    /// The run owner, for `azureRelayRunOwner`.
+    pub fn run_owner(&self) -> Option<&RunOwner> {
         match self {
-            Self::AzureRelay { username, .. } => Some(username),
+            Self::AzureRelayRunOwner { run_owner, .. } => Some(run_owner),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a connect-with-sign-in connection.
+    pub fn is_sign_in(&self) -> bool {
+        matches!(self, Self::PasswordlessAttended { .. })
+    }
+}
+
+/// A role a connection is shared with (desktop flows allow these two only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRole {
+    /// "Can use".
+    CanView,
+    /// "Can edit".
+    CanEdit,
+}
+
+impl ConnectionRole {
+    /// The role name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CanView => "CanView",
+            Self::CanEdit => "CanEdit",
         }
     }
 }
 
-/// A connection's status.
+/// A share of a connection with a service principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionStatus {
-    /// Usable.
-    Connected,
-    /// Not usable, with the documented code and message.
-    Error {
-        /// Code (`WindowsIdentityIncorrect`, …).
-        code: String,
-        /// Message.
-        message: String,
-    },
+pub struct ConnectionShare {
+    /// The service principal's object id (also the permission's name).
+    pub principal: PrincipalId,
+    /// Role.
+    pub role: ConnectionRole,
 }
 
 /// A stored connection.
@@ -127,14 +230,28 @@ pub struct Connection {
     pub display_name: String,
     /// Parameters.
     pub parameters: ParameterSet,
-    /// Creator.
+    /// Creator (the owner).
     pub created_by: Caller,
     /// Created (virtual time).
     pub created_time: Timestamp,
     /// Last modified (virtual time).
     pub last_modified_time: Timestamp,
-    /// Status.
-    pub status: ConnectionStatus,
+    /// Correlation id of the last credential check, quoted by error messages.
+    pub correlation: Uuid,
+    /// Shares with service principals.
+    pub shares: Vec<ConnectionShare>,
+}
+
+impl Connection {
+    /// The role a principal holds: `None` for the owner-or-nobody cases.
+    pub fn role_of(&self, principal: PrincipalId) -> Option<ConnectionRole> {
+        self.shares.iter().find(|s| s.principal == principal).map(|s| s.role)
+    }
+
+    /// Whether a principal may see the connection: its owner, or shared with it.
+    pub fn visible_to(&self, principal: PrincipalId) -> bool {
+        self.created_by.principal == principal || self.role_of(principal).is_some()
+    }
 }
 
 /// A create-or-update request, parsed at the edge.
@@ -163,10 +280,12 @@ pub enum PutOutcome {
     Updated,
 }
 
+fn env_not_found(id: &EnvironmentId, caller: &Caller) -> Error {
+    Error::EnvironmentNotFound { environment: id.to_string(), tenant: caller.tenant.to_string() }
+}
+
 fn find_env<'w>(world: &'w World, id: &EnvironmentId, caller: &Caller) -> Result<&'w Environment, Error> {
-    let env = world
-        .environment(id)
-        .ok_or_else(|| Error::EnvironmentNotFound { environment: id.to_string(), tenant: caller.tenant.to_string() })?;
+    let env = world.environment(id).ok_or_else(|| env_not_found(id, caller))?;
     if env.tenant != caller.tenant {
         return Err(Error::CrossTenantAccess { environment: id.to_string(), tenant: caller.tenant.to_string() });
     }
@@ -177,53 +296,72 @@ fn check_connector(connector: &str) -> Result<(), Error> {
     if connector.eq_ignore_ascii_case(UIFLOW) { Ok(()) } else { Err(Error::ConnectorNotFound(connector.to_owned())) }
 }
 
-/// Whether a principal may use a machine group: its owner, or shared with it as User or Co-owner.
-pub fn may_use_group(env: &Environment, group: MachineGroupId, principal: PrincipalId) -> bool {
-    env.machine_groups.iter().find(|g| g.id == group).is_some_and(|g| {
-        g.owner == principal
-            || g.shares
-                .iter()
-                .any(|s| s.principal == principal && matches!(s.role, ShareRole::User | ShareRole::CoOwner))
-    })
+/// The schema name inside `@environmentVariables("…")`.
+fn variable_ref(value: &str) -> Option<&str> {
+    let inner = value.trim().strip_prefix("@environmentVariables(")?.strip_suffix(')')?.trim();
+    inner
+        .strip_prefix('"')
+        .and_then(|i| i.strip_suffix('"'))
+        .or_else(|| inner.strip_prefix('\'').and_then(|i| i.strip_suffix('\'')))
 }
 
-/// Whether `given` names the Windows account `account` on `machine`: case-insensitive, and a
-/// machine-local account may also be written `.\user` or `local\user` (PAD-CONN).
-pub fn names_account(given: &str, account: &str, machine: &Machine) -> bool {
-    if given.eq_ignore_ascii_case(account) {
-        return true;
-    }
-    let Some((domain, user)) = account.split_once('\\') else {
-        return false;
+/// A credential-based login must name the credential's own variables (PAD-RUNOWNER's table):
+/// the username variable, and the password variable or the literal `none`.
+fn check_credential(env: &Environment, caller: &Caller, login: &Login) -> Result<(), Error> {
+    let Login::Credential { credential, username, password } = login else {
+        return Ok(());
     };
-    if !domain.eq_ignore_ascii_case(&machine.name) {
-        return false;
+    let c: &Credential = env
+        .credentials
+        .iter()
+        .find(|c| c.id == *credential)
+        .ok_or_else(|| Error::CredentialNotFound(credential.to_string()))?;
+    if c.owner != caller.principal && !c.shared_with.contains(&caller.principal) {
+        return Err(Error::CredentialNotShared {
+            credential: c.id.to_string(),
+            principal: caller.principal.to_string(),
+        });
     }
-    match given.split_once('\\') {
-        Some((d, u)) => (d == "." || d.eq_ignore_ascii_case("local")) && u.eq_ignore_ascii_case(user),
-        None => false,
+    let expected_user = format!("@environmentVariables(\"{}\")", c.username_variable);
+    if !variable_ref(username).is_some_and(|v| v.eq_ignore_ascii_case(&c.username_variable)) {
+        return Err(Error::CredentialParameterMismatch { parameter: "username", expected: expected_user });
     }
+    let (ok, expected) = match (c.kind, &c.password_variable) {
+        (CredentialKind::KeyVaultPassword, Some(var)) => (
+            variable_ref(password).is_some_and(|v| v.eq_ignore_ascii_case(var)),
+            format!("@environmentVariables(\"{var}\")"),
+        ),
+        _ => (password.trim() == "none", "none".to_owned()),
+    };
+    if !ok {
+        return Err(Error::CredentialParameterMismatch { parameter: "password", expected });
+    }
+    Ok(())
 }
 
-/// The status a connection gets from checking its credentials on every machine of its group.
-fn evaluate(env: &Environment, parameters: &ParameterSet, correlation: Uuid) -> ConnectionStatus {
-    let ParameterSet::AzureRelay { username, password, target } = parameters;
-    for m in env.machines.iter().filter(|m| m.group == *target) {
-        let ok = m
-            .windows_accounts
-            .iter()
-            .any(|a| names_account(username, &a.username, m) && a.password.expose_secret() == password.expose_secret());
-        if !ok {
-            return ConnectionStatus::Error {
-                code: "WindowsIdentityIncorrect".into(),
-                message: format!(
-                    "Details: Connection failed: [Machine {}]. There's an issue with your credentials. Check your credentials or use different credentials to connect to the machine. Correlation id: {correlation}.",
-                    m.id
-                ),
-            };
-        }
+/// A run owner must be a service principal of the creator's tenant with a certificate,
+/// registered as an application user, and able to use the target (PAD-RUNOWNER rules 4, 7).
+fn check_run_owner(
+    world: &World,
+    env: &Environment,
+    caller: &Caller,
+    owner: &RunOwner,
+    target: MachineGroupId,
+) -> Result<(), Error> {
+    let sp = world.service_principal(caller.tenant, owner.app_id).ok_or_else(|| Error::RunOwnerNotFound {
+        app_id: owner.app_id.to_string(),
+        tenant: caller.tenant.to_string(),
+    })?;
+    if sp.certificate.is_none() {
+        return Err(Error::RunOwnerCertificateRequired(owner.app_id.to_string()));
     }
-    ConnectionStatus::Connected
+    if env.system_user_of(sp.object_id).is_none() {
+        return Err(Error::RunOwnerNotApplicationUser(owner.app_id.to_string()));
+    }
+    if !env.may_use_group(target, sp.object_id) {
+        return Err(Error::RunOwnerAuthorizationFailed { app_id: owner.app_id.to_string(), group: target.to_string() });
+    }
+    Ok(())
 }
 
 impl World {
@@ -236,6 +374,19 @@ impl World {
         correlation: Uuid,
     ) -> Result<(PutOutcome, &Connection), Error> {
         check_connector(&cmd.connector)?;
+        if cmd.parameters.is_sign_in() {
+            // Connect with sign-in is a user's: the token says who signs in (DECISIONS.md).
+            if caller.kind != PrincipalKind::User {
+                return Err(Error::SignInRequiresUser);
+            }
+            let env = self.environment(&cmd.environment).ok_or_else(|| env_not_found(&cmd.environment, caller))?;
+            if env.tenant != caller.tenant {
+                return Err(Error::SignInUserTenantMismatch {
+                    user_tenant: caller.tenant.to_string(),
+                    environment_tenant: env.tenant.to_string(),
+                });
+            }
+        }
         let env = find_env(self, &cmd.environment, caller)?;
         if let Some(named) = &cmd.body_environment {
             let matches = EnvironmentId::parse(named).is_ok_and(|n| n == cmd.environment);
@@ -244,27 +395,47 @@ impl World {
             }
         }
         let target = cmd.parameters.target();
-        if !env.machine_groups.iter().any(|g| g.id == target) {
-            let machine = env.machines.iter().find(|m| MachineId::from_uuid(target.uuid()) == m.id);
+        if env.group(target).is_none() {
+            let machine = env.machine(MachineId::from_uuid(target.uuid()));
             return Err(Error::TargetGroupNotFound {
                 target: target.to_string(),
                 machine_group: machine.map(|m| m.group.to_string()),
             });
         }
-        if !may_use_group(env, target, caller.principal) {
+        if !env.may_use_group(target, caller.principal) {
             return Err(Error::ConnectionAuthorizationFailed { group: target.to_string() });
         }
         let existing = self.connections.iter().position(|c| c.environment == cmd.environment && c.id == cmd.id);
         if let Some(i) = existing {
             let c = &self.connections[i];
-            if c.created_by.principal != caller.principal {
+            let may_edit = c.created_by.principal == caller.principal
+                || c.role_of(caller.principal) == Some(ConnectionRole::CanEdit);
+            if !may_edit {
                 return Err(Error::ConnectionAuthorizationFailed { group: target.to_string() });
             }
+            if c.parameters.run_owner().is_some() && cmd.parameters.run_owner().is_none() {
+                return Err(Error::RunOwnerCannotBeRemoved(c.id.as_written().to_owned()));
+            }
+            if c.parameters.is_sign_in() && cmd.parameters.run_owner().is_some() {
+                return Err(Error::SignInConnectionRunOwner);
+            }
+            if c.parameters.is_sign_in() != cmd.parameters.is_sign_in() {
+                return Err(Error::SignInKindCannotChange(c.id.as_written().to_owned()));
+            }
         }
-        let status = evaluate(env, &cmd.parameters, correlation);
+        if let Some(login) = cmd.parameters.login() {
+            check_credential(env, caller, login)?;
+        }
+        if let Some(owner) = cmd.parameters.run_owner() {
+            check_run_owner(self, env, caller, owner, target)?;
+        }
         let display_name = cmd.display_name.unwrap_or_else(|| {
-            let group = env.machine_groups.iter().find(|g| g.id == target).map(|g| g.name.clone()).unwrap_or_default();
-            format!("{} ({})", cmd.parameters.username().unwrap_or("connection"), group)
+            let group = env.group(target).map(|g| g.name.clone()).unwrap_or_default();
+            let who = match &cmd.parameters {
+                ParameterSet::PasswordlessAttended { .. } => caller.upn.as_deref().unwrap_or("sign-in"),
+                p => p.username().unwrap_or("connection"),
+            };
+            format!("{who} ({group})")
         });
         match existing {
             Some(i) => {
@@ -272,7 +443,7 @@ impl World {
                 c.display_name = display_name;
                 c.parameters = cmd.parameters;
                 c.last_modified_time = now;
-                c.status = status;
+                c.correlation = correlation;
                 Ok((PutOutcome::Updated, &self.connections[i]))
             }
             None => {
@@ -285,7 +456,8 @@ impl World {
                     created_by: caller.clone(),
                     created_time: now,
                     last_modified_time: now,
-                    status,
+                    correlation,
+                    shares: Vec::new(),
                 });
                 let last = self.connections.len() - 1;
                 Ok((PutOutcome::Created, &self.connections[last]))
@@ -293,7 +465,7 @@ impl World {
         }
     }
 
-    /// One connection the caller may see (its creator's).
+    /// One connection the caller may see (its owner's, or shared with the caller).
     pub fn connection(
         &self,
         caller: &Caller,
@@ -308,13 +480,13 @@ impl World {
             .iter()
             .find(|c| &c.environment == environment && &c.id == id)
             .ok_or_else(|| Error::ConnectionNotFound(id.as_written().to_owned()))?;
-        if c.created_by.principal != caller.principal {
+        if !c.visible_to(caller.principal) {
             return Err(Error::ConnectionAuthorizationFailed { group: c.parameters.target().to_string() });
         }
         Ok(c)
     }
 
-    /// Deletes a connection the caller created.
+    /// Deletes a connection the caller owns.
     pub fn delete_connection(
         &mut self,
         caller: &Caller,
@@ -322,7 +494,10 @@ impl World {
         connector: &str,
         id: &ConnectionId,
     ) -> Result<(), Error> {
-        self.connection(caller, environment, connector, id)?;
+        let c = self.connection(caller, environment, connector, id)?;
+        if c.created_by.principal != caller.principal {
+            return Err(Error::ConnectionAuthorizationFailed { group: c.parameters.target().to_string() });
+        }
         self.connections.retain(|c| !(&c.environment == environment && &c.id == id));
         Ok(())
     }
@@ -341,7 +516,7 @@ impl World {
         Ok(self
             .connections
             .iter()
-            .filter(|c| &c.environment == environment && c.created_by.principal == caller.principal)
+            .filter(|c| &c.environment == environment && c.visible_to(caller.principal))
             .collect())
     }
 
@@ -366,11 +541,6 @@ impl World {
             upn: None,
         })
     }
-}
-
-/// Whether a machine can take connect-with-sign-in at all (used by later rules).
-pub fn is_joined(m: &Machine) -> bool {
-    matches!(m.join_type, JoinType::EntraJoined | JoinType::DomainJoined)
 }
 
 #[cfg(test)]
@@ -403,8 +573,7 @@ mod tests {
             body_environment: Some(ENV.into()),
             display_name: None,
             parameters: ParameterSet::AzureRelay {
-                username: user.into(),
-                password: SecretString::from(pw.to_owned()),
+                login: Login::Password { username: user.into(), password: SecretString::from(pw.to_owned()) },
                 target: MachineGroupId::parse(group).unwrap(),
             },
         }
@@ -423,8 +592,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(outcome, PutOutcome::Created);
-        assert_eq!(c.status, ConnectionStatus::Connected);
         assert_eq!(c.id.as_written(), "d4e4a6ff9a67492aa1f6de854528668c");
+        let c = c.clone();
+        assert_eq!(w.status(&c), ConnectionStatus::Connected);
     }
 
     #[test]
@@ -455,7 +625,8 @@ mod tests {
                 Uuid::nil(),
             )
             .unwrap();
-        match &c.status {
+        let c = c.clone();
+        match &w.status(&c) {
             ConnectionStatus::Error { code, message } => {
                 assert_eq!(code, "WindowsIdentityIncorrect");
                 assert!(message.starts_with("Details: Connection failed: [Machine 022701dd-0a3a-4ba3-9dbc-b24e4ec4ae0f]. There's an issue with your credentials."), "{message}");

@@ -56,6 +56,109 @@ pub enum Error {
         /// When the id is a machine's: its group.
         machine_group: Option<String>,
     },
+    /// Connect with sign-in needs a user's token (mock-defined `SignInRequiresUser`).
+    #[error(
+        "A passwordlessAttended (connect with sign-in) connection is created with a user's token: the signed-in user is the connection's user. Service principals cannot sign in interactively."
+    )]
+    SignInRequiresUser,
+    /// The signed-in user is not in the environment's tenant (mock-defined `SignInUserTenantMismatch`).
+    #[error(
+        "Connect with sign-in needs a Microsoft Entra user of the environment's tenant: the user is in tenant '{user_tenant}', the environment in tenant '{environment_tenant}'."
+    )]
+    SignInUserTenantMismatch {
+        /// The user's tenant.
+        user_tenant: String,
+        /// The environment's tenant.
+        environment_tenant: String,
+    },
+    /// A run owner on a sign-in connection (mock-defined `SignInConnectionRunOwner`; PAD-RUNOWNER).
+    #[error(
+        "Connect with sign-in connections cannot have a run owner: tokenRunOwnerCert parameters belong to the azureRelayRunOwner parameter set."
+    )]
+    SignInConnectionRunOwner,
+    /// Turning a sign-in connection into a password one or back (mock-defined `ParameterSetCannotChange`).
+    #[error(
+        "The connection '{0}' cannot switch between connect with sign-in and username/password: create a new connection."
+    )]
+    SignInKindCannotChange(String),
+    /// An update without the run owner the connection has (mock-defined `RunOwnerCannotBeRemoved`; PAD-RUNOWNER).
+    #[error(
+        "The connection '{0}' has a run owner: it can be changed but not removed. Keep the azureRelayRunOwner parameter set, or create a new connection."
+    )]
+    RunOwnerCannotBeRemoved(String),
+    /// `tokenRunOwnerCert:clientId` names no service principal of the tenant (mock-defined `RunOwnerNotFound`).
+    #[error(
+        "The run owner '{app_id}' is not a service principal of the tenant '{tenant}': the run owner must be registered in the connection creator's tenant."
+    )]
+    RunOwnerNotFound {
+        /// Client id given.
+        app_id: String,
+        /// Creator's tenant.
+        tenant: String,
+    },
+    /// The run owner has no certificate credential (mock-defined `RunOwnerCertificateRequired`).
+    #[error(
+        "The run owner '{0}' has no certificate credential: only certificate authentication is supported for run owners."
+    )]
+    RunOwnerCertificateRequired(String),
+    /// The run owner is not an application user of the environment (mock-defined `RunOwnerNotApplicationUser`).
+    #[error(
+        "The run owner '{0}' is not an application user of this environment: register the service principal as a Dataverse application user first."
+    )]
+    RunOwnerNotApplicationUser(String),
+    /// The run owner may not use the target group (mock-defined `RunOwnerAuthorizationFailed`).
+    #[error(
+        "The run owner '{app_id}' does not have access to the machine group '{group}': share it with the run owner's application user."
+    )]
+    RunOwnerAuthorizationFailed {
+        /// Run owner's client id.
+        app_id: String,
+        /// Group.
+        group: String,
+    },
+    /// `properties.credentialId` names no credential of the environment (mock-defined `CredentialNotFound`).
+    #[error("The credential '{0}' does not exist in this environment.")]
+    CredentialNotFound(String),
+    /// The credential is not shared with the creator (mock-defined `CredentialNotShared`; PAD-RUNOWNER).
+    #[error(
+        "The credential '{credential}' is not shared with '{principal}': a credential must be shared with the identity that creates the connection."
+    )]
+    CredentialNotShared {
+        /// Credential.
+        credential: String,
+        /// Creator.
+        principal: String,
+    },
+    /// A credential connection's value does not reference the credential's variable (mock-defined `CredentialParameterMismatch`).
+    #[error("The parameter '{parameter}' of a connection with this credential must be {expected}.")]
+    CredentialParameterMismatch {
+        /// `username` or `password`.
+        parameter: &'static str,
+        /// What the credential needs.
+        expected: String,
+    },
+    /// Sharing a desktop-flow connection without a run owner (mock-defined `ConnectionNotShareable`; PAD-CONN, PAD-RUNOWNER).
+    #[error(
+        "Desktop flow connections can be shared only when they have an explicit run owner (parameter set azureRelayRunOwner); the connection '{0}' has none."
+    )]
+    ConnectionNotShareable(String),
+    /// A share recipient that is not a service principal (mock-defined `ShareRecipientNotServicePrincipal`).
+    #[error("Desktop flow connections can be shared with service principals only; '{0}' is not one.")]
+    ShareRecipientNotServicePrincipal(String),
+    /// A share recipient this tenant does not know (mock-defined `SharePrincipalNotFound`).
+    #[error("No service principal of the connection's tenant has the object id '{0}'.")]
+    SharePrincipalNotFound(String),
+    /// `CanViewWithShare` on a desktop-flow connection (mock-defined `CanViewWithShareNotAllowed`).
+    #[error(
+        "The role 'CanViewWithShare' is not allowed on desktop flow connections: use 'CanView' (can use) or 'CanEdit' (can edit)."
+    )]
+    CanViewWithShareNotAllowed,
+    /// A role name that is not a connection role (mock-defined `InvalidPermissionRole`).
+    #[error("'{0}' is not a connection role: use 'CanView' or 'CanEdit'.")]
+    InvalidPermissionRole(String),
+    /// Removing the owner's permission (mock-defined `OwnerPermissionCannotBeRemoved`).
+    #[error("The owner's permission cannot be removed from the connection.")]
+    OwnerPermissionCannotBeRemoved,
     /// `If-Match` names an older row version (Dataverse `0x80060882`).
     #[error("The version of the existing record doesn't match the RowVersion property provided.")]
     VersionMismatch,
@@ -92,6 +195,14 @@ pub enum Error {
         /// Caller.
         principal: String,
     },
+    /// Sharing rights the granter does not hold itself (Dataverse `0x80040220`, mock text).
+    #[error("Principal user (Id={principal}, type=8) cannot grant {rights}: a principal shares only rights it holds.")]
+    GrantBeyondHeld {
+        /// The rights not held.
+        rights: String,
+        /// Granter.
+        principal: String,
+    },
     /// Deleting a group that still holds machines (relationship Delete: Restrict; mock-defined code and text).
     #[error("The machine group '{group}' still holds {machines} machine(s); remove them before deleting the group.")]
     GroupHasMachines {
@@ -121,11 +232,29 @@ impl Error {
             Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
             Self::TargetGroupNotFound { .. } => "TargetGroupNotFound",
             Self::VersionMismatch => "0x80060882",
+            Self::SignInRequiresUser => "SignInRequiresUser",
+            Self::SignInUserTenantMismatch { .. } => "SignInUserTenantMismatch",
+            Self::SignInConnectionRunOwner => "SignInConnectionRunOwner",
+            Self::SignInKindCannotChange(_) => "ParameterSetCannotChange",
+            Self::RunOwnerCannotBeRemoved(_) => "RunOwnerCannotBeRemoved",
+            Self::RunOwnerNotFound { .. } => "RunOwnerNotFound",
+            Self::RunOwnerCertificateRequired(_) => "RunOwnerCertificateRequired",
+            Self::RunOwnerNotApplicationUser(_) => "RunOwnerNotApplicationUser",
+            Self::RunOwnerAuthorizationFailed { .. } => "RunOwnerAuthorizationFailed",
+            Self::CredentialNotFound(_) => "CredentialNotFound",
+            Self::CredentialNotShared { .. } => "CredentialNotShared",
+            Self::CredentialParameterMismatch { .. } => "CredentialParameterMismatch",
+            Self::ConnectionNotShareable(_) => "ConnectionNotShareable",
+            Self::ShareRecipientNotServicePrincipal(_) => "ShareRecipientNotServicePrincipal",
+            Self::SharePrincipalNotFound(_) => "SharePrincipalNotFound",
+            Self::CanViewWithShareNotAllowed => "CanViewWithShareNotAllowed",
+            Self::InvalidPermissionRole(_) => "InvalidPermissionRole",
+            Self::OwnerPermissionCannotBeRemoved => "OwnerPermissionCannotBeRemoved",
             Self::InvalidName(_) | Self::NameRequired { .. } => "0x80040203",
             Self::DefaultGroupByHand => "0x80060888",
             Self::DuplicateRecord(_) => "0x80040237",
             Self::RecordNotFound { .. } => "0x80040217",
-            Self::MissingPrivilege { .. } => "0x80040220",
+            Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } => "0x80040220",
             Self::GroupHasMachines { .. } => "MachineGroupNotEmpty",
             Self::NotOrganizationMember(_) => "0x80072560",
         }
@@ -140,8 +269,25 @@ impl Error {
             | Self::NameRequired { .. }
             | Self::DefaultGroupByHand => 400,
             Self::VersionMismatch | Self::DuplicateRecord(_) => 412,
+            Self::SignInRequiresUser
+            | Self::SignInUserTenantMismatch { .. }
+            | Self::SignInConnectionRunOwner
+            | Self::SignInKindCannotChange(_)
+            | Self::RunOwnerCannotBeRemoved(_)
+            | Self::RunOwnerNotFound { .. }
+            | Self::RunOwnerCertificateRequired(_)
+            | Self::RunOwnerNotApplicationUser(_)
+            | Self::CredentialNotFound(_)
+            | Self::CredentialParameterMismatch { .. }
+            | Self::ConnectionNotShareable(_)
+            | Self::ShareRecipientNotServicePrincipal(_)
+            | Self::SharePrincipalNotFound(_)
+            | Self::CanViewWithShareNotAllowed
+            | Self::InvalidPermissionRole(_)
+            | Self::OwnerPermissionCannotBeRemoved => 400,
+            Self::RunOwnerAuthorizationFailed { .. } | Self::CredentialNotShared { .. } => 403,
             Self::RecordNotFound { .. } => 404,
-            Self::MissingPrivilege { .. } | Self::NotOrganizationMember(_) => 403,
+            Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } | Self::NotOrganizationMember(_) => 403,
             Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => 403,
             Self::EnvironmentNotFound { .. } | Self::ConnectionNotFound(_) | Self::ConnectorNotFound(_) => 404,
         }

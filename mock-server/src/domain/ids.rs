@@ -83,6 +83,14 @@ guid_id!(
     /// Dataverse `systemuserid`.
     SystemUserId, "systemuser id"
 );
+guid_id!(
+    /// Dataverse `teamid`.
+    TeamId, "team id"
+);
+guid_id!(
+    /// A desktop-flow credential's id (`properties.credentialId` of a connection).
+    CredentialId, "credential id"
+);
 
 /// A Power Platform environment id: a GUID, optionally prefixed `Default-` (default environments).
 /// Kept as written (lower-cased), since it appears verbatim in URLs and bodies.

@@ -3,45 +3,14 @@
 //! manages membership) follow DECISIONS.md.
 
 use super::Error;
+use super::access::Rights;
 use super::connection::Caller;
 use super::id_gen::IdGenerator;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
-use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, ShareRole, World};
+use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, WindowsEdition, World};
 
-/// How a principal relates to a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
-    /// None.
-    None,
-    /// Shared as User: read and run.
-    User,
-    /// Owner or Co-owner: everything.
-    Full,
-}
-
-/// A principal's access to a group.
-pub fn group_access(g: &MachineGroup, principal: PrincipalId) -> Access {
-    if g.owner == principal {
-        return Access::Full;
-    }
-    g.shares
-        .iter()
-        .filter(|s| s.principal == principal)
-        .map(|s| match s.role {
-            ShareRole::User => Access::User,
-            ShareRole::CoOwner => Access::Full,
-        })
-        .max()
-        .unwrap_or(Access::None)
-}
-
-/// A principal's access to a machine: its own ownership, or its group's (shares cascade).
-pub fn machine_access(env: &Environment, m: &Machine, principal: PrincipalId) -> Access {
-    let own = if m.owner == principal { Access::Full } else { Access::None };
-    let via_group =
-        env.machine_groups.iter().find(|g| g.id == m.group).map_or(Access::None, |g| group_access(g, principal));
-    own.max(via_group)
-}
+/// The agent version a machine registered through Dataverse or the control surface reports.
+pub const DEFAULT_AGENT_VERSION: &str = "2.50.139.24296";
 
 /// Changes to a group or machine row.
 #[derive(Debug, Clone, Default)]
@@ -112,19 +81,23 @@ pub enum Expect {
     Version(u64),
 }
 
-/// Full access (owner or Co-owner) is needed; a User share lacks the privilege, and no share
-/// at all makes the row invisible.
+/// `needed` must be held (Co-owner or owner for writes); a row the caller cannot read does
+/// not exist for it, and one it can only read lacks the privilege.
 fn require(
-    access: Access,
+    rights: Rights,
+    needed: Rights,
     privilege: &'static str,
     entity: &'static str,
     id: &str,
     caller: &Caller,
 ) -> Result<(), Error> {
-    match access {
-        Access::Full => Ok(()),
-        Access::User => Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() }),
-        Access::None => Err(Error::RecordNotFound { entity, id: id.to_owned() }),
+    if !rights.contains(Rights::READ) {
+        return Err(Error::RecordNotFound { entity, id: id.to_owned() });
+    }
+    if rights.contains(needed) {
+        Ok(())
+    } else {
+        Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() })
     }
 }
 
@@ -260,18 +233,20 @@ impl World {
             validate_name(n)?;
         }
         let e = env_mut(self, env, caller)?;
-        let g = e
+        let i = e
             .machine_groups
-            .iter_mut()
-            .find(|g| g.id == id)
+            .iter()
+            .position(|g| g.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
         require(
-            group_access(g, caller.principal),
+            e.group_rights(&e.machine_groups[i], caller.principal),
+            Rights::WRITE,
             "prvWriteflowmachinegroup",
             "flowmachinegroup",
             &id.to_string(),
             caller,
         )?;
+        let g = &mut e.machine_groups[i];
         check_version(expect, g.version)?;
         if let Some(n) = change.name {
             g.name = n;
@@ -299,7 +274,8 @@ impl World {
             .find(|g| g.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: id.to_string() })?;
         require(
-            group_access(g, caller.principal),
+            e.group_rights(g, caller.principal),
+            Rights::DELETE,
             "prvDeleteflowmachinegroup",
             "flowmachinegroup",
             &id.to_string(),
@@ -332,18 +308,15 @@ impl World {
                     .iter()
                     .find(|g| g.id == gid)
                     .ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: gid.to_string() })?;
-                match group_access(g, caller.principal) {
-                    Access::Full => gid,
-                    Access::User => {
-                        return Err(Error::MissingPrivilege {
-                            privilege: "prvAppendToflowmachinegroup",
-                            principal: caller.principal.to_string(),
-                        });
-                    }
-                    Access::None => {
-                        return Err(Error::RecordNotFound { entity: "flowmachinegroup", id: gid.to_string() });
-                    }
-                }
+                require(
+                    e.group_rights(g, caller.principal),
+                    Rights::WRITE,
+                    "prvAppendToflowmachinegroup",
+                    "flowmachinegroup",
+                    &gid.to_string(),
+                    caller,
+                )?;
+                gid
             }
             None => {
                 e.machine_groups.push(MachineGroup {
@@ -364,7 +337,16 @@ impl World {
             group,
             owner: caller.principal,
             join_type: JoinType::Workgroup,
+            entra_synced: false,
+            allowed_tenants: Vec::new(),
+            legacy_sign_in_error: false,
+            windows_edition: WindowsEdition::Client,
+            agent_version: DEFAULT_AGENT_VERSION.to_owned(),
+            session_capacity: 1,
+            online: true,
+            maintenance: false,
             windows_accounts: Vec::new(),
+            shares: Vec::new(),
             version: 1,
             description,
         });
@@ -391,7 +373,8 @@ impl World {
             .position(|m| m.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
         require(
-            machine_access(e, &e.machines[i], caller.principal),
+            e.machine_rights(&e.machines[i], caller.principal),
+            Rights::WRITE,
             "prvWriteflowmachine",
             "flowmachine",
             &id.to_string(),
@@ -425,7 +408,8 @@ impl World {
             .find(|m| m.id == id)
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: id.to_string() })?;
         require(
-            machine_access(e, m, caller.principal),
+            e.machine_rights(m, caller.principal),
+            Rights::DELETE,
             "prvDeleteflowmachine",
             "flowmachine",
             &id.to_string(),
@@ -488,10 +472,7 @@ mod tests {
         let env = EnvironmentId::parse(ENV).unwrap();
         let finance = MachineGroupId::parse("42e26112-838c-471b-b09f-958e640e9303").unwrap();
         let e = w.environment(&env).unwrap();
-        assert_eq!(
-            group_access(e.machine_groups.iter().find(|g| g.id == finance).unwrap(), sp.principal),
-            Access::User
-        );
+        assert_eq!(e.group_rights(e.group(finance).unwrap(), sp.principal), Rights::USER);
         let change = RowChange { name: Some("x".into()), ..Default::default() };
         assert!(matches!(
             w.update_machine_group(&sp, &env, finance, change, Expect::Any),

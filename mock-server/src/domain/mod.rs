@@ -8,11 +8,19 @@
 //! - `id_gen` — ids the mock makes up (sequential by default, so journals repeat).
 //! - `world` — `World`: tenants, principals, environments, machines, groups, shares.
 //! - `connection` — desktop-flow connections: who may create them on which group, their status.
+//! - `access` — rights on machines and groups: ownership, shares with principals and teams,
+//!   the cascade from group to machines, the Dataverse sharing messages.
+//! - `connection_status` — a connection's status from the world as it is now: credentials on
+//!   every machine, connect-with-sign-in prerequisites, a vanished group.
+//! - `connection_share` — sharing run-owner connections with service principals.
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
+pub mod access;
 pub mod clock;
 pub mod connection;
+pub mod connection_share;
+pub mod connection_status;
 pub mod error;
 pub mod id_gen;
 pub mod ids;

@@ -2,8 +2,14 @@
 //! machine groups), built from a validated fixture. Rules are methods on it; it holds no
 //! HTTP types and reads no clock.
 
-use super::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TenantId};
-use fixtures::{FixtureError, GroupTypeFile, JoinTypeFile, ShareRoleFile, WorldFile};
+use super::access::{Grantee, Rights, Share};
+use super::ids::{
+    AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId,
+};
+use fixtures::{
+    CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, ShareFile,
+    ShareRoleFile, WindowsEditionFile, WorldFile,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 /// An Entra ID tenant.
@@ -39,6 +45,8 @@ pub struct User {
     pub display_name: String,
     /// Password (secrecy keeps it out of `Debug`).
     pub password: SecretString,
+    /// Machines on which this Entra account may open a Windows session.
+    pub interactive_logon: Vec<MachineId>,
 }
 
 /// The public part of a service principal's certificate, parsed once at load.
@@ -106,24 +114,6 @@ impl GroupType {
     }
 }
 
-/// Role of a machine or group share (DECISIONS.md: User = ReadAccess; Co-owner = all rights).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShareRole {
-    /// May run flows on the target.
-    User,
-    /// May also share, edit, delete and manage membership.
-    CoOwner,
-}
-
-/// A share of a machine or group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    /// Recipient.
-    pub principal: PrincipalId,
-    /// Role.
-    pub role: ShareRole,
-}
-
 /// A machine group.
 #[derive(Debug, Clone)]
 pub struct MachineGroup {
@@ -161,6 +151,69 @@ pub struct WindowsAccount {
     pub username: String,
     /// Password.
     pub password: SecretString,
+    /// May open an interactive session (the logon type is granted).
+    pub interactive_logon: bool,
+}
+
+/// Windows edition of a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowsEdition {
+    /// Windows 10/11.
+    Client,
+    /// Windows Server.
+    Server,
+}
+
+/// A Dataverse team.
+#[derive(Debug, Clone)]
+pub struct Team {
+    /// `teamid`.
+    pub id: TeamId,
+    /// Name.
+    pub name: String,
+    /// Members.
+    pub members: Vec<PrincipalId>,
+}
+
+/// An environment variable a credential references.
+#[derive(Debug, Clone)]
+pub struct EnvironmentVariable {
+    /// Schema name.
+    pub schema_name: String,
+    /// A secret (Key Vault) rather than text.
+    pub secret: bool,
+    /// Its value (secrecy keeps a secret's out of `Debug`).
+    pub value: SecretString,
+}
+
+/// Kind of a desktop-flow credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Key Vault username + password.
+    KeyVaultPassword,
+    /// Key Vault certificate (password `none`).
+    KeyVaultCertificate,
+    /// CyberArk (password `none`).
+    CyberArk,
+}
+
+/// A desktop-flow credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// Id.
+    pub id: CredentialId,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: CredentialKind,
+    /// Owner.
+    pub owner: PrincipalId,
+    /// Schema name of the username variable.
+    pub username_variable: String,
+    /// Schema name of the password variable (`KeyVaultPassword`).
+    pub password_variable: Option<String>,
+    /// Principals it is shared with.
+    pub shared_with: Vec<PrincipalId>,
 }
 
 /// A machine.
@@ -176,8 +229,26 @@ pub struct Machine {
     pub owner: PrincipalId,
     /// Directory join.
     pub join_type: JoinType,
+    /// For `EntraJoined`: synchronised with Entra ID.
+    pub entra_synced: bool,
+    /// Tenants allowlisted for connect with sign-in (`AllowedRegistrationTenants`).
+    pub allowed_tenants: Vec<TenantId>,
+    /// Answer an unallowlisted tenant with the older "Unable to connect…" text.
+    pub legacy_sign_in_error: bool,
+    /// Windows edition.
+    pub windows_edition: WindowsEdition,
+    /// Power Automate for desktop version.
+    pub agent_version: String,
+    /// Parallel sessions.
+    pub session_capacity: u32,
+    /// Agent connected.
+    pub online: bool,
+    /// Maintenance mode.
+    pub maintenance: bool,
     /// Accounts that can sign in.
     pub windows_accounts: Vec<WindowsAccount>,
+    /// Shares of the machine itself.
+    pub shares: Vec<Share>,
     /// Row version (Dataverse `versionnumber`, the ETag).
     pub version: u64,
     /// Description.
@@ -203,6 +274,12 @@ pub struct Environment {
     pub machine_groups: Vec<MachineGroup>,
     /// Machines.
     pub machines: Vec<Machine>,
+    /// Teams.
+    pub teams: Vec<Team>,
+    /// Environment variables.
+    pub variables: Vec<EnvironmentVariable>,
+    /// Desktop-flow credentials.
+    pub credentials: Vec<Credential>,
 }
 
 impl Environment {
@@ -263,6 +340,12 @@ impl World {
                 upn: u.user_principal_name.clone(),
                 display_name: u.display_name.clone(),
                 password: SecretString::from(u.password.clone()),
+                interactive_logon: u
+                    .interactive_logon_machines
+                    .iter()
+                    .map(|m| MachineId::parse(m))
+                    .collect::<Result<_, _>>()
+                    .map_err(id_err(format!("users[{i}].interactiveLogonMachines")))?,
             });
         }
         for (i, s) in f.service_principals.iter().enumerate() {
@@ -294,7 +377,51 @@ impl World {
                 system_users: Vec::new(),
                 machine_groups: Vec::new(),
                 machines: Vec::new(),
+                teams: Vec::new(),
+                variables: Vec::new(),
+                credentials: Vec::new(),
             };
+            for (i, t) in env.teams.iter().enumerate() {
+                let p = at(&format!("teams[{i}]"));
+                out.teams.push(Team {
+                    id: TeamId::parse(&t.team_id).map_err(id_err(p.clone()))?,
+                    name: t.name.clone(),
+                    members: t
+                        .members
+                        .iter()
+                        .map(|m| PrincipalId::parse(m))
+                        .collect::<Result<_, _>>()
+                        .map_err(id_err(p))?,
+                });
+            }
+            for v in &env.environment_variables {
+                out.variables.push(EnvironmentVariable {
+                    schema_name: v.schema_name.clone(),
+                    secret: v.variable_type == EnvironmentVariableTypeFile::Secret,
+                    value: SecretString::from(v.value.clone()),
+                });
+            }
+            for (i, c) in env.credentials.iter().enumerate() {
+                let p = at(&format!("credentials[{i}]"));
+                out.credentials.push(Credential {
+                    id: CredentialId::parse(&c.id).map_err(id_err(p.clone()))?,
+                    name: c.name.clone(),
+                    kind: match c.kind {
+                        CredentialKindFile::KeyVaultPassword => CredentialKind::KeyVaultPassword,
+                        CredentialKindFile::KeyVaultCertificate => CredentialKind::KeyVaultCertificate,
+                        CredentialKindFile::CyberArk => CredentialKind::CyberArk,
+                    },
+                    owner: PrincipalId::parse(&c.owner).map_err(id_err(p.clone()))?,
+                    username_variable: c.username_variable.clone(),
+                    password_variable: c.password_variable.clone(),
+                    shared_with: c
+                        .shared_with
+                        .iter()
+                        .map(|m| PrincipalId::parse(m))
+                        .collect::<Result<_, _>>()
+                        .map_err(id_err(p))?,
+                });
+            }
             for (i, s) in env.system_users.iter().enumerate() {
                 out.system_users.push(SystemUser {
                     id: SystemUserId::parse(&s.system_user_id).map_err(id_err(at(&format!("systemUsers[{i}]"))))?,
@@ -303,16 +430,7 @@ impl World {
             }
             for (i, g) in env.machine_groups.iter().enumerate() {
                 let p = at(&format!("machineGroups[{i}]"));
-                let mut shares = Vec::new();
-                for s in &g.shares {
-                    shares.push(Share {
-                        principal: PrincipalId::parse(&s.principal).map_err(id_err(p.clone()))?,
-                        role: match s.role {
-                            ShareRoleFile::User => ShareRole::User,
-                            ShareRoleFile::CoOwner => ShareRole::CoOwner,
-                        },
-                    });
-                }
+                let shares = shares_of(&out.teams, &g.shares).map_err(id_err(p.clone()))?;
                 out.machine_groups.push(MachineGroup {
                     id: MachineGroupId::parse(&g.id).map_err(id_err(p.clone()))?,
                     name: g.name.clone(),
@@ -328,6 +446,13 @@ impl World {
             }
             for (i, m) in env.machines.iter().enumerate() {
                 let p = at(&format!("machines[{i}]"));
+                let shares = shares_of(&out.teams, &m.shares).map_err(id_err(p.clone()))?;
+                let allowed_tenants = m
+                    .allowed_tenants
+                    .iter()
+                    .map(|t| TenantId::parse(t))
+                    .collect::<Result<_, _>>()
+                    .map_err(id_err(p.clone()))?;
                 out.machines.push(Machine {
                     id: MachineId::parse(&m.id).map_err(id_err(p.clone()))?,
                     name: m.name.clone(),
@@ -338,14 +463,27 @@ impl World {
                         JoinTypeFile::DomainJoined => JoinType::DomainJoined,
                         JoinTypeFile::Workgroup => JoinType::Workgroup,
                     },
+                    entra_synced: m.entra_synced,
+                    allowed_tenants,
+                    legacy_sign_in_error: m.legacy_sign_in_error,
+                    windows_edition: match m.windows_edition {
+                        WindowsEditionFile::Client => WindowsEdition::Client,
+                        WindowsEditionFile::Server => WindowsEdition::Server,
+                    },
+                    agent_version: m.agent_version.clone(),
+                    session_capacity: m.session_capacity,
+                    online: m.online,
+                    maintenance: m.maintenance,
                     windows_accounts: m
                         .windows_accounts
                         .iter()
                         .map(|a| WindowsAccount {
                             username: a.username.clone(),
                             password: SecretString::from(a.password.clone()),
+                            interactive_logon: a.interactive_logon,
                         })
                         .collect(),
+                    shares,
                     version: 1,
                     description: None,
                 });
@@ -426,6 +564,9 @@ impl World {
                     out.push(("password", a.password.expose_secret().to_owned()));
                 }
             }
+            for v in e.variables.iter().filter(|v| v.secret) {
+                out.push(("password", v.value.expose_secret().to_owned()));
+            }
         }
         // Short values would match inside ordinary words; the fixture's are long.
         out.retain(|(_, v)| v.len() >= 6);
@@ -433,6 +574,24 @@ impl World {
         out.dedup_by(|a, b| a.1 == b.1);
         out
     }
+}
+
+/// Shares from the fixture: a principal or a team, with the role's rights (DECISIONS.md).
+fn shares_of(teams: &[Team], file: &[ShareFile]) -> Result<Vec<Share>, super::ids::IdError> {
+    file.iter()
+        .map(|s| {
+            let id = PrincipalId::parse(&s.principal)?;
+            let grantee = match teams.iter().find(|t| t.id.uuid() == id.uuid()) {
+                Some(t) => Grantee::Team(t.id),
+                None => Grantee::Principal(id),
+            };
+            let rights = match s.role {
+                ShareRoleFile::User => Rights::USER,
+                ShareRoleFile::CoOwner => Rights::CO_OWNER,
+            };
+            Ok(Share { grantee, rights })
+        })
+        .collect()
 }
 
 /// Parses a PEM certificate into thumbprints and its RSA public key.

@@ -203,7 +203,7 @@ async fn each_connection_rule_has_its_status_code_and_envelope() {
     let mut bad_set = good.clone();
     bad_set["properties"]["connectionParametersSet"]["name"] = json!("basicAuth");
     let mut later_set = good.clone();
-    later_set["properties"]["connectionParametersSet"]["name"] = json!("passwordlessAttended");
+    later_set["properties"]["connectionParametersSet"]["name"] = json!("onPremisesDataGateway");
     let mut target_not_guid = good.clone();
     target_not_guid["properties"]["connectionParametersSet"]["values"]["targetId"] = json!({"value": "BUILD-01"});
     let mut username_number = good.clone();
@@ -343,7 +343,7 @@ async fn each_connection_rule_has_its_status_code_and_envelope() {
             code: "InvalidConnectionParameterSet",
         },
         Case {
-            name: "parameter_set_not_emulated_yet",
+            name: "gateway_parameter_set_not_emulated",
             url: one(id, q),
             token: Some(sp.clone()),
             body: Some(later_set),
