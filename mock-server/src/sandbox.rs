@@ -66,6 +66,19 @@ impl Sandbox {
         })
     }
 
+    /// Re-reads the world's credentials after a control call changed them (a rotated password
+    /// must be redacted as surely as the fixture's).
+    pub fn refresh_secrets(&mut self) {
+        let mut all = self.world.known_secrets();
+        for old in self.known_secrets.iter() {
+            if !all.iter().any(|(_, v)| v == &old.1) {
+                all.push(old.clone());
+            }
+        }
+        all.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        self.known_secrets = std::sync::Arc::new(all);
+    }
+
     /// Back to the fixture: state, clock, journal, ids and settings.
     pub fn reset(&mut self) {
         // The fixture was valid when loaded and has not changed, so this cannot fail.

@@ -12,18 +12,24 @@
 //! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime) |
 //! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
+//! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
+//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, online, …) |
 
 use super::extract::{ApiJson, ApiPath, parse_json};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
+use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
+use crate::domain::membership::{MachineFacts, Registration};
+use crate::domain::world::{JoinType, WindowsAccount, WindowsEdition};
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -41,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/sandboxes", get(get_sandboxes).post(post_sandbox))
         .route("/_mock/sandboxes/{name}", delete(delete_sandbox))
         .route("/_mock/ca.pem", get(get_ca))
+        .route("/_mock/machines/register", post(post_register_machine))
+        .route("/_mock/machines/{id}", patch(patch_machine))
 }
 
 async fn get_health(State(app): State<AppState>) -> Response {
@@ -369,4 +377,174 @@ async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
         Some(pem) => Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem.to_owned()).into_response()),
         None => Err(ApiError::NotFound { code: "TlsDisabled", message: "This server was started without TLS.".into() }),
     }
+}
+
+/// Machine facts as the control surface takes them: the fixture's names, every field optional,
+/// unknown fields refused by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MachineFactsBody {
+    join_type: Option<fixtures::JoinTypeFile>,
+    entra_synced: Option<bool>,
+    allowed_tenants: Option<Vec<String>>,
+    legacy_sign_in_error: Option<bool>,
+    windows_edition: Option<fixtures::WindowsEditionFile>,
+    agent_version: Option<String>,
+    session_capacity: Option<u32>,
+    online: Option<bool>,
+    maintenance: Option<bool>,
+    windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
+}
+
+fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("InvalidRequestContent", format!("The field '{field}' {why}."))
+}
+
+impl MachineFactsBody {
+    fn into_facts(self) -> Result<MachineFacts, ApiError> {
+        let allowed_tenants = match self.allowed_tenants {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|t| TenantId::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_field("allowedTenants", format_args!("holds {e}")))?,
+            ),
+        };
+        Ok(MachineFacts {
+            join_type: self.join_type.map(|j| match j {
+                fixtures::JoinTypeFile::EntraJoined => JoinType::EntraJoined,
+                fixtures::JoinTypeFile::DomainJoined => JoinType::DomainJoined,
+                fixtures::JoinTypeFile::Workgroup => JoinType::Workgroup,
+            }),
+            entra_synced: self.entra_synced,
+            allowed_tenants,
+            legacy_sign_in_error: self.legacy_sign_in_error,
+            windows_edition: self.windows_edition.map(|w| match w {
+                fixtures::WindowsEditionFile::Client => WindowsEdition::Client,
+                fixtures::WindowsEditionFile::Server => WindowsEdition::Server,
+            }),
+            agent_version: self.agent_version,
+            session_capacity: self.session_capacity,
+            online: self.online,
+            maintenance: self.maintenance,
+            windows_accounts: self.windows_accounts.map(|list| {
+                list.into_iter()
+                    .map(|a| WindowsAccount {
+                        username: a.username,
+                        password: SecretString::from(a.password),
+                        interactive_logon: a.interactive_logon,
+                    })
+                    .collect()
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterBody {
+    /// `-environmentid`.
+    environment: String,
+    /// `-applicationid`: the registering service principal.
+    application_id: String,
+    /// `-groupid`; absent for a stand-alone machine.
+    #[serde(default)]
+    group_id: Option<String>,
+    /// The machine's name.
+    name: String,
+    /// Its id; made up when absent.
+    #[serde(default)]
+    machine_id: Option<String>,
+}
+
+const REGISTER_KEYS: [&str; 5] = ["environment", "applicationId", "groupId", "name", "machineId"];
+
+/// Silent registration: the service principal owns the machine it registers (DECISIONS.md).
+async fn post_register_machine(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // The registration's own keys, and the machine's facts (unknown fields refused) in the rest.
+    let r: RegisterBody = parse_json(&body)?;
+    let mut rest: serde_json::Map<String, Value> = parse_json(&body)?;
+    rest.retain(|k, _| !REGISTER_KEYS.contains(&k.as_str()));
+    let facts: MachineFactsBody = parse_json(Value::Object(rest).to_string().as_bytes())?;
+    let env =
+        EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
+    let app_id =
+        AppId::parse(&r.application_id).map_err(|e| bad_field("applicationId", format_args!("is invalid: {e}")))?;
+    let group = match &r.group_id {
+        Some(g) => Some(MachineGroupId::parse(g).map_err(|e| bad_field("groupId", format_args!("is invalid: {e}")))?),
+        None => None,
+    };
+    let machine_id = match &r.machine_id {
+        Some(m) => Some(MachineId::parse(m).map_err(|e| bad_field("machineId", format_args!("is invalid: {e}")))?),
+        None => None,
+    };
+    if r.name.trim().is_empty() || r.name.chars().count() > 100 {
+        return Err(bad_field("name", "must be 1 to 100 characters"));
+    }
+    let facts = facts.into_facts()?;
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    let tenant = sb.world.environment(&env).map(|e| e.tenant).ok_or_else(|| ApiError::NotFound {
+        code: "EnvironmentNotFound",
+        message: format!("No environment '{env}' in this sandbox."),
+    })?;
+    let registrant = sb
+        .world
+        .service_principal(tenant, app_id)
+        .and_then(|sp| sb.world.registrant(tenant, sp.object_id))
+        .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
+    let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
+    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+    let registration = Registration { id, name: r.name, group, default_group, facts };
+    let m = sb.world.register_machine(&registrant, &env, registration)?;
+    let out = json!({
+        "machineId": m.id.to_string(),
+        "name": m.name,
+        "groupId": m.group.to_string(),
+        "owner": m.owner.to_string(),
+        "environment": env.to_string(),
+    });
+    sb.refresh_secrets();
+    Ok(json(StatusCode::CREATED, out))
+}
+
+/// Changes what is true of a machine; connection statuses follow at once.
+async fn patch_machine(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id =
+        MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
+    let facts: MachineFactsBody = parse_json(&body)?;
+    let facts = facts.into_facts()?;
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    let m = sb.world.patch_machine(id, facts).ok_or_else(|| ApiError::NotFound {
+        code: "MachineNotFound",
+        message: format!("No machine '{id}' in this sandbox."),
+    })?;
+    let out = json!({
+        "machineId": m.id.to_string(),
+        "name": m.name,
+        "groupId": m.group.to_string(),
+        "joinType": format!("{:?}", m.join_type),
+        "entraSynced": m.entra_synced,
+        "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "legacySignInError": m.legacy_sign_in_error,
+        "windowsEdition": format!("{:?}", m.windows_edition),
+        "agentVersion": m.agent_version,
+        "sessionCapacity": m.session_capacity,
+        "online": m.online,
+        "maintenance": m.maintenance,
+        "windowsAccounts": m.windows_accounts.iter().map(|a| json!({"username": a.username, "interactiveLogon": a.interactive_logon})).collect::<Vec<_>>(),
+    });
+    sb.refresh_secrets();
+    Ok(json(StatusCode::OK, out))
 }

@@ -11,6 +11,7 @@ use crate::domain::clock::format_timestamp;
 use crate::domain::connection::{
     Caller, Connection, ConnectionId, ConnectionStatus, Login, ParameterSet, PutConnection, PutOutcome, RunOwner,
 };
+use crate::domain::connection_share::{PermissionChange, PermissionPut};
 use crate::domain::ids::{AppId, CredentialId, EnvironmentId, MachineGroupId};
 use crate::domain::world::{PrincipalKind, World};
 use crate::state::AppState;
@@ -19,7 +20,7 @@ use axum::Router;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,11 +29,17 @@ use std::collections::{BTreeMap, HashMap};
 /// Routes of the connections API.
 pub fn router() -> Router<AppState> {
     let one = get(get_connection).put(put_connection).delete(delete_connection);
+    let env_one = "/connectivity/environments/{env}/connectors/{connector}/connections/{id}";
+    let one_path = "/connectivity/connectors/{connector}/connections/{id}";
     Router::new()
-        .route("/connectivity/environments/{env}/connectors/{connector}/connections/{id}", one.clone())
+        .route(&format!("{env_one}/permissions"), get(get_permissions))
+        .route(&format!("{env_one}/modifyPermissions"), post(modify_permissions))
+        .route(&format!("{one_path}/permissions"), get(get_permissions))
+        .route(&format!("{one_path}/modifyPermissions"), post(modify_permissions))
+        .route(env_one, one.clone())
         .route("/connectivity/environments/{env}/connectors/{connector}/connections", get(list_connections))
         .route("/connectivity/environments/{env}/connections", get(list_connections))
-        .route("/connectivity/connectors/{connector}/connections/{id}", one)
+        .route(one_path, one)
         .route("/connectivity/connectors/{connector}/connections", get(list_connections))
         .route("/connectivity/connections", get(list_connections))
 }
@@ -452,4 +459,130 @@ async fn list_connections(
     let list = sb.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
     let value: Vec<Value> = list.into_iter().map(|c| connection_json(&sb.world, c, &route.origin)).collect();
     Ok(json(StatusCode::OK, json!({ "value": value })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ModifyBody {
+    #[serde(default)]
+    put: Vec<PutPermissionBody>,
+    #[serde(default)]
+    delete: Vec<DeletePermissionBody>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PutPermissionBody {
+    properties: PutPermissionProperties,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutPermissionProperties {
+    role_name: String,
+    principal: PrincipalBody,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrincipalBody {
+    id: String,
+    #[serde(rename = "type", default)]
+    principal_type: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeletePermissionBody {
+    id: String,
+}
+
+/// The permission list of api-facts 3.6: the owner first, then each share.
+fn permissions_json(world: &World, c: &Connection) -> Value {
+    let base =
+        format!("/providers/Microsoft.PowerApps/apis/{}/connections/{}/permissions", c.connector, c.id.as_written());
+    let item = |name: String, role: &str, principal: Value| {
+        json!({
+            "name": name,
+            "id": format!("{base}/{name}"),
+            "type": "Microsoft.PowerApps/apis/connections/permissions",
+            "properties": {
+                "roleName": role,
+                "principal": principal,
+                "notifyShareTargetOption": "NotSpecified",
+                "inviteGuestToTenant": false,
+            }
+        })
+    };
+    let who = &c.created_by;
+    let mut owner = json!({
+        "id": who.principal.to_string(),
+        "displayName": who.display_name,
+        "type": match who.kind { PrincipalKind::User => "User", PrincipalKind::ServicePrincipal => "ServicePrincipal" },
+        "tenantId": who.tenant.to_string(),
+    });
+    if let Some(upn) = &who.upn {
+        owner["email"] = json!(upn);
+        owner["preferredLanguage"] = json!("en-us");
+    }
+    let mut value = vec![item(who.principal.to_string(), "Owner", owner)];
+    for s in &c.shares {
+        let sp = world.service_principals.iter().find(|p| p.object_id == s.principal);
+        value.push(item(
+            s.principal.to_string(),
+            s.role.name(),
+            json!({
+                "id": s.principal.to_string(),
+                "displayName": sp.map(|p| p.display_name.clone()),
+                "type": "ServicePrincipal",
+                "tenantId": sp.map(|p| p.tenant.to_string()),
+            }),
+        ));
+    }
+    json!({ "value": value })
+}
+
+async fn get_permissions(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(path): ApiPath<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let claims = admit(&app, &route, &q, &headers)?;
+    let id = connection_id(&path)?;
+    let reg = app.registry();
+    let sb = reg.get(&route.sandbox)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
+    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+    let c = sb.world.permissions(&who, &environment, connector, &id)?;
+    Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
+}
+
+async fn modify_permissions(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(path): ApiPath<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let claims = admit(&app, &route, &q, &headers)?;
+    let id = connection_id(&path)?;
+    let m: ModifyBody = json_body(&headers, &body)?;
+    let change = PermissionChange {
+        put: m
+            .put
+            .into_iter()
+            .map(|p| PermissionPut {
+                principal: p.properties.principal.id,
+                principal_type: p.properties.principal.principal_type,
+                role: p.properties.role_name,
+            })
+            .collect(),
+        delete: m.delete.into_iter().map(|d| d.id.rsplit('/').next().unwrap_or_default().to_owned()).collect(),
+    };
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
+    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+    sb.world.modify_permissions(&who, &environment, connector, &id, &change)?;
+    let c = sb.world.permissions(&who, &environment, connector, &id)?;
+    Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
 }

@@ -6,8 +6,8 @@
 use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, parse_json};
 use super::{ApiError, RouteInfo, json};
-use crate::domain::access::Rights;
-use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, parse_guid};
+use crate::domain::access::{AccessChange, Grantee, Rights, ShareTarget};
+use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, TeamId, parse_guid};
 use crate::domain::machine::{Expect, NewGroup, NewMachine, RowChange, Upsert, Written};
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
@@ -32,16 +32,18 @@ enum Table {
     FlowMachine,
     FlowMachineGroup,
     SystemUser,
+    Team,
 }
 
 impl Table {
-    const ALL: [Table; 3] = [Table::FlowMachine, Table::FlowMachineGroup, Table::SystemUser];
+    const ALL: [Table; 4] = [Table::FlowMachine, Table::FlowMachineGroup, Table::SystemUser, Table::Team];
 
     fn logical(self) -> &'static str {
         match self {
             Self::FlowMachine => "flowmachine",
             Self::FlowMachineGroup => "flowmachinegroup",
             Self::SystemUser => "systemuser",
+            Self::Team => "team",
         }
     }
 
@@ -50,6 +52,7 @@ impl Table {
             Self::FlowMachine => "flowmachines",
             Self::FlowMachineGroup => "flowmachinegroups",
             Self::SystemUser => "systemusers",
+            Self::Team => "teams",
         }
     }
 
@@ -58,6 +61,7 @@ impl Table {
             Self::FlowMachine => "flowmachineid",
             Self::FlowMachineGroup => "flowmachinegroupid",
             Self::SystemUser => "systemuserid",
+            Self::Team => "teamid",
         }
     }
 
@@ -104,6 +108,7 @@ impl Table {
                 "accessmode",
                 "isdisabled",
             ],
+            Self::Team => &["teamid", "name", "teamtype"],
         }
     }
 
@@ -126,6 +131,7 @@ impl Table {
                     (5, "Delegated Admin"),
                 ],
             )],
+            Self::Team => &[("teamtype", &[(0, "Owner"), (1, "Access")])],
         }
     }
 
@@ -147,6 +153,19 @@ enum Target {
     Picklists(String),
     Rows(Table),
     Row(Table, Uuid),
+    /// `GrantAccess`, `ModifyAccess`, `RevokeAccess`.
+    Sharing(SharingMessage),
+    /// `RetrieveSharedPrincipalsAndAccess(Target=…)`: the text inside the parentheses.
+    SharedPrincipals(String),
+    /// `flowmachines(id)/Microsoft.Dynamics.CRM.LeaveGroup`.
+    LeaveGroup(Uuid),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharingMessage {
+    Grant,
+    Modify,
+    Revoke,
 }
 
 fn not_found_segment(seg: &str) -> ApiError {
@@ -161,6 +180,17 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
     if rest == "EntityDefinitions" {
         return Ok(Target::Definitions);
     }
+    let unqualified = rest.strip_prefix("Microsoft.Dynamics.CRM.").unwrap_or(rest);
+    match unqualified {
+        "GrantAccess" => return Ok(Target::Sharing(SharingMessage::Grant)),
+        "ModifyAccess" => return Ok(Target::Sharing(SharingMessage::Modify)),
+        "RevokeAccess" => return Ok(Target::Sharing(SharingMessage::Revoke)),
+        _ => {}
+    }
+    if let Some(args) = unqualified.strip_prefix("RetrieveSharedPrincipalsAndAccess(").and_then(|a| a.strip_suffix(')'))
+    {
+        return Ok(Target::SharedPrincipals(args.to_owned()));
+    }
     if let Some(after) = rest.strip_prefix("EntityDefinitions(LogicalName='") {
         let (name, tail) = after.split_once("')").ok_or_else(|| not_found_segment(rest))?;
         return match tail {
@@ -174,6 +204,11 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
     let (set, key) = match rest.split_once('(') {
         Some((set, k)) => {
             let (k, tail) = k.split_once(')').ok_or_else(|| not_found_segment(rest))?;
+            let leave = ["/Microsoft.Dynamics.CRM.LeaveGroup", "/LeaveGroup"].contains(&tail);
+            if leave && set.eq_ignore_ascii_case("flowmachines") {
+                let id = parse_guid("key", k).map_err(|_| not_found_segment(rest))?;
+                return Ok(Target::LeaveGroup(id));
+            }
             if !tail.is_empty() {
                 return Err(ApiError::NotImplemented(format!(
                     "The path '{rest}' (navigation or bound operation) is not implemented by the mock."
@@ -284,6 +319,11 @@ fn rows(world: &World, env: &Environment, table: Table, who: PrincipalId) -> Vec
             .map(|m| machine_row(env, m))
             .collect(),
         Table::SystemUser => system_user_rows(world, env),
+        Table::Team => env
+            .teams
+            .iter()
+            .filter_map(|t| json!({ "teamid": t.id.to_string(), "name": t.name, "teamtype": 0 }).as_object().cloned())
+            .collect(),
     }
 }
 
@@ -297,7 +337,7 @@ fn definition(t: Table) -> Value {
         "LogicalCollectionName": t.set(),
         "PrimaryIdAttribute": t.key(),
         "PrimaryNameAttribute": t.primary_name(),
-        "OwnershipType": if t == Table::SystemUser { "BusinessOwned" } else { "UserOwned" },
+        "OwnershipType": if matches!(t, Table::SystemUser | Table::Team) { "BusinessOwned" } else { "UserOwned" },
         "IsCustomEntity": false,
     })
 }
@@ -375,7 +415,7 @@ fn write_body(table: Table, body: &[u8]) -> Result<Map<String, Value>, ApiError>
     let writable: &[&str] = match table {
         Table::FlowMachineGroup => &["name", "description", "flowgrouptype"],
         Table::FlowMachine => &["name", "description", "flowmachinegroupid@odata.bind"],
-        Table::SystemUser => &[],
+        Table::SystemUser | Table::Team => &[],
     };
     for k in map.keys() {
         if !writable.iter().any(|w| w.eq_ignore_ascii_case(k)) && !k.starts_with("@odata") {
@@ -457,6 +497,143 @@ fn change_of(map: &Map<String, Value>) -> Result<RowChange, ApiError> {
         Some(_) => Some(string_field(map, "description")?),
     };
     Ok(RowChange { name: string_field(map, "name")?, description })
+}
+
+fn bad_parameter(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(odata::BAD_QUERY, message)
+}
+
+/// The record a sharing message names: `{"@odata.type": "Microsoft.Dynamics.CRM.flowmachinegroup",
+/// "flowmachinegroupid": "…"}`, or `{"@odata.id": "flowmachinegroups(…)"}`.
+fn share_target(v: Option<&Value>) -> Result<ShareTarget, ApiError> {
+    let v = v.filter(|v| v.is_object()).ok_or_else(|| bad_parameter("The parameter 'Target' is required: {\"@odata.type\": \"Microsoft.Dynamics.CRM.flowmachinegroup\", \"flowmachinegroupid\": \"…\"}."))?;
+    if let Some(r) = v.get("@odata.id").and_then(Value::as_str) {
+        return target_of_reference(r);
+    }
+    let kind = v.get("@odata.type").and_then(Value::as_str).unwrap_or_default();
+    let kind = kind.trim_start_matches('#').trim_start_matches("Microsoft.Dynamics.CRM.");
+    let id = |key: &str| v.get(key).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok());
+    match kind {
+        "flowmachinegroup" | "" if id("flowmachinegroupid").is_some() => {
+            Ok(ShareTarget::Group(MachineGroupId::from_uuid(id("flowmachinegroupid").unwrap_or_default())))
+        }
+        "flowmachine" | "" if id("flowmachineid").is_some() => {
+            Ok(ShareTarget::Machine(MachineId::from_uuid(id("flowmachineid").unwrap_or_default())))
+        }
+        _ => Err(bad_parameter(format!(
+            "The Target must be a flowmachinegroup or flowmachine with its id (the mock shares these tables only); got '{}'.",
+            kind.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+/// `flowmachinegroups(<id>)` or `flowmachines(<id>)`, possibly after a base URL.
+fn target_of_reference(r: &str) -> Result<ShareTarget, ApiError> {
+    let last = r.rsplit('/').next().unwrap_or(r);
+    let parsed =
+        last.split_once('(').and_then(|(set, rest)| Some((set, Uuid::try_parse(rest.strip_suffix(')')?).ok()?)));
+    match parsed {
+        Some((set, id)) if set.eq_ignore_ascii_case("flowmachinegroups") => {
+            Ok(ShareTarget::Group(MachineGroupId::from_uuid(id)))
+        }
+        Some((set, id)) if set.eq_ignore_ascii_case("flowmachines") => {
+            Ok(ShareTarget::Machine(MachineId::from_uuid(id)))
+        }
+        _ => Err(bad_parameter(format!(
+            "'{}' does not name a flowmachinegroups(<id>) or flowmachines(<id>) record.",
+            r.chars().take(120).collect::<String>()
+        ))),
+    }
+}
+
+/// A principal of a sharing message: a systemuser (`systemuserid` or `ownerid`) or a team.
+fn grantee(env: &Environment, v: Option<&Value>, name: &str) -> Result<Grantee, ApiError> {
+    let v = v.filter(|v| v.is_object()).ok_or_else(|| {
+        bad_parameter(format!("The parameter '{name}' is required: {{\"@odata.type\": \"Microsoft.Dynamics.CRM.systemuser\", \"systemuserid\": \"…\"}}."))
+    })?;
+    let kind = v.get("@odata.type").and_then(Value::as_str).unwrap_or("systemuser");
+    let kind = kind.trim_start_matches('#').trim_start_matches("Microsoft.Dynamics.CRM.");
+    let id_of = |keys: &[&str]| {
+        keys.iter().find_map(|k| v.get(*k).and_then(Value::as_str)).and_then(|s| Uuid::try_parse(s).ok())
+    };
+    match kind {
+        "systemuser" => {
+            let id = id_of(&["systemuserid", "ownerid"])
+                .ok_or_else(|| bad_parameter(format!("{name} needs a systemuserid (or ownerid) GUID.")))?;
+            env.system_users.iter().find(|s| s.id.uuid() == id).map(|s| Grantee::Principal(s.principal)).ok_or_else(
+                || ApiError::Domain(crate::domain::Error::RecordNotFound { entity: "systemuser", id: id.to_string() }),
+            )
+        }
+        "team" => {
+            let id = id_of(&["teamid", "ownerid"])
+                .ok_or_else(|| bad_parameter(format!("{name} needs a teamid (or ownerid) GUID.")))?;
+            Ok(Grantee::Team(TeamId::from_uuid(id)))
+        }
+        other => Err(bad_parameter(format!(
+            "A {name} is a systemuser or a team; got '{}'.",
+            other.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+fn principal_json(env: &Environment, g: Grantee) -> Value {
+    match g {
+        Grantee::Principal(p) => json!({
+            "@odata.type": "#Microsoft.Dynamics.CRM.systemuser",
+            "ownerid": env.system_user_of(p).map(|s| s.to_string()),
+        }),
+        Grantee::Team(t) => json!({ "@odata.type": "#Microsoft.Dynamics.CRM.team", "ownerid": t.to_string() }),
+    }
+}
+
+/// A sharing message's body: target, principal and (for grant and modify) the mask.
+fn sharing_request(
+    env: &Environment,
+    msg: SharingMessage,
+    body: &[u8],
+) -> Result<(ShareTarget, Grantee, AccessChange), ApiError> {
+    let v: Value = parse_json(body)?;
+    let target = share_target(v.get("Target"))?;
+    if msg == SharingMessage::Revoke {
+        return Ok((target, grantee(env, v.get("Revokee"), "Revokee")?, AccessChange::Revoke));
+    }
+    let pa = v.get("PrincipalAccess").filter(|p| p.is_object()).ok_or_else(|| {
+        bad_parameter(
+            "The parameter 'PrincipalAccess' is required: {\"Principal\": {…}, \"AccessMask\": \"ReadAccess\"}.",
+        )
+    })?;
+    let who = grantee(env, pa.get("Principal"), "PrincipalAccess.Principal")?;
+    let mask = pa.get("AccessMask").and_then(Value::as_str).ok_or_else(|| {
+        bad_parameter(
+            "PrincipalAccess.AccessMask is required: names such as \"ReadAccess\" or \"ReadAccess,WriteAccess\".",
+        )
+    })?;
+    let rights = Rights::parse(mask).map_err(|e| bad_parameter(format!("PrincipalAccess.AccessMask: {e}.")))?;
+    let change = match msg {
+        SharingMessage::Grant => AccessChange::Grant(rights),
+        _ => AccessChange::Modify(rights),
+    };
+    Ok((target, who, change))
+}
+
+/// The `Target` of `RetrieveSharedPrincipalsAndAccess(Target=@tid)?@tid={'@odata.id':'…'}`.
+fn shared_principals_target(args: &str, pairs: &[(String, String)]) -> Result<ShareTarget, ApiError> {
+    let value = args.trim().strip_prefix("Target=").ok_or_else(|| {
+        bad_parameter(
+            "RetrieveSharedPrincipalsAndAccess takes Target=@tid with @tid={'@odata.id':'flowmachinegroups(<id>)'}.",
+        )
+    })?;
+    let text = match value.strip_prefix('@') {
+        Some(alias) => pairs
+            .iter()
+            .find(|(k, _)| k.strip_prefix('@') == Some(alias))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| bad_parameter(format!("The parameter alias '@{alias}' is not given in the query.")))?,
+        None => value.to_owned(),
+    };
+    let start = text.find("flowmachine").unwrap_or(0);
+    let end = text[start..].find(')').map(|e| start + e + 1).unwrap_or(text.len());
+    target_of_reference(&text[start..end])
 }
 
 async fn dataverse(
@@ -615,10 +792,11 @@ async fn dataverse(
                     let m = sb.world.create_machine(&who, &env_id, new)?.clone();
                     machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
                 }
-                Table::SystemUser => {
-                    return Err(ApiError::NotImplemented(
-                        "Creating systemusers is not implemented by the mock: declare them in the fixture.".into(),
-                    ));
+                Table::SystemUser | Table::Team => {
+                    return Err(ApiError::NotImplemented(format!(
+                        "Creating {} is not implemented by the mock: declare them in the fixture.",
+                        table.set()
+                    )));
                 }
             };
             Ok(written(&base, table, new_id, Written::Created, row, representation))
@@ -640,10 +818,11 @@ async fn dataverse(
                     let m = m.clone();
                     (done, machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
                 }
-                Table::SystemUser => {
-                    return Err(ApiError::NotImplemented(
-                        "Updating systemusers is not implemented by the mock.".into(),
-                    ));
+                Table::SystemUser | Table::Team => {
+                    return Err(ApiError::NotImplemented(format!(
+                        "Updating {} is not implemented by the mock.",
+                        table.set()
+                    )));
                 }
             };
             Ok(written(&base, table, id, done, row, representation))
@@ -655,12 +834,39 @@ async fn dataverse(
                     sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
                 }
                 Table::FlowMachine => sb.world.delete_machine(&who, &env_id, MachineId::from_uuid(id), expect)?,
-                Table::SystemUser => {
-                    return Err(ApiError::NotImplemented(
-                        "Deleting systemusers is not implemented by the mock.".into(),
-                    ));
+                Table::SystemUser | Table::Team => {
+                    return Err(ApiError::NotImplemented(format!(
+                        "Deleting {} is not implemented by the mock.",
+                        table.set()
+                    )));
                 }
             }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::POST, Target::Sharing(msg)) => {
+            let (target, who_gets, change) = sharing_request(env, msg, &body)?;
+            sb.world.change_access(&who, &env_id, target, who_gets, change)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::GET, Target::SharedPrincipals(args)) => {
+            let target = shared_principals_target(&args, &pairs)?;
+            let shares = sb.world.shared_access(&who, &env_id, target)?;
+            let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
+            let accesses: Vec<Value> = shares
+                .iter()
+                .map(|s| json!({ "AccessMask": s.rights.names(), "Principal": principal_json(env, s.grantee) }))
+                .collect();
+            Ok(json(
+                StatusCode::OK,
+                json!({
+                    "@odata.context": format!("{base}/$metadata#Microsoft.Dynamics.CRM.RetrieveSharedPrincipalsAndAccessResponse"),
+                    "PrincipalAccesses": accesses,
+                }),
+            ))
+        }
+        (&Method::POST, Target::LeaveGroup(id)) => {
+            let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+            sb.world.leave_group(&who, &env_id, MachineId::from_uuid(id), default_group)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (m, t) => Err(ApiError::MethodNotAllowed {

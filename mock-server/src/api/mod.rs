@@ -6,9 +6,11 @@
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
 //! - `auth` — bearer-token checks per surface (signature, expiry, audience, tenant).
-//! - `connections` — the Power Platform API connections endpoints.
+//! - `connections` — the Power Platform API connections endpoints and connection sharing.
+//! - `runtime` — the desktop-flow connector runtime (`TestConnection`).
 //! - `bap` — BAP environment metadata (finding the Dataverse org).
-//! - `dataverse` — the Dataverse Web API subset: machine tables, systemusers, WhoAmI, EntityDefinitions.
+//! - `dataverse` — the Dataverse Web API subset: machine tables, systemusers, WhoAmI,
+//!   EntityDefinitions, and the sharing messages for machines and groups.
 //! - `identity` — token endpoint, OpenID configuration, JWKS, instance and realm discovery.
 //! - `admin` — the control surface under `/_mock/`.
 //!
@@ -25,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod identity;
 pub mod routing;
+pub mod runtime;
 
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
@@ -56,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .merge(connections::router())
         .merge(bap::router())
         .merge(dataverse::router())
+        .merge(runtime::router())
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -628,7 +628,7 @@ mod tests {
         let c = c.clone();
         match &w.status(&c) {
             ConnectionStatus::Error { code, message } => {
-                assert_eq!(code, "WindowsIdentityIncorrect");
+                assert_eq!(*code, "WindowsIdentityIncorrect");
                 assert!(message.starts_with("Details: Connection failed: [Machine 022701dd-0a3a-4ba3-9dbc-b24e4ec4ae0f]. There's an issue with your credentials."), "{message}");
             }
             other => panic!("{other:?}"),

@@ -18,22 +18,30 @@ pub enum ConnectionStatus {
     /// Not usable, with the documented code and message.
     Error {
         /// Code (`WindowsIdentityIncorrect`, …).
-        code: String,
+        code: &'static str,
         /// Message.
         message: String,
     },
 }
 
 impl ConnectionStatus {
-    fn error(code: &str, message: String) -> Self {
-        Self::Error { code: code.to_owned(), message }
+    fn error(code: &'static str, message: String) -> Self {
+        Self::Error { code, message }
     }
 
     /// The code of an error status.
-    pub fn code(&self) -> Option<&str> {
+    pub fn code(&self) -> Option<&'static str> {
         match self {
             Self::Connected => None,
             Self::Error { code, .. } => Some(code),
+        }
+    }
+
+    /// `TestConnection`: fine, or the failure as an error (SUP-ERR's statuses).
+    pub fn test(self) -> Result<(), super::Error> {
+        match self {
+            Self::Connected => Ok(()),
+            Self::Error { code, message } => Err(super::Error::ConnectionTestFailed { code, message }),
         }
     }
 }

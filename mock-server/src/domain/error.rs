@@ -159,6 +159,41 @@ pub enum Error {
     /// Removing the owner's permission (mock-defined `OwnerPermissionCannotBeRemoved`).
     #[error("The owner's permission cannot be removed from the connection.")]
     OwnerPermissionCannotBeRemoved,
+    /// `TestConnection` found the connection unusable: its status's code and message.
+    #[error("{message}")]
+    ConnectionTestFailed {
+        /// The status code (`WindowsIdentityIncorrect`, `MachineNotJoined`, …).
+        code: &'static str,
+        /// Its message.
+        message: String,
+    },
+    /// Joining another principal's stand-alone machine's group (mock-defined `DefaultGroupMembership`).
+    #[error(
+        "The machine group '{0}' is the hidden Default group of a stand-alone machine: machines join Standard groups only."
+    )]
+    DefaultGroupMembership(String),
+    /// A group at its limit (mock-defined `MachineGroupFull`; the limit is PAD-MG's).
+    #[error("The machine group '{group}' already holds {limit} machines, the most a group may hold.")]
+    MachineGroupFull {
+        /// Group.
+        group: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// `LeaveGroup` on a stand-alone machine (mock-defined `MachineNotInGroup`).
+    #[error("The machine '{0}' is stand-alone: it is in no machine group to leave.")]
+    NotInAGroup(String),
+    /// Silent registration into a group the service principal may not use (mock-defined `MachineRegistrationForbidden`).
+    #[error(
+        "The service principal may not register machines into the machine group '{group}': share the group with its application user first."
+    )]
+    RegistrationForbidden {
+        /// Group.
+        group: String,
+    },
+    /// Silent registration by something else than a service principal (mock-defined `RegistrationNeedsServicePrincipal`).
+    #[error("Silent registration is done by a service principal: give its application (client) id.")]
+    RegistrationNeedsServicePrincipal,
     /// `If-Match` names an older row version (Dataverse `0x80060882`).
     #[error("The version of the existing record doesn't match the RowVersion property provided.")]
     VersionMismatch,
@@ -232,6 +267,12 @@ impl Error {
             Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
             Self::TargetGroupNotFound { .. } => "TargetGroupNotFound",
             Self::VersionMismatch => "0x80060882",
+            Self::ConnectionTestFailed { code, .. } => code,
+            Self::DefaultGroupMembership(_) => "DefaultGroupMembership",
+            Self::MachineGroupFull { .. } => "MachineGroupFull",
+            Self::NotInAGroup(_) => "MachineNotInGroup",
+            Self::RegistrationForbidden { .. } => "MachineRegistrationForbidden",
+            Self::RegistrationNeedsServicePrincipal => "RegistrationNeedsServicePrincipal",
             Self::SignInRequiresUser => "SignInRequiresUser",
             Self::SignInUserTenantMismatch { .. } => "SignInUserTenantMismatch",
             Self::SignInConnectionRunOwner => "SignInConnectionRunOwner",
@@ -269,6 +310,12 @@ impl Error {
             | Self::NameRequired { .. }
             | Self::DefaultGroupByHand => 400,
             Self::VersionMismatch | Self::DuplicateRecord(_) => 412,
+            // SUP-ERR gives these statuses to the same codes on runs.
+            Self::ConnectionTestFailed { code, .. } => match *code {
+                "WindowsIdentityIncorrect" => 401,
+                "XrmMachineGroupNotFound" => 404,
+                _ => 400,
+            },
             Self::SignInRequiresUser
             | Self::SignInUserTenantMismatch { .. }
             | Self::SignInConnectionRunOwner
@@ -285,7 +332,13 @@ impl Error {
             | Self::CanViewWithShareNotAllowed
             | Self::InvalidPermissionRole(_)
             | Self::OwnerPermissionCannotBeRemoved => 400,
-            Self::RunOwnerAuthorizationFailed { .. } | Self::CredentialNotShared { .. } => 403,
+            Self::RunOwnerAuthorizationFailed { .. }
+            | Self::CredentialNotShared { .. }
+            | Self::RegistrationForbidden { .. } => 403,
+            Self::DefaultGroupMembership(_)
+            | Self::MachineGroupFull { .. }
+            | Self::NotInAGroup(_)
+            | Self::RegistrationNeedsServicePrincipal => 400,
             Self::RecordNotFound { .. } => 404,
             Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } | Self::NotOrganizationMember(_) => 403,
             Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => 403,

@@ -216,7 +216,23 @@ impl World {
             };
             return Ok((Written::Created, self.create_machine(caller, env, new)?));
         }
-        Ok((Written::Updated, self.update_machine(caller, env, up.id, up.change, up.expect)?))
+        // A group bind on an existing machine adds it to that group: checked before the
+        // row changes, applied after, so a refusal writes nothing.
+        let planned = match group {
+            Some(g) if self.environment(env).is_some_and(|e| e.machines.iter().any(|m| m.id == up.id)) => {
+                Some(self.plan_move(caller, env, up.id, g)?)
+            }
+            _ => None,
+        };
+        self.update_machine(caller, env, up.id, up.change, up.expect)?;
+        if let Some(mv) = planned {
+            self.apply_move(env, mv);
+        }
+        let m = self
+            .environment(env)
+            .and_then(|e| e.machine(up.id))
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: up.id.to_string() })?;
+        Ok((Written::Updated, m))
     }
 
     /// Renames or re-describes a group (owner or Co-owner).

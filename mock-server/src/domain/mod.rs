@@ -14,6 +14,8 @@
 //!   every machine, connect-with-sign-in prerequisites, a vanished group.
 //! - `connection_share` — sharing run-owner connections with service principals.
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
+//! - `membership` — which group a machine is in: joining and leaving groups, silent
+//!   registration, the control surface's edits of a machine's facts.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
 pub mod access;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod id_gen;
 pub mod ids;
 pub mod machine;
+pub mod membership;
 pub mod world;
 
 pub use error::Error;

@@ -1,0 +1,326 @@
+//! Which group a machine is in, and how it changes: adding a machine to a group and taking it
+//! out (Co-owner of both), silent registration by a service principal, and the control
+//! surface's edits of a machine's facts (join state, allowlist, accounts, …).
+//!
+//! A stand-alone machine lives in its own Default group. When it joins a group, that Default
+//! group goes, so connections that targeted the machine break (PAD-MG): their status becomes
+//! `XrmMachineGroupNotFound`. Taking a machine out of a group gives it a new Default group.
+
+use super::Error;
+use super::access::Rights;
+use super::connection::Caller;
+use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
+use super::machine::DEFAULT_AGENT_VERSION;
+use super::world::{
+    Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World,
+};
+
+/// Machines a group may hold (PAD-MG).
+pub const MAX_MACHINES_PER_GROUP: usize = 50;
+
+/// A checked move, ready to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Move {
+    machine: MachineId,
+    to: MachineGroupId,
+    /// The Default group the machine leaves, which goes with the move.
+    drop_default: Option<MachineGroupId>,
+}
+
+fn env_of<'w>(world: &'w World, env: &EnvironmentId, caller: &Caller) -> Result<&'w Environment, Error> {
+    let e = world.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
+        environment: env.to_string(),
+        tenant: caller.tenant.to_string(),
+    })?;
+    if e.tenant != caller.tenant {
+        return Err(Error::CrossTenantAccess { environment: env.to_string(), tenant: caller.tenant.to_string() });
+    }
+    Ok(e)
+}
+
+/// Write access to a row the caller can read; a row it cannot read does not exist for it.
+fn writable(
+    rights: Rights,
+    privilege: &'static str,
+    entity: &'static str,
+    id: String,
+    caller: &Caller,
+) -> Result<(), Error> {
+    if !rights.contains(Rights::READ) {
+        return Err(Error::RecordNotFound { entity, id });
+    }
+    if !rights.contains(Rights::WRITE) {
+        return Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() });
+    }
+    Ok(())
+}
+
+impl World {
+    /// Checks that the caller may put `machine` into `group` (Co-owner or owner of both; a
+    /// Standard group with room), without changing anything.
+    pub fn plan_move(
+        &self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        machine: MachineId,
+        group: MachineGroupId,
+    ) -> Result<Move, Error> {
+        self.member(env, caller)?;
+        let e = env_of(self, env, caller)?;
+        let m = e.machine(machine).ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
+        let g = e.group(group).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: group.to_string() })?;
+        writable(
+            e.machine_rights(m, caller.principal),
+            "prvWriteflowmachine",
+            "flowmachine",
+            machine.to_string(),
+            caller,
+        )?;
+        writable(
+            e.group_rights(g, caller.principal),
+            "prvAppendToflowmachinegroup",
+            "flowmachinegroup",
+            group.to_string(),
+            caller,
+        )?;
+        if m.group != group && g.group_type == GroupType::Default {
+            return Err(Error::DefaultGroupMembership(group.to_string()));
+        }
+        let members = e.machines.iter().filter(|x| x.group == group && x.id != machine).count();
+        if members >= MAX_MACHINES_PER_GROUP {
+            return Err(Error::MachineGroupFull { group: group.to_string(), limit: MAX_MACHINES_PER_GROUP });
+        }
+        let drop_default =
+            e.group(m.group).filter(|old| old.group_type == GroupType::Default && old.id != group).map(|old| old.id);
+        Ok(Move { machine, to: group, drop_default })
+    }
+
+    /// Applies a checked move.
+    pub fn apply_move(&mut self, env: &EnvironmentId, mv: Move) {
+        let Some(e) = self.environments.iter_mut().find(|e| &e.id == env) else { return };
+        if let Some(m) = e.machines.iter_mut().find(|m| m.id == mv.machine) {
+            if m.group != mv.to {
+                m.version += 1;
+            }
+            m.group = mv.to;
+        }
+        if let Some(old) = mv.drop_default {
+            e.machine_groups.retain(|g| g.id != old);
+        }
+    }
+
+    /// `LeaveGroup`: takes a machine out of its group; it becomes stand-alone again in a new
+    /// Default group (`default_group`), owned by the machine's owner.
+    pub fn leave_group(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        machine: MachineId,
+        default_group: MachineGroupId,
+    ) -> Result<&Machine, Error> {
+        self.member(env, caller)?;
+        let e = env_of(self, env, caller)?;
+        let m = e.machine(machine).ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
+        let g =
+            e.group(m.group).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: m.group.to_string() })?;
+        if g.group_type == GroupType::Default {
+            return Err(Error::NotInAGroup(machine.to_string()));
+        }
+        // Removing a member is a group write (Co-owner), as the portal's role table has it.
+        writable(
+            e.group_rights(g, caller.principal),
+            "prvWriteflowmachinegroup",
+            "flowmachinegroup",
+            g.id.to_string(),
+            caller,
+        )?;
+        let (owner, name) = (m.owner, m.name.clone());
+        let Some(e) = self.environments.iter_mut().find(|x| &x.id == env) else {
+            return Err(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() });
+        };
+        e.machine_groups.push(MachineGroup {
+            id: default_group,
+            name,
+            group_type: GroupType::Default,
+            owner,
+            shares: Vec::new(),
+            version: 1,
+            description: None,
+        });
+        let m = e
+            .machines
+            .iter_mut()
+            .find(|m| m.id == machine)
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
+        m.group = default_group;
+        m.version += 1;
+        Ok(m)
+    }
+
+    /// Silent registration (`PAD.MachineRegistration.Silent.exe`, here a control call): a
+    /// service principal registers a machine into a group it may use, or alone in a new
+    /// Default group; it owns the machine.
+    pub fn register_machine(
+        &mut self,
+        registrant: &Caller,
+        env: &EnvironmentId,
+        r: Registration,
+    ) -> Result<&Machine, Error> {
+        if registrant.kind != PrincipalKind::ServicePrincipal {
+            return Err(Error::RegistrationNeedsServicePrincipal);
+        }
+        self.member(env, registrant)?;
+        let e = env_of(self, env, registrant)?;
+        if e.machine(r.id).is_some() {
+            return Err(Error::DuplicateRecord(r.id.to_string()));
+        }
+        if let Some(g) = r.group {
+            let group = e.group(g).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: g.to_string() })?;
+            if group.group_type == GroupType::Default {
+                return Err(Error::DefaultGroupMembership(g.to_string()));
+            }
+            if !e.may_use_group(g, registrant.principal) {
+                return Err(Error::RegistrationForbidden { group: g.to_string() });
+            }
+            if e.machines.iter().filter(|m| m.group == g).count() >= MAX_MACHINES_PER_GROUP {
+                return Err(Error::MachineGroupFull { group: g.to_string(), limit: MAX_MACHINES_PER_GROUP });
+            }
+        }
+        let Some(e) = self.environments.iter_mut().find(|x| &x.id == env) else {
+            return Err(Error::EnvironmentNotFound {
+                environment: env.to_string(),
+                tenant: registrant.tenant.to_string(),
+            });
+        };
+        let group = match r.group {
+            Some(g) => g,
+            None => {
+                e.machine_groups.push(MachineGroup {
+                    id: r.default_group,
+                    name: r.name.clone(),
+                    group_type: GroupType::Default,
+                    owner: registrant.principal,
+                    shares: Vec::new(),
+                    version: 1,
+                    description: None,
+                });
+                r.default_group
+            }
+        };
+        e.machines.push(Machine {
+            id: r.id,
+            name: r.name,
+            group,
+            owner: registrant.principal,
+            join_type: r.facts.join_type.unwrap_or(JoinType::Workgroup),
+            entra_synced: r.facts.entra_synced.unwrap_or(true),
+            allowed_tenants: r.facts.allowed_tenants.unwrap_or_default(),
+            legacy_sign_in_error: r.facts.legacy_sign_in_error.unwrap_or(false),
+            windows_edition: r.facts.windows_edition.unwrap_or(WindowsEdition::Client),
+            agent_version: r.facts.agent_version.unwrap_or_else(|| DEFAULT_AGENT_VERSION.to_owned()),
+            session_capacity: r.facts.session_capacity.unwrap_or(1),
+            online: r.facts.online.unwrap_or(true),
+            maintenance: r.facts.maintenance.unwrap_or(false),
+            windows_accounts: r.facts.windows_accounts.unwrap_or_default(),
+            shares: Vec::new(),
+            version: 1,
+            description: None,
+        });
+        Ok(e.machines.last().expect("just pushed"))
+    }
+
+    /// The control surface's edit of a machine's facts (what changes on the real machine:
+    /// a rotated password, a new join state, an allowlisted tenant, the agent going offline).
+    pub fn patch_machine(&mut self, machine: MachineId, facts: MachineFacts) -> Option<&Machine> {
+        let m = self.environments.iter_mut().flat_map(|e| e.machines.iter_mut()).find(|m| m.id == machine)?;
+        let MachineFacts {
+            join_type,
+            entra_synced,
+            allowed_tenants,
+            legacy_sign_in_error,
+            windows_edition,
+            agent_version,
+            session_capacity,
+            online,
+            maintenance,
+            windows_accounts,
+        } = facts;
+        if let Some(v) = join_type {
+            m.join_type = v;
+        }
+        if let Some(v) = entra_synced {
+            m.entra_synced = v;
+        }
+        if let Some(v) = allowed_tenants {
+            m.allowed_tenants = v;
+        }
+        if let Some(v) = legacy_sign_in_error {
+            m.legacy_sign_in_error = v;
+        }
+        if let Some(v) = windows_edition {
+            m.windows_edition = v;
+        }
+        if let Some(v) = agent_version {
+            m.agent_version = v;
+        }
+        if let Some(v) = session_capacity {
+            m.session_capacity = v;
+        }
+        if let Some(v) = online {
+            m.online = v;
+        }
+        if let Some(v) = maintenance {
+            m.maintenance = v;
+        }
+        if let Some(v) = windows_accounts {
+            m.windows_accounts = v;
+        }
+        m.version += 1;
+        Some(m)
+    }
+
+    /// The service principal a registration names, as a caller.
+    pub fn registrant(&self, tenant: TenantId, object_id: PrincipalId) -> Option<Caller> {
+        self.caller(tenant, object_id, None).filter(|c| c.kind == PrincipalKind::ServicePrincipal)
+    }
+}
+
+/// Facts of a machine that the control surface may set; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct MachineFacts {
+    /// Join state.
+    pub join_type: Option<JoinType>,
+    /// Entra synchronised.
+    pub entra_synced: Option<bool>,
+    /// `AllowedRegistrationTenants`.
+    pub allowed_tenants: Option<Vec<TenantId>>,
+    /// Older sign-in error text.
+    pub legacy_sign_in_error: Option<bool>,
+    /// Edition.
+    pub windows_edition: Option<WindowsEdition>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// Session capacity.
+    pub session_capacity: Option<u32>,
+    /// Online.
+    pub online: Option<bool>,
+    /// Maintenance.
+    pub maintenance: Option<bool>,
+    /// Windows accounts (replaces the list: how a rotated password is shown).
+    pub windows_accounts: Option<Vec<WindowsAccount>>,
+}
+
+/// A silent registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The new machine's id.
+    pub id: MachineId,
+    /// Its name.
+    pub name: String,
+    /// The group to join (`-groupid`), or `None` for a stand-alone machine.
+    pub group: Option<MachineGroupId>,
+    /// The Default group's id when stand-alone.
+    pub default_group: MachineGroupId,
+    /// The machine's facts.
+    pub facts: MachineFacts,
+}
