@@ -10,10 +10,6 @@ const HR: &str = "d8ffb0fe-5a78-4d28-abf4-b5c4167600be";
 const SP_SYSTEMUSER: &str = "bb616485-1ba2-4625-8cf8-34ad1018aa27";
 
 impl TestServer {
-    fn dv(&self, rest: &str) -> String {
-        format!("{}/dataverse/{ORG}/api/data/v9.2/{rest}", self.http)
-    }
-
     async fn dv_token(&self) -> String {
         self.sp_token(&format!("{}/dataverse/{ORG}/.default", self.http)).await
     }

@@ -80,6 +80,11 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// A Dataverse Web API URL on the loopback door.
+    pub fn dv(&self, rest: &str) -> String {
+        format!("{}/dataverse/{ORG}/api/data/v9.2/{rest}", self.http)
+    }
+
     /// GET on the control surface (http), with an optional sandbox header.
     pub async fn control_get(&self, path: &str) -> Value {
         let r = self.client.get(format!("{}{path}", self.http)).send().await.unwrap();

@@ -11,3 +11,4 @@ mod identity;
 mod interop;
 mod journal;
 mod routing;
+mod rules;
