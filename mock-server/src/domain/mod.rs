@@ -26,6 +26,8 @@ pub mod connection_status;
 pub mod error;
 pub mod id_gen;
 pub mod ids;
+#[cfg(test)]
+mod invariants;
 pub mod machine;
 pub mod membership;
 pub mod world;
