@@ -7,7 +7,7 @@ use super::access::Rights;
 use super::connection::Caller;
 use super::id_gen::IdGenerator;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
-use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, WindowsEdition, World};
+use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsEdition, World};
 
 /// The agent version a machine registered through Dataverse or the control surface reports.
 pub const DEFAULT_AGENT_VERSION: &str = "2.50.139.24296";
@@ -142,7 +142,17 @@ impl World {
             environment: env.to_string(),
             tenant: caller.tenant.to_string(),
         })?;
-        e.system_user_of(caller.principal).ok_or(Error::NotOrganizationMember(caller.principal.to_string()))
+        // An application user is found by the token's app id (`systemuser.applicationid`).
+        let by_app = || {
+            let app = caller.app_id?;
+            let sp = self.service_principals.iter().find(|s| s.app_id == app && s.tenant == caller.tenant)?;
+            e.system_user_of(sp.object_id)
+        };
+        let found = match caller.kind {
+            PrincipalKind::ServicePrincipal => by_app(),
+            PrincipalKind::User => e.system_user_of(caller.principal),
+        };
+        found.ok_or(Error::NotOrganizationMember(caller.principal.to_string()))
     }
 
     /// Creates a Standard group owned by the caller.

@@ -672,6 +672,20 @@ async fn a_team_share_reaches_its_members() {
     assert_eq!(teams["value"][0]["name"], "RPA operators");
     let (_, machines) = t.send(reqwest::Method::GET, &t.dv("flowmachines?$select=name"), &adele_dv, None).await;
     assert_eq!(machines["value"].as_array().unwrap().len(), 1, "HR-01 only, through the team: {machines}");
+    // Sharing Finance bots with the team lets Adele use it too.
+    let team = teams["value"][0]["teamid"].as_str().unwrap();
+    let megan_dv = t.dv_token_of(Some((USER_UPN, USER_PASSWORD))).await;
+    let to_team = grant(
+        "flowmachinegroup",
+        FINANCE,
+        json!({ "@odata.type": "Microsoft.Dynamics.CRM.team", "teamid": team }),
+        "ReadAccess",
+    );
+    let (s, r) = t.send(reqwest::Method::POST, &t.dv("GrantAccess"), &megan_dv, Some(&to_team)).await;
+    assert_eq!(s, 204, "{r}");
+    let b = relay(DOMAIN_ACCOUNT, DOMAIN_PASSWORD, FINANCE);
+    let (s, c) = t.put_conn("00000000-0000-0000-0000-0000000000a4", &adele, &b).await;
+    assert_eq!((s, status_of(&c)), (201, ("Connected", None)), "{c}");
 }
 
 #[tokio::test]
