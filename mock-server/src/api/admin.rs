@@ -159,6 +159,19 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
             "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
             "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
             "environments": environments,
+            "connections": w.connections.iter().map(|c| json!({
+                "id": c.id.as_written(),
+                "environment": c.environment.to_string(),
+                "connector": c.connector,
+                "displayName": c.display_name,
+                "parameterSet": c.parameters.name(),
+                "targetId": c.parameters.target().to_string(),
+                "username": c.parameters.username(),
+                "runOwner": c.parameters.run_owner().map(|o| o.app_id.to_string()),
+                "createdBy": c.created_by.principal.to_string(),
+                "status": w.status(c).code().unwrap_or("Connected"),
+                "shares": c.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": s.role.name()})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         }),
     ))
 }

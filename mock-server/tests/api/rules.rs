@@ -916,3 +916,121 @@ async fn each_connection_sharing_rule_has_its_own_code() {
     let (_, perms) = t.send(reqwest::Method::GET, &t.conn_url(owned, "/permissions"), &megan, None).await;
     assert_eq!(perms["value"].as_array().unwrap().len(), 2, "no refused change landed: {perms}");
 }
+
+// ---- bad input on the rules' endpoints -------------------------------------------------------
+
+/// Valid bodies of every endpoint this file covers, to be broken at random.
+fn valid_bodies() -> Vec<(reqwest::Method, &'static str, Value)> {
+    vec![
+        (reqwest::Method::PUT, "conn", run_owner(DOMAIN_ACCOUNT, DOMAIN_PASSWORD, FINANCE, SP_APP_ID)),
+        (reqwest::Method::PUT, "conn", sign_in(BUILD01_GROUP)),
+        (
+            reqwest::Method::PUT,
+            "conn",
+            with_credential(
+                KEY_VAULT_CREDENTIAL,
+                "@environmentVariables(\"new_FinanceLogin\")",
+                "@environmentVariables(\"new_FinancePassword\")",
+                FINANCE,
+            ),
+        ),
+        (reqwest::Method::POST, "modify", share_with(SP_OBJECT, "ServicePrincipal", "CanView")),
+        (reqwest::Method::POST, "GrantAccess", grant("flowmachinegroup", HR, systemuser(SP_SYSTEMUSER), "ReadAccess")),
+        (reqwest::Method::POST, "ModifyAccess", grant("flowmachine", HR01, systemuser(ADELE_SYSTEMUSER), "ReadAccess")),
+        (
+            reqwest::Method::POST,
+            "RevokeAccess",
+            json!({"Target": {"@odata.id": format!("flowmachinegroups({FINANCE})")}, "Revokee": systemuser(SP_SYSTEMUSER)}),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "bind",
+            json!({"flowmachinegroupid@odata.bind": format!("/flowmachinegroups({FINANCE})")}),
+        ),
+        (
+            reqwest::Method::POST,
+            "register",
+            json!({"environment": ENV_ID, "applicationId": SP_APP_ID, "groupId": FINANCE, "name": "R-01"}),
+        ),
+        (reqwest::Method::PATCH, "facts", json!({"allowedTenants": [TENANT], "online": false})),
+    ]
+}
+
+fn junk() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::String),
+        Just(json!("00000000-0000-0000-0000-000000000000")),
+        Just(json!({"value": {"pfx": 1}})),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-zA-Z@.:]{1,10}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Replaces the value at a pseudo-random path of `v` (picked by `pick`) with `with`.
+fn break_at(v: &mut Value, mut pick: usize, with: Value) {
+    let mut cur = v;
+    loop {
+        let keys: Vec<String> = match cur.as_object() {
+            Some(m) if !m.is_empty() => m.keys().cloned().collect(),
+            _ => {
+                *cur = with;
+                return;
+            }
+        };
+        let k = &keys[pick % keys.len()];
+        pick /= keys.len().max(2);
+        if pick % 3 == 0 {
+            cur.as_object_mut().unwrap().insert(k.clone(), with);
+            return;
+        }
+        cur = cur.as_object_mut().unwrap().get_mut(k).unwrap();
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, failure_persistence: None, ..Default::default() })]
+
+    #[test]
+    fn broken_bodies_on_the_rule_endpoints_get_4xx_envelopes_and_change_nothing(
+        which in 0..10usize, pick in proptest::prelude::any::<usize>(), with in junk(),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let t = spawn_server().await;
+            let megan = t.megan().await;
+            let megan_dv = t.dv_token_of(Some((USER_UPN, USER_PASSWORD))).await;
+            let (method, endpoint, mut b) = valid_bodies().swap_remove(which);
+            break_at(&mut b, pick, with);
+            // The world, without the journal's counters (the refused request is journaled).
+            let world = || async {
+                let mut s = t.control_get("/_mock/state").await;
+                s.as_object_mut().unwrap().remove("journal");
+                s
+            };
+            let before = world().await;
+            let (url, token) = match endpoint {
+                "conn" => (t.conn_url("00000000-0000-0000-0000-0000000000f9", ""), megan.clone()),
+                "modify" => (t.conn_url("00000000-0000-0000-0000-0000000000f9", "/modifyPermissions"), megan.clone()),
+                "bind" => (t.dv(&format!("flowmachines({HR01})")), megan_dv.clone()),
+                "register" => (format!("{}/_mock/machines/register", t.http), String::new()),
+                "facts" => (format!("{}/_mock/machines/{FIN02}", t.http), String::new()),
+                action => (t.dv(action), megan_dv.clone()),
+            };
+            let (status, answer) = t.send(method.clone(), &url, &token, Some(&b)).await;
+            assert!(status < 500, "{method} {endpoint} {b} -> {status} {answer}");
+            if status >= 400 {
+                assert!(answer["error"]["code"].is_string(), "no envelope: {answer}");
+                assert!(before == world().await, "a refused {endpoint} changed the world: {b}");
+            }
+        });
+    }
+}
