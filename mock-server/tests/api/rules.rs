@@ -988,7 +988,7 @@ fn break_at(v: &mut Value, mut pick: usize, with: Value) {
         };
         let k = &keys[pick % keys.len()];
         pick /= keys.len().max(2);
-        if pick % 3 == 0 {
+        if pick.is_multiple_of(3) {
             cur.as_object_mut().unwrap().insert(k.clone(), with);
             return;
         }
