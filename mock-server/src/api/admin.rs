@@ -21,7 +21,7 @@ use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
 use crate::domain::membership::{MachineFacts, Registration};
-use crate::domain::world::{JoinType, WindowsAccount, WindowsEdition};
+use crate::domain::world::{JoinType, Machine, WindowsAccount, WindowsEdition};
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
 use axum::Router;
@@ -104,6 +104,24 @@ fn shares_json(shares: &[Share]) -> Vec<Value> {
         .collect()
 }
 
+/// A machine as the control surface shows it: every fact, account names (never passwords).
+fn machine_json(m: &Machine) -> Value {
+    json!({
+        "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
+        "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
+        "windowsAccounts": m.windows_accounts.iter().map(|a| json!({"username": a.username, "interactiveLogon": a.interactive_logon})).collect::<Vec<_>>(),
+        "entraSynced": m.entra_synced,
+        "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "legacySignInError": m.legacy_sign_in_error,
+        "windowsEdition": format!("{:?}", m.windows_edition),
+        "agentVersion": m.agent_version,
+        "sessionCapacity": m.session_capacity,
+        "online": m.online,
+        "maintenance": m.maintenance,
+        "shares": shares_json(&m.shares),
+    })
+}
+
 fn clock_view(sb: &Sandbox) -> Value {
     json!({ "sandbox": sb.name, "now": format_timestamp(sb.clock.now()), "mode": sb.clock.mode() })
 }
@@ -130,20 +148,7 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
                     "shares": shares_json(&g.shares),
                     "machines": e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id.to_string()).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
-                "machines": e.machines.iter().map(|m| json!({
-                    "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
-                    "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
-                    "windowsAccounts": m.windows_accounts.iter().map(|a| a.username.clone()).collect::<Vec<_>>(),
-                    "entraSynced": m.entra_synced,
-                    "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "legacySignInError": m.legacy_sign_in_error,
-                    "windowsEdition": format!("{:?}", m.windows_edition),
-                    "agentVersion": m.agent_version,
-                    "sessionCapacity": m.session_capacity,
-                    "online": m.online,
-                    "maintenance": m.maintenance,
-                    "shares": shares_json(&m.shares),
-                })).collect::<Vec<_>>(),
+                "machines": e.machines.iter().map(machine_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -543,21 +548,7 @@ async fn patch_machine(
         code: "MachineNotFound",
         message: format!("No machine '{id}' in this sandbox."),
     })?;
-    let out = json!({
-        "machineId": m.id.to_string(),
-        "name": m.name,
-        "groupId": m.group.to_string(),
-        "joinType": format!("{:?}", m.join_type),
-        "entraSynced": m.entra_synced,
-        "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "legacySignInError": m.legacy_sign_in_error,
-        "windowsEdition": format!("{:?}", m.windows_edition),
-        "agentVersion": m.agent_version,
-        "sessionCapacity": m.session_capacity,
-        "online": m.online,
-        "maintenance": m.maintenance,
-        "windowsAccounts": m.windows_accounts.iter().map(|a| json!({"username": a.username, "interactiveLogon": a.interactive_logon})).collect::<Vec<_>>(),
-    });
+    let out = machine_json(m);
     sb.refresh_secrets();
     Ok(json(StatusCode::OK, out))
 }

@@ -418,14 +418,26 @@ async fn get_connection(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
-    let id = connection_id(&path)?;
+    read_one(&app, &route, &path, &q, &headers, |world, c| connection_json(world, c, &route.origin))
+}
+
+/// A GET of one connection the caller may see, rendered by `render`.
+fn read_one(
+    app: &AppState,
+    route: &RouteInfo,
+    path: &HashMap<String, String>,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    render: impl FnOnce(&World, &Connection) -> Value,
+) -> Result<Response, ApiError> {
+    let claims = admit(app, route, q, headers)?;
+    let id = connection_id(path)?;
     let reg = app.registry();
     let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
+    let (environment, who) = scope(&sb.world, route, path, &claims, None)?;
     let connector = path.get("connector").map(String::as_str).unwrap_or_default();
     let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, connection_json(&sb.world, c, &route.origin)))
+    Ok(json(StatusCode::OK, render(&sb.world, c)))
 }
 
 async fn delete_connection(
@@ -545,14 +557,7 @@ async fn get_permissions(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
-    let id = connection_id(&path)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    let c = sb.world.permissions(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
+    read_one(&app, &route, &path, &q, &headers, permissions_json)
 }
 
 async fn modify_permissions(
@@ -583,6 +588,6 @@ async fn modify_permissions(
     let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
     let connector = path.get("connector").map(String::as_str).unwrap_or_default();
     sb.world.modify_permissions(&who, &environment, connector, &id, &change)?;
-    let c = sb.world.permissions(&who, &environment, connector, &id)?;
+    let c = sb.world.connection(&who, &environment, connector, &id)?;
     Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
 }

@@ -4,7 +4,7 @@
 //! (PAD-CONN, PAD-RUNOWNER). Each broken rule has its own mock-defined code.
 
 use super::Error;
-use super::connection::{Caller, Connection, ConnectionId, ConnectionRole, ConnectionShare};
+use super::connection::{Caller, ConnectionId, ConnectionRole, ConnectionShare};
 use super::ids::{EnvironmentId, PrincipalId};
 use super::world::World;
 
@@ -85,16 +85,5 @@ impl World {
             }
         }
         Ok(())
-    }
-
-    /// The connection whose permissions the caller may list (its owner or a share holder).
-    pub fn permissions(
-        &self,
-        caller: &Caller,
-        environment: &EnvironmentId,
-        connector: &str,
-        id: &ConnectionId,
-    ) -> Result<&Connection, Error> {
-        self.connection(caller, environment, connector, id)
     }
 }
