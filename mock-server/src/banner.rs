@@ -48,6 +48,17 @@ pub fn render(http: &str, https: Option<&str>, ca_path: Option<&str>, world: &Wo
                 let _ = writeln!(s, "    machine   {}  {}  account {} / {}", m.id, m.name, a.username, a.password);
             }
         }
+        for c in &e.credentials {
+            let _ = writeln!(
+                s,
+                "    credential {}  {} [{:?}]  username @environmentVariables(\"{}\")  password {}",
+                c.id,
+                c.name,
+                c.kind,
+                c.username_variable,
+                c.password_variable.as_deref().map_or("none".to_owned(), |v| format!("@environmentVariables(\"{v}\")"))
+            );
+        }
     }
     for sp in &world.service_principals {
         let _ = writeln!(

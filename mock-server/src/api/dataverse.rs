@@ -272,8 +272,9 @@ fn machine_row(env: &Environment, m: &Machine) -> Map<String, Value> {
         "agentversion": m.agent_version,
         "sessioncapacity": m.session_capacity,
         "hostingtype": 0,
-        "statecode": 0,
-        "statuscode": 1,
+        // Maintenance mode is state 2 (Maintenance), status 4 (ManualMaintenance) (DV-FM).
+        "statecode": if m.maintenance { 2 } else { 0 },
+        "statuscode": if m.maintenance { 4 } else { 1 },
         "versionnumber": m.version,
     });
     v.as_object().cloned().unwrap_or_default()
