@@ -257,13 +257,16 @@ impl World {
                 ShareTarget::Group(_) => "prvShareflowmachinegroup",
                 ShareTarget::Machine(_) => "prvShareflowmachine",
             };
-            return Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() });
+            return Err(Error::MissingPrivilege { privilege, principal: e.dataverse_id(caller.principal) });
         }
         e.check_grantee(grantee)?;
         if let AccessChange::Grant(r) | AccessChange::Modify(r) = change {
             let beyond = r.minus(mine);
             if !beyond.is_empty() {
-                return Err(Error::GrantBeyondHeld { rights: beyond.names(), principal: caller.principal.to_string() });
+                return Err(Error::GrantBeyondHeld {
+                    rights: beyond.names(),
+                    principal: e.dataverse_id(caller.principal),
+                });
             }
         }
         let Some(shares) = self.environments.iter_mut().find(|x| &x.id == env).and_then(|e| e.shares_mut(target))

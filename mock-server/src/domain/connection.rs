@@ -411,7 +411,12 @@ impl World {
             let may_edit = c.created_by.principal == caller.principal
                 || c.role_of(caller.principal) == Some(ConnectionRole::CanEdit);
             if !may_edit {
-                return Err(Error::ConnectionAuthorizationFailed { group: target.to_string() });
+                let reason = if c.visible_to(caller.principal) {
+                    "editing it needs its owner or a CanEdit share"
+                } else {
+                    "it is neither the caller's nor shared with it"
+                };
+                return Err(Error::ConnectionAccessDenied { connection: c.id.as_written().to_owned(), reason });
             }
             if c.parameters.run_owner().is_some() && cmd.parameters.run_owner().is_none() {
                 return Err(Error::RunOwnerCannotBeRemoved(c.id.as_written().to_owned()));
@@ -481,7 +486,10 @@ impl World {
             .find(|c| &c.environment == environment && &c.id == id)
             .ok_or_else(|| Error::ConnectionNotFound(id.as_written().to_owned()))?;
         if !c.visible_to(caller.principal) {
-            return Err(Error::ConnectionAuthorizationFailed { group: c.parameters.target().to_string() });
+            return Err(Error::ConnectionAccessDenied {
+                connection: c.id.as_written().to_owned(),
+                reason: "it is neither the caller's nor shared with it",
+            });
         }
         Ok(c)
     }
@@ -496,7 +504,10 @@ impl World {
     ) -> Result<(), Error> {
         let c = self.connection(caller, environment, connector, id)?;
         if c.created_by.principal != caller.principal {
-            return Err(Error::ConnectionAuthorizationFailed { group: c.parameters.target().to_string() });
+            return Err(Error::ConnectionAccessDenied {
+                connection: c.id.as_written().to_owned(),
+                reason: "only its owner deletes it",
+            });
         }
         self.connections.retain(|c| !(&c.environment == environment && &c.id == id));
         Ok(())

@@ -64,7 +64,10 @@ impl World {
     ) -> Result<(), Error> {
         let c = self.connection(caller, environment, connector, id)?;
         if c.created_by.principal != caller.principal {
-            return Err(Error::ConnectionAuthorizationFailed { group: c.parameters.target().to_string() });
+            return Err(Error::ConnectionAccessDenied {
+                connection: c.id.as_written().to_owned(),
+                reason: "only its owner shares it",
+            });
         }
         if c.parameters.run_owner().is_none() {
             return Err(Error::ConnectionNotShareable(c.id.as_written().to_owned()));

@@ -34,6 +34,15 @@ pub enum Error {
         /// Group id.
         group: String,
     },
+    /// The caller's relation to a connection does not allow the operation (documented code and
+    /// message; the mock adds the connection and why).
+    #[error("The caller does not have permission. (connection {connection}: {reason})")]
+    ConnectionAccessDenied {
+        /// The connection id as created.
+        connection: String,
+        /// What the operation needs.
+        reason: &'static str,
+    },
     /// No such connection (documented code `ConnectionNotFound`, mock text).
     #[error("The connection '{0}' was not found.")]
     ConnectionNotFound(String),
@@ -259,9 +268,9 @@ impl Error {
         match self {
             Self::Clock(_) => "InvalidClockChange",
             Self::EnvironmentNotFound { .. } => "ServiceToServiceEnvironmentNotFound",
-            Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => {
-                "ConnectionAuthorizationFailed"
-            }
+            Self::CrossTenantAccess { .. }
+            | Self::ConnectionAuthorizationFailed { .. }
+            | Self::ConnectionAccessDenied { .. } => "ConnectionAuthorizationFailed",
             Self::ConnectionNotFound(_) => "ConnectionNotFound",
             Self::ConnectorNotFound(_) => "ConnectorNotFound",
             Self::EnvironmentMismatch { .. } => "EnvironmentMismatch",
@@ -341,7 +350,9 @@ impl Error {
             | Self::RegistrationNeedsServicePrincipal => 400,
             Self::RecordNotFound { .. } => 404,
             Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } | Self::NotOrganizationMember(_) => 403,
-            Self::CrossTenantAccess { .. } | Self::ConnectionAuthorizationFailed { .. } => 403,
+            Self::CrossTenantAccess { .. }
+            | Self::ConnectionAuthorizationFailed { .. }
+            | Self::ConnectionAccessDenied { .. } => 403,
             Self::EnvironmentNotFound { .. } | Self::ConnectionNotFound(_) | Self::ConnectorNotFound(_) => 404,
         }
     }

@@ -83,22 +83,18 @@ pub enum Expect {
 
 /// `needed` must be held (Co-owner or owner for writes); a row the caller cannot read does
 /// not exist for it, and one it can only read lacks the privilege.
-fn require(
+pub(super) fn require(
     rights: Rights,
     needed: Rights,
     privilege: &'static str,
     entity: &'static str,
     id: &str,
-    caller: &Caller,
+    who: &str,
 ) -> Result<(), Error> {
     if !rights.contains(Rights::READ) {
         return Err(Error::RecordNotFound { entity, id: id.to_owned() });
     }
-    if rights.contains(needed) {
-        Ok(())
-    } else {
-        Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() })
-    }
+    if rights.contains(needed) { Ok(()) } else { Err(Error::MissingPrivilege { privilege, principal: who.to_owned() }) }
 }
 
 fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
@@ -129,6 +125,11 @@ fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 impl Environment {
+    /// How Dataverse names a principal in messages: its `systemuserid`, else its object id.
+    pub fn dataverse_id(&self, principal: PrincipalId) -> String {
+        self.system_user_of(principal).map_or_else(|| principal.to_string(), |s| s.to_string())
+    }
+
     /// The `systemuserid` that stands for a principal in this environment.
     pub fn system_user_of(&self, principal: PrincipalId) -> Option<SystemUserId> {
         self.system_users.iter().find(|s| s.principal == principal).map(|s| s.id)
@@ -270,7 +271,7 @@ impl World {
             "prvWriteflowmachinegroup",
             "flowmachinegroup",
             &id.to_string(),
-            caller,
+            &e.dataverse_id(caller.principal),
         )?;
         let g = &mut e.machine_groups[i];
         check_version(expect, g.version)?;
@@ -305,7 +306,7 @@ impl World {
             "prvDeleteflowmachinegroup",
             "flowmachinegroup",
             &id.to_string(),
-            caller,
+            &e.dataverse_id(caller.principal),
         )?;
         check_version(expect, g.version)?;
         let members = e.machines.iter().filter(|m| m.group == id).count();
@@ -340,7 +341,7 @@ impl World {
                     "prvAppendToflowmachinegroup",
                     "flowmachinegroup",
                     &gid.to_string(),
-                    caller,
+                    &e.dataverse_id(caller.principal),
                 )?;
                 gid
             }
@@ -404,7 +405,7 @@ impl World {
             "prvWriteflowmachine",
             "flowmachine",
             &id.to_string(),
-            caller,
+            &e.dataverse_id(caller.principal),
         )?;
         let m = &mut e.machines[i];
         check_version(expect, m.version)?;
@@ -439,7 +440,7 @@ impl World {
             "prvDeleteflowmachine",
             "flowmachine",
             &id.to_string(),
-            caller,
+            &e.dataverse_id(caller.principal),
         )?;
         check_version(expect, m.version)?;
         let group = m.group;

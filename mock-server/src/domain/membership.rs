@@ -10,7 +10,7 @@ use super::Error;
 use super::access::Rights;
 use super::connection::Caller;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
-use super::machine::DEFAULT_AGENT_VERSION;
+use super::machine::{DEFAULT_AGENT_VERSION, require};
 use super::world::{
     Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World,
 };
@@ -38,23 +38,6 @@ fn env_of<'w>(world: &'w World, env: &EnvironmentId, caller: &Caller) -> Result<
     Ok(e)
 }
 
-/// Write access to a row the caller can read; a row it cannot read does not exist for it.
-fn writable(
-    rights: Rights,
-    privilege: &'static str,
-    entity: &'static str,
-    id: String,
-    caller: &Caller,
-) -> Result<(), Error> {
-    if !rights.contains(Rights::READ) {
-        return Err(Error::RecordNotFound { entity, id });
-    }
-    if !rights.contains(Rights::WRITE) {
-        return Err(Error::MissingPrivilege { privilege, principal: caller.principal.to_string() });
-    }
-    Ok(())
-}
-
 impl World {
     /// Checks that the caller may put `machine` into `group` (Co-owner or owner of both; a
     /// Standard group with room), without changing anything.
@@ -69,20 +52,12 @@ impl World {
         let e = env_of(self, env, caller)?;
         let m = e.machine(machine).ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
         let g = e.group(group).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: group.to_string() })?;
-        writable(
-            e.machine_rights(m, caller.principal),
-            "prvWriteflowmachine",
-            "flowmachine",
-            machine.to_string(),
-            caller,
-        )?;
-        writable(
-            e.group_rights(g, caller.principal),
-            "prvAppendToflowmachinegroup",
-            "flowmachinegroup",
-            group.to_string(),
-            caller,
-        )?;
+        let who = e.dataverse_id(caller.principal);
+        let machine_rights = e.machine_rights(m, caller.principal);
+        require(machine_rights, Rights::WRITE, "prvWriteflowmachine", "flowmachine", &machine.to_string(), &who)?;
+        let group_rights = e.group_rights(g, caller.principal);
+        let (privilege, entity) = ("prvAppendToflowmachinegroup", "flowmachinegroup");
+        require(group_rights, Rights::WRITE, privilege, entity, &group.to_string(), &who)?;
         if m.group != group && g.group_type == GroupType::Default {
             return Err(Error::DefaultGroupMembership(group.to_string()));
         }
@@ -127,12 +102,13 @@ impl World {
             return Err(Error::NotInAGroup(machine.to_string()));
         }
         // Removing a member is a group write (Co-owner), as the portal's role table has it.
-        writable(
+        require(
             e.group_rights(g, caller.principal),
+            Rights::WRITE,
             "prvWriteflowmachinegroup",
             "flowmachinegroup",
-            g.id.to_string(),
-            caller,
+            &g.id.to_string(),
+            &e.dataverse_id(caller.principal),
         )?;
         let (owner, name) = (m.owner, m.name.clone());
         let Some(e) = self.environments.iter_mut().find(|x| &x.id == env) else {
