@@ -247,10 +247,7 @@ impl World {
         change: AccessChange,
     ) -> Result<(), Error> {
         self.member(env, caller)?;
-        let e = self.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
-            environment: env.to_string(),
-            tenant: caller.tenant.to_string(),
-        })?;
+        let e = self.environment_for(env, caller)?;
         let mine = visible(e, target, caller)?;
         if !mine.contains(Rights::SHARE) {
             let privilege = match target {
@@ -301,10 +298,7 @@ impl World {
         target: ShareTarget,
     ) -> Result<Vec<Share>, Error> {
         self.member(env, caller)?;
-        let e = self.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
-            environment: env.to_string(),
-            tenant: caller.tenant.to_string(),
-        })?;
+        let e = self.environment_for(env, caller)?;
         visible(e, target, caller)?;
         Ok(match target {
             ShareTarget::Group(id) => e.group(id).map(|g| g.shares.clone()).unwrap_or_default(),

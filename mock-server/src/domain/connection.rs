@@ -9,7 +9,7 @@ use super::clock::Timestamp;
 use super::ids::{
     AppId, CredentialId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid,
 };
-use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World};
+use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World, environment_not_found};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -280,18 +280,6 @@ pub enum PutOutcome {
     Updated,
 }
 
-fn env_not_found(id: &EnvironmentId, caller: &Caller) -> Error {
-    Error::EnvironmentNotFound { environment: id.to_string(), tenant: caller.tenant.to_string() }
-}
-
-fn find_env<'w>(world: &'w World, id: &EnvironmentId, caller: &Caller) -> Result<&'w Environment, Error> {
-    let env = world.environment(id).ok_or_else(|| env_not_found(id, caller))?;
-    if env.tenant != caller.tenant {
-        return Err(Error::CrossTenantAccess { environment: id.to_string(), tenant: caller.tenant.to_string() });
-    }
-    Ok(env)
-}
-
 fn check_connector(connector: &str) -> Result<(), Error> {
     if connector.eq_ignore_ascii_case(UIFLOW) { Ok(()) } else { Err(Error::ConnectorNotFound(connector.to_owned())) }
 }
@@ -379,7 +367,8 @@ impl World {
             if caller.kind != PrincipalKind::User {
                 return Err(Error::SignInRequiresUser);
             }
-            let env = self.environment(&cmd.environment).ok_or_else(|| env_not_found(&cmd.environment, caller))?;
+            let env =
+                self.environment(&cmd.environment).ok_or_else(|| environment_not_found(&cmd.environment, caller))?;
             if env.tenant != caller.tenant {
                 return Err(Error::SignInUserTenantMismatch {
                     user_tenant: caller.tenant.to_string(),
@@ -387,7 +376,7 @@ impl World {
                 });
             }
         }
-        let env = find_env(self, &cmd.environment, caller)?;
+        let env = self.environment_for(&cmd.environment, caller)?;
         if let Some(named) = &cmd.body_environment {
             let matches = EnvironmentId::parse(named).is_ok_and(|n| n == cmd.environment);
             if !matches {
@@ -479,7 +468,7 @@ impl World {
         id: &ConnectionId,
     ) -> Result<&Connection, Error> {
         check_connector(connector)?;
-        find_env(self, environment, caller)?;
+        self.environment_for(environment, caller)?;
         let c = self
             .connections
             .iter()
@@ -523,7 +512,7 @@ impl World {
         if let Some(c) = connector {
             check_connector(c)?;
         }
-        find_env(self, environment, caller)?;
+        self.environment_for(environment, caller)?;
         Ok(self
             .connections
             .iter()

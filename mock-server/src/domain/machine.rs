@@ -7,7 +7,10 @@ use super::access::Rights;
 use super::connection::Caller;
 use super::id_gen::IdGenerator;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
-use super::world::{Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsEdition, World};
+use super::world::{
+    Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsEdition, World,
+    environment_not_found,
+};
 
 /// The agent version a machine registered through Dataverse or the control surface reports.
 pub const DEFAULT_AGENT_VERSION: &str = "2.50.139.24296";
@@ -104,19 +107,6 @@ fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
     }
 }
 
-fn env_mut<'w>(world: &'w mut World, id: &EnvironmentId, caller: &Caller) -> Result<&'w mut Environment, Error> {
-    let tenant = caller.tenant;
-    let env = world
-        .environments
-        .iter_mut()
-        .find(|e| &e.id == id)
-        .ok_or_else(|| Error::EnvironmentNotFound { environment: id.to_string(), tenant: tenant.to_string() })?;
-    if env.tenant != tenant {
-        return Err(Error::CrossTenantAccess { environment: id.to_string(), tenant: tenant.to_string() });
-    }
-    Ok(env)
-}
-
 fn validate_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(Error::InvalidName(name.chars().take(120).collect()));
@@ -139,10 +129,7 @@ impl Environment {
 impl World {
     /// The caller's `systemuserid` in an environment (Dataverse refuses principals without one).
     pub fn member(&self, env: &EnvironmentId, caller: &Caller) -> Result<SystemUserId, Error> {
-        let e = self.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
-            environment: env.to_string(),
-            tenant: caller.tenant.to_string(),
-        })?;
+        let e = self.environment(env).ok_or_else(|| environment_not_found(env, caller))?;
         // An application user is found by the token's app id (`systemuser.applicationid`).
         let by_app = || {
             let app = caller.app_id?;
@@ -170,7 +157,7 @@ impl World {
             return Err(Error::DefaultGroupByHand);
         }
         validate_name(&name)?;
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         if e.machine_groups.iter().any(|g| g.id == id) {
             return Err(Error::DuplicateRecord(id.to_string()));
         }
@@ -259,7 +246,7 @@ impl World {
         if let Some(n) = &change.name {
             validate_name(n)?;
         }
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         let i = e
             .machine_groups
             .iter()
@@ -294,7 +281,7 @@ impl World {
         expect: Expect,
     ) -> Result<(), Error> {
         self.member(env, caller)?;
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         let g = e
             .machine_groups
             .iter()
@@ -324,7 +311,7 @@ impl World {
         let NewMachine { id, name, description, group, default_group } = new;
         let name = name.ok_or(Error::NameRequired { entity: "flowmachine" })?;
         validate_name(&name)?;
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         if e.machines.iter().any(|m| m.id == id) {
             return Err(Error::DuplicateRecord(id.to_string()));
         }
@@ -393,7 +380,7 @@ impl World {
         if let Some(n) = &change.name {
             validate_name(n)?;
         }
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         let i = e
             .machines
             .iter()
@@ -428,7 +415,7 @@ impl World {
         expect: Expect,
     ) -> Result<(), Error> {
         self.member(env, caller)?;
-        let e = env_mut(self, env, caller)?;
+        let e = self.environment_for_mut(env, caller)?;
         let m = e
             .machines
             .iter()

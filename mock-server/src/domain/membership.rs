@@ -11,9 +11,7 @@ use super::access::Rights;
 use super::connection::Caller;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
 use super::machine::{DEFAULT_AGENT_VERSION, require};
-use super::world::{
-    Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World,
-};
+use super::world::{GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World};
 
 /// Machines a group may hold (PAD-MG).
 pub const MAX_MACHINES_PER_GROUP: usize = 50;
@@ -27,17 +25,6 @@ pub struct Move {
     drop_default: Option<MachineGroupId>,
 }
 
-fn env_of<'w>(world: &'w World, env: &EnvironmentId, caller: &Caller) -> Result<&'w Environment, Error> {
-    let e = world.environment(env).ok_or_else(|| Error::EnvironmentNotFound {
-        environment: env.to_string(),
-        tenant: caller.tenant.to_string(),
-    })?;
-    if e.tenant != caller.tenant {
-        return Err(Error::CrossTenantAccess { environment: env.to_string(), tenant: caller.tenant.to_string() });
-    }
-    Ok(e)
-}
-
 impl World {
     /// Checks that the caller may put `machine` into `group` (Co-owner or owner of both; a
     /// Standard group with room), without changing anything.
@@ -49,7 +36,7 @@ impl World {
         group: MachineGroupId,
     ) -> Result<Move, Error> {
         self.member(env, caller)?;
-        let e = env_of(self, env, caller)?;
+        let e = self.environment_for(env, caller)?;
         let m = e.machine(machine).ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
         let g = e.group(group).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: group.to_string() })?;
         let who = e.dataverse_id(caller.principal);
@@ -94,7 +81,7 @@ impl World {
         default_group: MachineGroupId,
     ) -> Result<&Machine, Error> {
         self.member(env, caller)?;
-        let e = env_of(self, env, caller)?;
+        let e = self.environment_for(env, caller)?;
         let m = e.machine(machine).ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
         let g =
             e.group(m.group).ok_or(Error::RecordNotFound { entity: "flowmachinegroup", id: m.group.to_string() })?;
@@ -146,7 +133,7 @@ impl World {
             return Err(Error::RegistrationNeedsServicePrincipal);
         }
         self.member(env, registrant)?;
-        let e = env_of(self, env, registrant)?;
+        let e = self.environment_for(env, registrant)?;
         if e.machine(r.id).is_some() {
             return Err(Error::DuplicateRecord(r.id.to_string()));
         }
@@ -162,12 +149,7 @@ impl World {
                 return Err(Error::MachineGroupFull { group: g.to_string(), limit: MAX_MACHINES_PER_GROUP });
             }
         }
-        let Some(e) = self.environments.iter_mut().find(|x| &x.id == env) else {
-            return Err(Error::EnvironmentNotFound {
-                environment: env.to_string(),
-                tenant: registrant.tenant.to_string(),
-            });
-        };
+        let e = self.environment_for_mut(env, registrant)?;
         let group = match r.group {
             Some(g) => g,
             None => {

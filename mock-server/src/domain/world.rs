@@ -2,7 +2,9 @@
 //! machine groups), built from a validated fixture. Rules are methods on it; it holds no
 //! HTTP types and reads no clock.
 
+use super::Error;
 use super::access::{Grantee, Rights, Share};
+use super::connection::Caller;
 use super::ids::{
     AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId,
 };
@@ -537,6 +539,25 @@ impl World {
         self.environments.iter().find(|e| &e.id == id)
     }
 
+    /// The environment a caller acts on: it must exist, and be in the caller's tenant.
+    pub fn environment_for(&self, id: &EnvironmentId, caller: &Caller) -> Result<&Environment, Error> {
+        let env = self.environment(id).ok_or_else(|| environment_not_found(id, caller))?;
+        if env.tenant != caller.tenant {
+            return Err(cross_tenant(id, caller));
+        }
+        Ok(env)
+    }
+
+    /// As [`World::environment_for`], to change it.
+    pub fn environment_for_mut(&mut self, id: &EnvironmentId, caller: &Caller) -> Result<&mut Environment, Error> {
+        let env =
+            self.environments.iter_mut().find(|e| &e.id == id).ok_or_else(|| environment_not_found(id, caller))?;
+        if env.tenant != caller.tenant {
+            return Err(cross_tenant(id, caller));
+        }
+        Ok(env)
+    }
+
     /// An environment by its API host prefix (`37520647dbdf49faba016134c14680.c4`).
     pub fn environment_by_host_prefix(&self, prefix: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.id.host_prefix().eq_ignore_ascii_case(prefix))
@@ -574,6 +595,15 @@ impl World {
         out.dedup_by(|a, b| a.1 == b.1);
         out
     }
+}
+
+/// The environment does not exist (for the caller's tenant).
+pub fn environment_not_found(id: &EnvironmentId, caller: &Caller) -> Error {
+    Error::EnvironmentNotFound { environment: id.to_string(), tenant: caller.tenant.to_string() }
+}
+
+fn cross_tenant(id: &EnvironmentId, caller: &Caller) -> Error {
+    Error::CrossTenantAccess { environment: id.to_string(), tenant: caller.tenant.to_string() }
 }
 
 /// Shares from the fixture: a principal or a team, with the role's rights (DECISIONS.md).
