@@ -21,7 +21,7 @@ use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
 use crate::domain::membership::{MachineFacts, Registration};
-use crate::domain::world::{JoinType, Machine, WindowsAccount, WindowsEdition};
+use crate::domain::world::{Machine, WindowsAccount};
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
 use axum::Router;
@@ -29,7 +29,6 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -430,31 +429,16 @@ impl MachineFactsBody {
             ),
         };
         Ok(MachineFacts {
-            join_type: self.join_type.map(|j| match j {
-                fixtures::JoinTypeFile::EntraJoined => JoinType::EntraJoined,
-                fixtures::JoinTypeFile::DomainJoined => JoinType::DomainJoined,
-                fixtures::JoinTypeFile::Workgroup => JoinType::Workgroup,
-            }),
+            join_type: self.join_type.map(Into::into),
             entra_synced: self.entra_synced,
             allowed_tenants,
             legacy_sign_in_error: self.legacy_sign_in_error,
-            windows_edition: self.windows_edition.map(|w| match w {
-                fixtures::WindowsEditionFile::Client => WindowsEdition::Client,
-                fixtures::WindowsEditionFile::Server => WindowsEdition::Server,
-            }),
+            windows_edition: self.windows_edition.map(Into::into),
             agent_version: self.agent_version,
             session_capacity: self.session_capacity,
             online: self.online,
             maintenance: self.maintenance,
-            windows_accounts: self.windows_accounts.map(|list| {
-                list.into_iter()
-                    .map(|a| WindowsAccount {
-                        username: a.username,
-                        password: SecretString::from(a.password),
-                        interactive_logon: a.interactive_logon,
-                    })
-                    .collect()
-            }),
+            windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
         })
     }
 }
@@ -513,8 +497,7 @@ async fn post_register_machine(
     })?;
     let registrant = sb
         .world
-        .service_principal(tenant, app_id)
-        .and_then(|sp| sb.world.registrant(tenant, sp.object_id))
+        .registrant(tenant, app_id)
         .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
     let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
     let default_group = MachineGroupId::from_uuid(sb.ids.next_id());

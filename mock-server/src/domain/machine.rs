@@ -7,13 +7,8 @@ use super::access::Rights;
 use super::connection::Caller;
 use super::id_gen::IdGenerator;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId};
-use super::world::{
-    Environment, GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsEdition, World,
-    environment_not_found,
-};
-
-/// The agent version a machine registered through Dataverse or the control surface reports.
-pub const DEFAULT_AGENT_VERSION: &str = "2.50.139.24296";
+use super::membership::MachineFacts;
+use super::world::{Environment, GroupType, Machine, MachineGroup, PrincipalKind, World, environment_not_found};
 
 /// Changes to a group or machine row.
 #[derive(Debug, Clone, Default)]
@@ -333,37 +328,15 @@ impl World {
                 gid
             }
             None => {
-                e.machine_groups.push(MachineGroup {
-                    id: default_group,
-                    name: name.clone(),
-                    group_type: GroupType::Default,
-                    owner: caller.principal,
-                    shares: Vec::new(),
-                    version: 1,
-                    description: None,
-                });
+                e.machine_groups.push(MachineGroup::default_for(default_group, &name, caller.principal));
                 default_group
             }
         };
-        e.machines.push(Machine {
-            id,
-            name,
-            group,
-            owner: caller.principal,
-            join_type: JoinType::Workgroup,
-            entra_synced: false,
-            allowed_tenants: Vec::new(),
-            legacy_sign_in_error: false,
-            windows_edition: WindowsEdition::Client,
-            agent_version: DEFAULT_AGENT_VERSION.to_owned(),
-            session_capacity: 1,
-            online: true,
-            maintenance: false,
-            windows_accounts: Vec::new(),
-            shares: Vec::new(),
-            version: 1,
-            description,
-        });
+        // A row made through Dataverse knows nothing of the real machine: not synchronised.
+        let facts = MachineFacts { entra_synced: Some(false), ..MachineFacts::default() };
+        let mut m = Machine::registered(id, name, group, caller.principal, facts);
+        m.description = description;
+        e.machines.push(m);
         Ok(e.machines.last().expect("just pushed"))
     }
 

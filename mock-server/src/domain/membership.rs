@@ -9,8 +9,8 @@
 use super::Error;
 use super::access::Rights;
 use super::connection::Caller;
-use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
-use super::machine::{DEFAULT_AGENT_VERSION, require};
+use super::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
+use super::machine::require;
 use super::world::{GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World};
 
 /// Machines a group may hold (PAD-MG).
@@ -97,19 +97,9 @@ impl World {
             &g.id.to_string(),
             &e.dataverse_id(caller.principal),
         )?;
-        let (owner, name) = (m.owner, m.name.clone());
-        let Some(e) = self.environments.iter_mut().find(|x| &x.id == env) else {
-            return Err(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() });
-        };
-        e.machine_groups.push(MachineGroup {
-            id: default_group,
-            name,
-            group_type: GroupType::Default,
-            owner,
-            shares: Vec::new(),
-            version: 1,
-            description: None,
-        });
+        let alone = MachineGroup::default_for(default_group, &m.name, m.owner);
+        let e = self.environment_for_mut(env, caller)?;
+        e.machine_groups.push(alone);
         let m = e
             .machines
             .iter_mut()
@@ -153,37 +143,11 @@ impl World {
         let group = match r.group {
             Some(g) => g,
             None => {
-                e.machine_groups.push(MachineGroup {
-                    id: r.default_group,
-                    name: r.name.clone(),
-                    group_type: GroupType::Default,
-                    owner: registrant.principal,
-                    shares: Vec::new(),
-                    version: 1,
-                    description: None,
-                });
+                e.machine_groups.push(MachineGroup::default_for(r.default_group, &r.name, registrant.principal));
                 r.default_group
             }
         };
-        e.machines.push(Machine {
-            id: r.id,
-            name: r.name,
-            group,
-            owner: registrant.principal,
-            join_type: r.facts.join_type.unwrap_or(JoinType::Workgroup),
-            entra_synced: r.facts.entra_synced.unwrap_or(true),
-            allowed_tenants: r.facts.allowed_tenants.unwrap_or_default(),
-            legacy_sign_in_error: r.facts.legacy_sign_in_error.unwrap_or(false),
-            windows_edition: r.facts.windows_edition.unwrap_or(WindowsEdition::Client),
-            agent_version: r.facts.agent_version.unwrap_or_else(|| DEFAULT_AGENT_VERSION.to_owned()),
-            session_capacity: r.facts.session_capacity.unwrap_or(1),
-            online: r.facts.online.unwrap_or(true),
-            maintenance: r.facts.maintenance.unwrap_or(false),
-            windows_accounts: r.facts.windows_accounts.unwrap_or_default(),
-            shares: Vec::new(),
-            version: 1,
-            description: None,
-        });
+        e.machines.push(Machine::registered(r.id, r.name, group, registrant.principal, r.facts));
         Ok(e.machines.last().expect("just pushed"))
     }
 
@@ -191,7 +155,50 @@ impl World {
     /// a rotated password, a new join state, an allowlisted tenant, the agent going offline).
     pub fn patch_machine(&mut self, machine: MachineId, facts: MachineFacts) -> Option<&Machine> {
         let m = self.environments.iter_mut().flat_map(|e| e.machines.iter_mut()).find(|m| m.id == machine)?;
-        let MachineFacts {
+        facts.apply(m);
+        m.version += 1;
+        Some(m)
+    }
+
+    /// The service principal of `tenant` that a registration names by client id (`-applicationid`), as a caller.
+    pub fn registrant(&self, tenant: TenantId, app_id: AppId) -> Option<Caller> {
+        let sp = self.service_principal(tenant, app_id)?;
+        self.caller(tenant, sp.object_id, Some(app_id))
+    }
+}
+
+/// Facts of a machine that the control surface may set; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct MachineFacts {
+    /// Join state.
+    pub join_type: Option<JoinType>,
+    /// Entra synchronised.
+    pub entra_synced: Option<bool>,
+    /// `AllowedRegistrationTenants`.
+    pub allowed_tenants: Option<Vec<TenantId>>,
+    /// Older sign-in error text.
+    pub legacy_sign_in_error: Option<bool>,
+    /// Edition.
+    pub windows_edition: Option<WindowsEdition>,
+    /// Agent version.
+    pub agent_version: Option<String>,
+    /// Session capacity.
+    pub session_capacity: Option<u32>,
+    /// Online.
+    pub online: Option<bool>,
+    /// Maintenance.
+    pub maintenance: Option<bool>,
+    /// Windows accounts (replaces the list: how a rotated password is shown).
+    pub windows_accounts: Option<Vec<WindowsAccount>>,
+}
+
+/// The agent version a machine registered through Dataverse or the control surface reports.
+pub const DEFAULT_AGENT_VERSION: &str = "2.50.139.24296";
+
+impl MachineFacts {
+    /// Sets on `m` every fact given.
+    pub fn apply(self, m: &mut Machine) {
+        let Self {
             join_type,
             entra_synced,
             allowed_tenants,
@@ -202,7 +209,7 @@ impl World {
             online,
             maintenance,
             windows_accounts,
-        } = facts;
+        } = self;
         if let Some(v) = join_type {
             m.join_type = v;
         }
@@ -233,39 +240,41 @@ impl World {
         if let Some(v) = windows_accounts {
             m.windows_accounts = v;
         }
-        m.version += 1;
-        Some(m)
-    }
-
-    /// The service principal a registration names, as a caller.
-    pub fn registrant(&self, tenant: TenantId, object_id: PrincipalId) -> Option<Caller> {
-        self.caller(tenant, object_id, None).filter(|c| c.kind == PrincipalKind::ServicePrincipal)
     }
 }
 
-/// Facts of a machine that the control surface may set; `None` keeps the current value.
-#[derive(Debug, Clone, Default)]
-pub struct MachineFacts {
-    /// Join state.
-    pub join_type: Option<JoinType>,
-    /// Entra synchronised.
-    pub entra_synced: Option<bool>,
-    /// `AllowedRegistrationTenants`.
-    pub allowed_tenants: Option<Vec<TenantId>>,
-    /// Older sign-in error text.
-    pub legacy_sign_in_error: Option<bool>,
-    /// Edition.
-    pub windows_edition: Option<WindowsEdition>,
-    /// Agent version.
-    pub agent_version: Option<String>,
-    /// Session capacity.
-    pub session_capacity: Option<u32>,
-    /// Online.
-    pub online: Option<bool>,
-    /// Maintenance.
-    pub maintenance: Option<bool>,
-    /// Windows accounts (replaces the list: how a rotated password is shown).
-    pub windows_accounts: Option<Vec<WindowsAccount>>,
+impl Machine {
+    /// A newly registered machine: the fixture format's defaults (a workgroup Windows client,
+    /// one session, online), with `facts` over them.
+    pub fn registered(
+        id: MachineId,
+        name: String,
+        group: MachineGroupId,
+        owner: PrincipalId,
+        facts: MachineFacts,
+    ) -> Self {
+        let mut m = Machine {
+            id,
+            name,
+            group,
+            owner,
+            join_type: JoinType::Workgroup,
+            entra_synced: true,
+            allowed_tenants: Vec::new(),
+            legacy_sign_in_error: false,
+            windows_edition: WindowsEdition::Client,
+            agent_version: DEFAULT_AGENT_VERSION.to_owned(),
+            session_capacity: 1,
+            online: true,
+            maintenance: false,
+            windows_accounts: Vec::new(),
+            shares: Vec::new(),
+            version: 1,
+            description: None,
+        };
+        facts.apply(&mut m);
+        m
+    }
 }
 
 /// A silent registration.

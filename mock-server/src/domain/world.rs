@@ -10,7 +10,7 @@ use super::ids::{
 };
 use fixtures::{
     CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, ShareFile,
-    ShareRoleFile, WindowsEditionFile, WorldFile,
+    ShareRoleFile, WindowsAccountFile, WindowsEditionFile, WorldFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -135,6 +135,21 @@ pub struct MachineGroup {
     pub description: Option<String>,
 }
 
+impl MachineGroup {
+    /// The hidden group of a stand-alone machine: named after it, owned as it is.
+    pub fn default_for(id: MachineGroupId, machine_name: &str, owner: PrincipalId) -> Self {
+        Self {
+            id,
+            name: machine_name.to_owned(),
+            group_type: GroupType::Default,
+            owner,
+            shares: Vec::new(),
+            version: 1,
+            description: None,
+        }
+    }
+}
+
 /// How a machine is joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
@@ -144,6 +159,35 @@ pub enum JoinType {
     DomainJoined,
     /// Neither.
     Workgroup,
+}
+
+impl From<JoinTypeFile> for JoinType {
+    fn from(j: JoinTypeFile) -> Self {
+        match j {
+            JoinTypeFile::EntraJoined => Self::EntraJoined,
+            JoinTypeFile::DomainJoined => Self::DomainJoined,
+            JoinTypeFile::Workgroup => Self::Workgroup,
+        }
+    }
+}
+
+impl From<WindowsEditionFile> for WindowsEdition {
+    fn from(w: WindowsEditionFile) -> Self {
+        match w {
+            WindowsEditionFile::Client => Self::Client,
+            WindowsEditionFile::Server => Self::Server,
+        }
+    }
+}
+
+impl From<&WindowsAccountFile> for WindowsAccount {
+    fn from(a: &WindowsAccountFile) -> Self {
+        Self {
+            username: a.username.clone(),
+            password: SecretString::from(a.password.clone()),
+            interactive_logon: a.interactive_logon,
+        }
+    }
 }
 
 /// A Windows account able to open a session on a machine.
@@ -460,31 +504,16 @@ impl World {
                     name: m.name.clone(),
                     group: MachineGroupId::parse(&m.group).map_err(id_err(p.clone()))?,
                     owner: PrincipalId::parse(&m.owner).map_err(id_err(p))?,
-                    join_type: match m.join_type {
-                        JoinTypeFile::EntraJoined => JoinType::EntraJoined,
-                        JoinTypeFile::DomainJoined => JoinType::DomainJoined,
-                        JoinTypeFile::Workgroup => JoinType::Workgroup,
-                    },
+                    join_type: m.join_type.into(),
                     entra_synced: m.entra_synced,
                     allowed_tenants,
                     legacy_sign_in_error: m.legacy_sign_in_error,
-                    windows_edition: match m.windows_edition {
-                        WindowsEditionFile::Client => WindowsEdition::Client,
-                        WindowsEditionFile::Server => WindowsEdition::Server,
-                    },
+                    windows_edition: m.windows_edition.into(),
                     agent_version: m.agent_version.clone(),
                     session_capacity: m.session_capacity,
                     online: m.online,
                     maintenance: m.maintenance,
-                    windows_accounts: m
-                        .windows_accounts
-                        .iter()
-                        .map(|a| WindowsAccount {
-                            username: a.username.clone(),
-                            password: SecretString::from(a.password.clone()),
-                            interactive_logon: a.interactive_logon,
-                        })
-                        .collect(),
+                    windows_accounts: m.windows_accounts.iter().map(WindowsAccount::from).collect(),
                     shares,
                     version: 1,
                     description: None,
