@@ -88,7 +88,7 @@ fn scope(
 }
 
 /// The environment of a call: the door's, else `$filter`, else the body's, else the only one.
-fn resolve_environment(
+pub(crate) fn resolve_environment(
     route: &RouteInfo,
     path: &HashMap<String, String>,
     body_env: Option<&str>,
@@ -113,7 +113,7 @@ fn resolve_environment(
     }
 }
 
-fn connection_id(path: &HashMap<String, String>) -> Result<ConnectionId, ApiError> {
+pub(crate) fn connection_id(path: &HashMap<String, String>) -> Result<ConnectionId, ApiError> {
     let raw = path.get("id").map(String::as_str).unwrap_or("");
     ConnectionId::parse(raw).map_err(|_| {
         ApiError::bad_request(
@@ -318,6 +318,20 @@ fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result
     }
 }
 
+/// A connection's owner as the connections API shows principals (`createdBy`, the owner's permission).
+fn owner_json(who: &Caller) -> Value {
+    let mut v = json!({
+        "id": who.principal.to_string(),
+        "displayName": who.display_name,
+        "type": match who.kind { PrincipalKind::User => "User", PrincipalKind::ServicePrincipal => "ServicePrincipal" },
+        "tenantId": who.tenant.to_string(),
+    });
+    if let Some(upn) = &who.upn {
+        v["email"] = json!(upn);
+    }
+    v
+}
+
 /// The connection resource (api-facts 3.3), with its status as the world stands now. Never a
 /// secret: `username`, `targetId` and the run owner's client id only.
 fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
@@ -337,15 +351,8 @@ fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
     if let Some(owner) = c.parameters.run_owner() {
         values.insert(RUN_OWNER_ID.into(), json!({ "value": owner.app_id.to_string() }));
     }
-    let who = &c.created_by;
-    let mut created_by = json!({
-        "id": who.principal.to_string(),
-        "displayName": who.display_name,
-        "type": match who.kind { PrincipalKind::User => "User", PrincipalKind::ServicePrincipal => "ServicePrincipal" },
-        "tenantId": who.tenant.to_string(),
-    });
-    if let Some(upn) = &who.upn {
-        created_by["email"] = json!(upn);
+    let mut created_by = owner_json(&c.created_by);
+    if let Some(upn) = &c.created_by.upn {
         created_by["userPrincipalName"] = json!(upn);
     }
     let mut out = json!({
@@ -523,14 +530,8 @@ fn permissions_json(world: &World, c: &Connection) -> Value {
         })
     };
     let who = &c.created_by;
-    let mut owner = json!({
-        "id": who.principal.to_string(),
-        "displayName": who.display_name,
-        "type": match who.kind { PrincipalKind::User => "User", PrincipalKind::ServicePrincipal => "ServicePrincipal" },
-        "tenantId": who.tenant.to_string(),
-    });
-    if let Some(upn) = &who.upn {
-        owner["email"] = json!(upn);
+    let mut owner = owner_json(who);
+    if who.upn.is_some() {
         owner["preferredLanguage"] = json!("en-us");
     }
     let mut value = vec![item(who.principal.to_string(), "Owner", owner)];

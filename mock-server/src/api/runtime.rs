@@ -5,10 +5,10 @@
 //! prerequisites — and answers 200 or the failure's envelope.
 
 use super::auth::{caller, verify_bearer};
+use super::connections::{connection_id, resolve_environment};
 use super::extract::ApiPath;
 use super::{ApiError, RouteInfo, json};
-use crate::domain::connection::{ConnectionId, UIFLOW};
-use crate::domain::ids::EnvironmentId;
+use crate::domain::connection::UIFLOW;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
+use std::collections::HashMap;
 
 /// Routes of the connector runtime.
 pub fn router() -> Router<AppState> {
@@ -25,24 +26,14 @@ pub fn router() -> Router<AppState> {
 async fn test_connection(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
-    ApiPath((env, id)): ApiPath<(String, String)>,
+    ApiPath(path): ApiPath<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = verify_bearer(&app, &headers, &route, None)?;
-    let environment = EnvironmentId::parse(&env).map_err(|_| {
-        ApiError::bad_request(
-            "InvalidEnvironmentId",
-            format!("'{}' is not an environment id.", env.chars().take(80).collect::<String>()),
-        )
-    })?;
-    let id = ConnectionId::parse(&id).map_err(|_| {
-        ApiError::bad_request(
-            "InvalidConnectionId",
-            format!("The connection id '{}' is not a valid GUID.", id.chars().take(80).collect::<String>()),
-        )
-    })?;
+    let id = connection_id(&path)?;
     let reg = app.registry();
     let sb = reg.get(&route.sandbox)?;
+    let environment = resolve_environment(&route, &path, None, &sb.world)?;
     let who = caller(&sb.world, &claims)?;
     let c = sb.world.connection(&who, &environment, UIFLOW, &id)?;
     sb.world.status(c).test()?;
