@@ -1,7 +1,7 @@
 //! A mock Power Platform server: the identity token endpoint, the Power Platform API
-//! connections endpoints, the Dataverse machine tables, sharing and desktop-flow runs, with
-//! the real rules, on a virtual clock. Embeddable in tests ([`MockServer`]) and runnable as
-//! a binary (`cargo run -p mock-server`).
+//! connections endpoints, the Dataverse machine tables and sharing, with the real rules, on a
+//! virtual clock. Desktop-flow runs are routed but not served yet (404 `NotImplementedByMock`).
+//! Embeddable in tests ([`MockServer`]) and runnable as a binary (`cargo run -p mock-server`).
 //!
 //! # Layout
 //!

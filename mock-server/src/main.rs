@@ -41,13 +41,23 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     if !cli.no_tls {
         builder = builder.ca_dir(ca_dir.clone());
     }
-    let server = builder.start().await?;
+    let stop = shutdown_signal();
+    let server = match builder.start().await {
+        Ok(server) => server,
+        Err(e) => {
+            // The CA may already be written when a port turns out to be taken.
+            if cli.ca_dir.is_none() {
+                let _ = std::fs::remove_dir_all(&ca_dir);
+            }
+            return Err(e.into());
+        }
+    };
     let ca_path = server.ca_pem().map(|_| ca_dir.join("ca.pem").display().to_string());
     if !cli.bind.is_loopback() {
         tracing::warn!(bind = %cli.bind, "serving beyond loopback: anyone who can reach this address sees the test credentials");
     }
     print!("{}", banner::render(&server.uri(), server.https_uri().as_deref(), ca_path.as_deref(), &world));
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await;
     if cli.ca_dir.is_none() {
@@ -56,23 +66,33 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Listens for Ctrl-C and SIGTERM from the moment it is made, so a signal sent as soon as the
+/// banner appears shuts down gracefully instead of killing the process.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    }
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = received(interrupt) => {},
+            _ = received(terminate) => {},
+        }
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

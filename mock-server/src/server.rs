@@ -95,7 +95,7 @@ pub enum StartError {
     #[error(transparent)]
     Fixture(#[from] fixtures::FixtureError),
     /// A port could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}: {source}{}", bind_hint(source))]
     Bind {
         /// Address.
         addr: SocketAddr,
@@ -108,6 +108,15 @@ pub enum StartError {
     /// The signing key is unusable.
     #[error("signing key: {0}")]
     Key(String),
+}
+
+/// What to do about a port that is taken.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        " (another process uses this port: pick another with --port / --https-port, or MOCK_PORT / MOCK_HTTPS_PORT; 0 picks a free one)"
+    } else {
+        ""
+    }
 }
 
 /// Configures and starts a [`MockServer`].

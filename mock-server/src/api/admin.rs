@@ -52,7 +52,10 @@ pub fn router() -> Router<AppState> {
 
 async fn get_health(State(app): State<AppState>) -> Response {
     let sandboxes: Vec<String> = app.registry().all().map(|s| s.name.clone()).collect();
-    json(StatusCode::OK, json!({ "status": "ready", "sandboxes": sandboxes }))
+    json(
+        StatusCode::OK,
+        json!({ "status": "ready", "sandboxes": sandboxes, "surfaces": super::routing::surfaces_served() }),
+    )
 }
 
 async fn get_fixture(
@@ -348,22 +351,29 @@ async fn get_sandboxes(State(app): State<AppState>) -> Response {
     json(StatusCode::OK, json!({ "value": list }))
 }
 
-/// What a new sandbox gives a test: its ids, hosts and test credentials.
+/// One line of the sandbox list: its name, template and the hosts of its environments.
 fn sandbox_summary(sb: &Sandbox) -> Value {
-    let f = &sb.fixture;
-    json!({
-        "name": sb.name,
-        "fixture": f.name,
-        "tenants": f.tenants,
-        "users": f.users,
-        "servicePrincipals": f.service_principals.iter().map(|s| json!({
-            "appId": s.app_id, "objectId": s.object_id, "tenant": s.tenant,
-            "displayName": s.display_name, "clientSecret": s.client_secret
-        })).collect::<Vec<_>>(),
-        "environments": sb.world.environments.iter().map(|e| json!({
-            "id": e.id.as_str(), "apiHost": e.id.api_host(), "org": e.org, "orgHost": e.org_host(),
-        })).collect::<Vec<_>>(),
-    })
+    json!({ "name": sb.name, "fixture": sb.fixture.name, "hosts": sandbox_hosts(sb) })
+}
+
+/// Where each environment of a sandbox is served on the real-host doors.
+fn sandbox_hosts(sb: &Sandbox) -> Vec<Value> {
+    sb.world
+        .environments
+        .iter()
+        .map(|e| json!({ "environment": e.id.as_str(), "apiHost": e.id.api_host(), "orgHost": e.org_host() }))
+        .collect()
+}
+
+/// What a new sandbox gives a test (DECISIONS, Fixtures): the instantiated world in the fixture
+/// format, as `GET /_mock/fixture` returns it, plus its name and hosts.
+fn instantiated_world(sb: &Sandbox) -> Value {
+    let mut world = serde_json::to_value(&sb.fixture).unwrap_or_else(|_| json!({}));
+    if let Some(o) = world.as_object_mut() {
+        o.insert("sandbox".into(), json!(sb.name));
+        o.insert("hosts".into(), json!(sandbox_hosts(sb)));
+    }
+    world
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -381,7 +391,7 @@ async fn post_sandbox(State(app): State<AppState>, body: axum::body::Bytes) -> R
         fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
     let mut reg = app.registry();
     let sb = reg.create(req.name.as_deref(), &template)?;
-    Ok(json(StatusCode::CREATED, sandbox_summary(sb)))
+    Ok(json(StatusCode::CREATED, instantiated_world(sb)))
 }
 
 async fn delete_sandbox(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {

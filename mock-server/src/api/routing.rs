@@ -165,7 +165,7 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
         return Err(ApiError::NotImplemented(format!(
             "The mock does not emulate the host '{name}'. It serves login.microsoftonline.com, \
              {{environment}}.environment.api.powerplatform.com, {{org}}.crm.dynamics.com and api.bap.microsoft.com, \
-             and every surface's path form on any host (see GET /_mock/health)."
+             and every surface's path form on any host (GET /_mock/health lists them)."
         )));
     }
     let segs = segments(path);
@@ -277,26 +277,54 @@ pub fn control_sandbox(headers: &HeaderMap, query: &str) -> String {
         .unwrap_or_else(|| DEFAULT_SANDBOX.to_owned())
 }
 
-/// "Not implemented by the mock", naming what it does serve on that surface.
+/// What the mock serves, per surface: real hosts and path forms (DECISIONS' addressing table).
+/// The one description behind `GET /_mock/health` and every "not implemented" message.
+const SERVED: &[(Surface, &str, &str)] = &[
+    (
+        Surface::Identity,
+        "login.microsoftonline.com",
+        "POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /{tenant}/discovery/v2.0/keys, GET /common/discovery/instance, GET /common/userrealm/{upn}",
+    ),
+    (
+        Surface::PowerPlatform,
+        "{environment}.environment.api.powerplatform.com (/connectivity/…)",
+        "/connectivity/environments/{environmentId}/…",
+    ),
+    (Surface::Dataverse, "{org}.crm.dynamics.com (/api/data/v9.2/…)", "/dataverse/{org}/api/data/v9.2/…"),
+    (
+        Surface::Bap,
+        "api.bap.microsoft.com",
+        "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{environmentId}",
+    ),
+    (Surface::Runtime, "", "/apim/uiflow/{environmentId}/{connectionId}/… (mock-defined)"),
+    (Surface::Control, "", "/_mock/…"),
+];
+
+fn served_text(surface: Surface, host: &str, paths: &str) -> String {
+    let on_host = if host.is_empty() { String::new() } else { format!("on {host}, or ") };
+    format!("{}: {on_host}{paths} on any host", surface.name())
+}
+
+/// The surfaces the mock serves, for `GET /_mock/health`.
+pub fn surfaces_served() -> Vec<serde_json::Value> {
+    SERVED
+        .iter()
+        .map(|(surface, host, paths)| {
+            serde_json::json!({ "surface": surface.name(), "realHost": host, "pathForm": paths })
+        })
+        .collect()
+}
+
+/// "Not implemented by the mock", naming what it does serve on that surface (everything, when
+/// the surface is unknown).
 pub fn not_implemented_message(surface: Surface, method: &str, path: &str) -> String {
     let what = if method.is_empty() { path.to_owned() } else { format!("{method} {path}") };
-    let serves = match surface {
-        Surface::Identity => {
-            "identity: POST /{tenant}/oauth2/v2.0/token, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /{tenant}/discovery/v2.0/keys, GET /common/discovery/instance, GET /common/userrealm/{upn}"
-        }
-        Surface::PowerPlatform => {
-            "the Power Platform API: /connectivity/… on {environment}.environment.api.powerplatform.com, or /connectivity/environments/{environmentId}/… on any host"
-        }
-        Surface::Dataverse => {
-            "the Dataverse Web API: /api/data/v9.2/… on {org}.crm.dynamics.com, or /dataverse/{org}/api/data/v9.2/… on any host"
-        }
-        Surface::Bap => "BAP: /providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{environmentId}",
-        Surface::Runtime => "the desktop-flow connector runtime: /apim/uiflow/{environmentId}/{connectionId}/…",
-        Surface::Control | Surface::Unknown => {
-            "identity at /{tenant}/oauth2/v2.0/token (and its discovery documents); the Power Platform API at /connectivity/environments/{environmentId}/…; Dataverse at /dataverse/{org}/api/data/v9.2/…; BAP at /providers/Microsoft.BusinessAppPlatform/…; the connector runtime at /apim/uiflow/{environmentId}/{connectionId}/…; the control surface at /_mock/…"
-        }
-    };
-    format!("'{what}' is not implemented by the mock. It serves {serves}.")
+    let serves: Vec<String> = SERVED
+        .iter()
+        .filter(|(s, ..)| *s == surface || matches!(surface, Surface::Unknown | Surface::Control))
+        .map(|(s, host, paths)| served_text(*s, host, paths))
+        .collect();
+    format!("'{what}' is not implemented by the mock. It serves {} (GET /_mock/health lists them).", serves.join("; "))
 }
 
 #[cfg(test)]

@@ -10,5 +10,6 @@ mod helpers;
 mod identity;
 mod interop;
 mod journal;
+mod newcomer;
 mod routing;
 mod rules;
