@@ -13,3 +13,4 @@ mod interop;
 mod journal;
 mod routing;
 mod rules;
+mod token_checks;
