@@ -227,7 +227,7 @@ mod tests {
             assert!(issuer_ok(&iss, tid), "{iss}");
         }
         for iss in [
-            format!("https://127.0.0.1:8443/2fb041f4-16af-4df6-9550-f140e1fe4a21/v2.0"),
+            "https://127.0.0.1:8443/2fb041f4-16af-4df6-9550-f140e1fe4a21/v2.0".to_owned(),
             format!("https://sts.windows.net/{tid}/"),
             format!("https://127.0.0.1:8443/{tid}"),
             format!("https://contosodev.crm.dynamics.com/{tid}/v2.0"),
