@@ -6,6 +6,7 @@
 
 use crate::domain::ids::{AppId, TenantId};
 use crate::domain::world::{Tenant, World};
+use crate::hosts::Audience;
 use crate::tokens::{Claims, Keys};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -74,6 +75,9 @@ pub struct IssueContext<'a> {
     pub keys: &'a Keys,
     /// A fresh unique token id.
     pub uti: String,
+    /// The incarnation of the sandbox the token is issued in (claim `xms_mock_sbx`), so that
+    /// its tokens die with it even when a sandbox of the same name is made again.
+    pub sandbox_incarnation: &'a str,
 }
 
 /// An identity error: an AADSTS code, the OAuth `error` string and the HTTP status.
@@ -196,15 +200,6 @@ impl IdentityError {
     }
 }
 
-/// Resources that exist in every tenant, besides each environment's Dataverse org.
-const FIRST_PARTY_RESOURCES: &[&str] = &[
-    "https://api.powerplatform.com",
-    "https://api.bap.microsoft.com",
-    "https://service.powerapps.com",
-    "https://apihub.azure.com",
-    "https://graph.microsoft.com",
-];
-
 /// Scopes that ask for sign-in artefacts, not for a resource.
 const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
 
@@ -214,27 +209,14 @@ pub fn issuer(origin: &str, tenant: TenantId) -> String {
     format!("{origin}/{tenant}/v2.0")
 }
 
-/// Whether `resource` (no trailing slash) names something in this world: a first-party API,
-/// an org host, or the loopback Dataverse door `…/dataverse/{org}` on any origin.
-pub fn is_known_resource(world: &World, resource: &str) -> bool {
-    if FIRST_PARTY_RESOURCES.iter().any(|r| r.eq_ignore_ascii_case(resource)) {
-        return true;
-    }
-    let Some(rest) = resource.strip_prefix("https://").or_else(|| resource.strip_prefix("http://")) else {
-        return false;
-    };
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if path.is_empty() {
-        if let Some((org, dom)) = host.split_once('.') {
-            let crm = dom.strip_suffix(".dynamics.com").is_some_and(|c| c.starts_with("crm"));
-            return crm && world.environment_by_org(org).is_some();
-        }
-        return false;
-    }
-    match path.strip_prefix("dataverse/") {
-        Some(org) => !org.contains('/') && world.environment_by_org(org).is_some(),
-        None => false,
-    }
+/// The audience `resource` (no trailing slash) names in this world: a first-party API, an
+/// org host, or the loopback Dataverse door `…/dataverse/{org}` on any origin. For a real
+/// host the port is ignored (`https://api.powerplatform.com:8443` is the Power Platform API).
+pub fn known_audience(world: &World, resource: &str) -> Option<Audience> {
+    Audience::parse(resource).filter(|a| match a {
+        Audience::Dataverse { org, .. } => world.environment_by_org(org).is_some(),
+        _ => true,
+    })
 }
 
 /// `(resource, permission, oidc scopes)` of a scope string.
@@ -331,11 +313,11 @@ fn client_credentials(
     if permission.as_deref() != Some(".default") {
         return Err(IdentityError::InvalidScope(scope.to_owned()));
     }
-    if !is_known_resource(world, &resource) {
+    let Some(audience) = known_audience(world, &resource) else {
         return Err(IdentityError::UnknownResource { resource, tenant: tenant.id.to_string() });
-    }
+    };
     let claims = Claims {
-        aud: resource.clone(),
+        aud: audience.uri().to_owned(),
         iss: issuer(ctx.origin, tenant.id),
         iat: ctx.now_unix,
         nbf: ctx.now_unix,
@@ -351,6 +333,7 @@ fn client_credentials(
         ver: "2.0".into(),
         uti: ctx.uti.clone(),
         mock_typ: "access".into(),
+        xms_mock_sbx: ctx.sandbox_incarnation.to_owned(),
         ..Default::default()
     };
     Ok(TokenResponse {
@@ -425,9 +408,9 @@ fn user_response(
 ) -> Result<TokenResponse, IdentityError> {
     let (resource, permission, oidc) = parse_scope(scope)?;
     let resource = resource.unwrap_or_else(|| "https://graph.microsoft.com".to_owned());
-    if !is_known_resource(world, &resource) {
+    let Some(audience) = known_audience(world, &resource) else {
         return Err(IdentityError::UnknownResource { resource, tenant: user.tenant.to_string() });
-    }
+    };
     let permission = permission.unwrap_or_else(|| "User.Read".to_owned());
     let scp = if permission == ".default" { "user_impersonation".to_owned() } else { permission.clone() };
     let base = Claims {
@@ -440,10 +423,11 @@ fn user_response(
         sub: user.object_id.to_string(),
         ver: "2.0".into(),
         uti: ctx.uti.clone(),
+        xms_mock_sbx: ctx.sandbox_incarnation.to_owned(),
         ..Default::default()
     };
     let access = Claims {
-        aud: resource.clone(),
+        aud: audience.uri().to_owned(),
         appid: client_id.to_owned(),
         azp: client_id.to_owned(),
         idtyp: "user".into(),
@@ -550,7 +534,12 @@ fn refresh(
         crate::tokens::TokenError::Expired => IdentityError::ExpiredRefreshToken,
         _ => IdentityError::InvalidRefreshToken,
     })?;
-    if claims.mock_typ != "refresh" || !claims.aud.eq_ignore_ascii_case(client_id) {
+    // A refresh token of a deleted sandbox is dead, even when a sandbox of the same name
+    // (same ids) exists again.
+    if claims.mock_typ != "refresh"
+        || !claims.aud.eq_ignore_ascii_case(client_id)
+        || claims.xms_mock_sbx != ctx.sandbox_incarnation
+    {
         return Err(IdentityError::InvalidRefreshToken);
     }
     let user = crate::domain::ids::PrincipalId::parse(&claims.oid)
@@ -577,7 +566,14 @@ mod tests {
     }
 
     fn ctx(keys: &Keys) -> IssueContext<'_> {
-        IssueContext { origin: "https://127.0.0.1:1", now_unix: 1_000, lifetime_secs: 3599, keys, uti: "u1".into() }
+        IssueContext {
+            origin: "https://127.0.0.1:1",
+            now_unix: 1_000,
+            lifetime_secs: 3599,
+            keys,
+            uti: "u1".into(),
+            sandbox_incarnation: "sbx-1",
+        }
     }
 
     fn cc(secret: &str, scope: &str) -> TokenRequest {
@@ -662,6 +658,54 @@ mod tests {
             &ctx(&keys),
         );
         assert!(loopback.is_ok());
+    }
+
+    #[test]
+    fn a_scope_whose_origin_carries_a_port_names_that_hosts_audience() {
+        let keys = Keys::fixed_test_key();
+        let w = world();
+        for (scope, aud) in [
+            ("https://api.powerplatform.com:8443/.default", "https://api.powerplatform.com"),
+            ("https://contosodev.crm.dynamics.com:8443/.default", "https://contosodev.crm.dynamics.com"),
+            ("https://127.0.0.1:8443/dataverse/contosodev/.default", "https://127.0.0.1:8443/dataverse/contosodev"),
+        ] {
+            let r = issue_token(&w, "contoso.onmicrosoft.com", &cc("mock-pipeline-secret~0001", scope), &ctx(&keys))
+                .unwrap_or_else(|e| panic!("{scope}: {e}"));
+            assert_eq!(keys.verify_access_token(&r.access_token, 1_001).unwrap().aud, aud);
+            assert_eq!(r.scope, scope, "the scope granted is the one asked, so the client's cache finds it");
+        }
+        let e = issue_token(
+            &w,
+            "contoso.onmicrosoft.com",
+            &cc("mock-pipeline-secret~0001", "https://nowhere.crm.dynamics.com:8443/.default"),
+            &ctx(&keys),
+        )
+        .unwrap_err();
+        assert_eq!(e.aadsts(), 500_011);
+    }
+
+    #[test]
+    fn a_refresh_token_of_another_sandbox_incarnation_is_refused() {
+        let keys = Keys::fixed_test_key();
+        let w = world();
+        let req = TokenRequest {
+            grant_type: Some("password".into()),
+            client_id: Some("04b07795-8ddb-461a-bbee-02f9e1bf7b46".into()),
+            username: Some("megan@contoso.onmicrosoft.com".into()),
+            password: Some(SecretString::from("Megan-Test-Passw0rd!".to_owned())),
+            scope: Some("https://api.powerplatform.com/.default offline_access".into()),
+            ..Default::default()
+        };
+        let r = issue_token(&w, "organizations", &req, &ctx(&keys)).unwrap();
+        assert_eq!(keys.verify_access_token(&r.access_token, 1_001).unwrap().xms_mock_sbx, "sbx-1");
+        let again = TokenRequest {
+            grant_type: Some("refresh_token".into()),
+            client_id: req.client_id.clone(),
+            refresh_token: r.refresh_token.clone().map(SecretString::from),
+            ..Default::default()
+        };
+        let reborn = IssueContext { sandbox_incarnation: "sbx-2", ..ctx(&keys) };
+        assert_eq!(issue_token(&w, "organizations", &again, &reborn).unwrap_err().aadsts(), 9_002_313);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`domain`] — the rules, as plain Rust over `World` and a clock (no HTTP types).
 //! - [`identity`] — who gets which token; AADSTS errors.
 //! - [`tokens`] — signing and verifying JWTs; JWKS.
+//! - [`hosts`] — the host names the mock knows, and which audience a scope names.
 //! - [`sandbox`] — sandboxes (the unit of isolation) and the registry that owns them.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod banner;
 pub mod config;
 pub mod domain;
+pub mod hosts;
 pub mod identity;
 pub mod journal;
 pub mod normalise;

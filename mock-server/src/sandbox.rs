@@ -45,6 +45,9 @@ pub struct Sandbox {
     /// Settings.
     pub settings: Settings,
     seed: u16,
+    /// Random id of this incarnation, carried by its tokens (`xms_mock_sbx`): deleting the
+    /// sandbox kills its tokens even if one of the same name (same ids) is made again.
+    incarnation: String,
     /// Cached for redaction: every credential of the world.
     pub known_secrets: std::sync::Arc<Vec<(&'static str, String)>>,
 }
@@ -63,7 +66,14 @@ impl Sandbox {
             ids: IdGenerator::sequential(seed),
             settings: Settings::default(),
             seed,
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
         })
+    }
+
+    /// The incarnation id its tokens carry. Reset and loading a world keep it: the sandbox
+    /// is the same one; only deleting it ends it.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// Re-reads the world's credentials after a control call changed them (a rotated password
@@ -151,8 +161,9 @@ impl Registry {
     /// Replaces the world of a sandbox (load a fixture at run time); resets its clock and journal.
     pub fn load(&mut self, name: &str, fixture: WorldFile) -> Result<(), SandboxError> {
         self.check_unique(&fixture, Some(name))?;
-        let seed = self.get(name)?.seed;
-        let sandbox = Sandbox::new(name, fixture, seed, self.journal_capacity)?;
+        let old = self.get(name)?;
+        let (seed, incarnation) = (old.seed, old.incarnation.clone());
+        let sandbox = Sandbox { incarnation, ..Sandbox::new(name, fixture, seed, self.journal_capacity)? };
         self.sandboxes.insert(name.to_owned(), sandbox);
         Ok(())
     }
@@ -389,6 +400,20 @@ mod tests {
         let secret = env.environment_variables.iter().find(|v| v.schema_name == "new_FinancePassword").unwrap();
         let fin = env.machines.iter().find(|m| m.name == "FIN-01").unwrap();
         assert_eq!(secret.value, fin.windows_accounts[0].password, "the Key Vault secret follows the renamed password");
+    }
+
+    #[test]
+    fn reset_and_load_keep_the_incarnation_and_a_new_sandbox_of_the_same_name_gets_another() {
+        let mut r = Registry::new(fixtures::default_world(), 10).unwrap();
+        let first = r.create(Some("x"), &fixtures::default_world()).unwrap().incarnation().to_owned();
+        r.get_mut("x").unwrap().reset();
+        assert_eq!(r.get("x").unwrap().incarnation(), first);
+        r.load("x", instantiate(&fixtures::default_world(), "x")).unwrap();
+        assert_eq!(r.get("x").unwrap().incarnation(), first);
+        r.delete("x").unwrap();
+        let second = r.create(Some("x"), &fixtures::default_world()).unwrap().incarnation().to_owned();
+        assert_ne!(first, second);
+        assert_ne!(r.get(DEFAULT_SANDBOX).unwrap().incarnation(), second);
     }
 
     #[test]

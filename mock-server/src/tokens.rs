@@ -64,6 +64,10 @@ pub struct Claims {
     /// Mock-specific: scope granted with a refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock_scope: Option<String>,
+    /// Mock-specific: the incarnation of the sandbox the token was issued in, so a token of
+    /// a deleted sandbox is refused even when a sandbox of the same name exists again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub xms_mock_sbx: String,
 }
 
 /// Why a bearer token was refused.
@@ -78,7 +82,17 @@ pub enum TokenError {
     /// Signed, but of another kind (a refresh or id token used as a bearer token).
     #[error("the token is not an access token")]
     WrongKind,
+    /// Its header names no `kid`, or one the mock does not publish.
+    #[error("the token's signing key (kid) is not one the mock publishes")]
+    UnknownKey,
+    /// Its `nbf` is more than [`CLOCK_SKEW_SECS`] in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
 }
+
+/// The leeway on `nbf`: a client whose clock is a little ahead still gets in, one that
+/// crafted a future token does not.
+pub const CLOCK_SKEW_SECS: i64 = 5;
 
 /// The signing key and what is published about it.
 pub struct Keys {
@@ -136,8 +150,12 @@ impl Keys {
         Ok(claims)
     }
 
-    /// Checks signature and expiry of any token the mock issued.
+    /// Checks key id, signature, `nbf` and expiry of any token the mock issued.
     pub fn verify_any(&self, token: &str, now_unix: i64) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(TokenError::UnknownKey);
+        }
         let mut v = Validation::new(Algorithm::RS256);
         // Expiry is checked below against the caller's clock, with no leeway, so an
         // "expired token" scenario is exact.
@@ -147,6 +165,9 @@ impl Keys {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|_| TokenError::Invalid)?;
         if data.claims.exp <= now_unix {
             return Err(TokenError::Expired);
+        }
+        if data.claims.nbf > now_unix + CLOCK_SKEW_SECS {
+            return Err(TokenError::NotYetValid);
         }
         Ok(data.claims)
     }
@@ -241,6 +262,29 @@ mod tests {
         tampered.replace_range(token.len() - 4.., "AAAA");
         assert_eq!(keys.verify_access_token(&tampered, 1_000), Err(TokenError::Invalid));
         assert_eq!(keys.verify_access_token("not-a-token", 1_000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_future_nbf_is_refused_beyond_five_seconds() {
+        let keys = Keys::fixed_test_key();
+        let mut c = claims(2_000);
+        c.nbf = 1_005;
+        assert!(keys.verify_access_token(&keys.sign(&c), 1_000).is_ok());
+        c.nbf = 1_006;
+        assert_eq!(keys.verify_access_token(&keys.sign(&c), 1_000), Err(TokenError::NotYetValid));
+    }
+
+    #[test]
+    fn a_missing_or_unknown_kid_is_refused_even_with_a_good_signature() {
+        let keys = Keys::fixed_test_key();
+        let sign = |kid: Option<&str>| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = kid.map(str::to_owned);
+            jsonwebtoken::encode(&header, &claims(2_000), &keys.encoding).unwrap()
+        };
+        assert_eq!(keys.verify_access_token(&sign(None), 1_000), Err(TokenError::UnknownKey));
+        assert_eq!(keys.verify_access_token(&sign(Some("other")), 1_000), Err(TokenError::UnknownKey));
+        assert!(keys.verify_access_token(&sign(Some(&keys.kid)), 1_000).is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Bearer tokens on every emulated API (DECISIONS.md): signature, expiry, audience for the
-//! surface, and that the issuing tenant exists in the request's sandbox. 401 with
+//! Bearer tokens on every emulated API (DECISIONS.md): a known `kid`, signature, `exp` and
+//! `nbf`, the issuer's form, audience for the surface, the sandbox incarnation, and that the
+//! issuing tenant exists in the request's sandbox. 401 with
 //! `WWW-Authenticate: Bearer …` otherwise. Whether the principal may act on the environment
 //! is a domain rule, checked later.
 
@@ -7,43 +8,53 @@ use super::{ApiError, RouteInfo, Surface};
 use crate::domain::connection::Caller;
 use crate::domain::ids::{AppId, PrincipalId, TenantId};
 use crate::domain::world::World;
+use crate::hosts::{Audience, issuer_ok};
 use crate::state::AppState;
-use crate::tokens::{Claims, TokenError};
+use crate::tokens::{CLOCK_SKEW_SECS, Claims, TokenError};
 use axum::http::{HeaderMap, header};
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized { code: "InvalidAuthenticationToken", message: message.into() }
 }
 
-/// Whether `aud` is acceptable on the surface the request reached.
+/// Whether `aud` is acceptable on the surface the request reached. The port of a real host
+/// is ignored, as when the token was issued.
 fn audience_ok(aud: &str, route: &RouteInfo, org: Option<&str>) -> bool {
-    let aud = aud.trim_end_matches('/');
+    let Some(audience) = Audience::parse(aud) else {
+        return false;
+    };
     match route.surface {
-        Surface::PowerPlatform => aud.eq_ignore_ascii_case("https://api.powerplatform.com"),
-        Surface::Runtime => {
-            ["https://api.powerplatform.com", "https://apihub.azure.com"].iter().any(|a| aud.eq_ignore_ascii_case(a))
-        }
-        Surface::Bap => ["https://api.bap.microsoft.com", "https://service.powerapps.com"]
-            .iter()
-            .any(|a| aud.eq_ignore_ascii_case(a)),
-        Surface::Dataverse => org.is_some_and(|org| {
-            let Some(rest) = aud.strip_prefix("https://").or_else(|| aud.strip_prefix("http://")) else {
-                return false;
-            };
-            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if path.is_empty() {
-                host.split_once('.').is_some_and(|(label, dom)| {
-                    label.eq_ignore_ascii_case(org) && dom.starts_with("crm") && dom.ends_with(".dynamics.com")
-                })
-            } else {
-                path.strip_prefix("dataverse/").is_some_and(|o| o.eq_ignore_ascii_case(org))
-            }
-        }),
+        Surface::PowerPlatform => audience == Audience::PowerPlatform,
+        Surface::Runtime => matches!(audience, Audience::PowerPlatform | Audience::ApiHub),
+        Surface::Bap => matches!(audience, Audience::Bap | Audience::PowerApps),
+        Surface::Dataverse => match (&audience, org) {
+            (Audience::Dataverse { org: named, .. }, Some(org)) => named.eq_ignore_ascii_case(org),
+            _ => false,
+        },
         Surface::Identity | Surface::Control | Surface::Unknown => false,
     }
 }
 
-/// Verifies the bearer token (no lock taken).
+/// A token carries the incarnation of the sandbox it was issued in: one of a sandbox that
+/// is gone is refused, even when a sandbox of the same name (and so the same ids) exists again.
+fn check_incarnation(app: &AppState, route: &RouteInfo, claims: &Claims) -> Result<(), ApiError> {
+    let reg = app.registry();
+    if reg.get(&route.sandbox).is_ok_and(|sb| sb.incarnation() == claims.xms_mock_sbx) {
+        return Ok(());
+    }
+    match reg.all().find(|sb| sb.incarnation() == claims.xms_mock_sbx) {
+        Some(other) => Err(unauthorized(format!(
+            "The token was issued in the sandbox '{}'; this request belongs to the sandbox '{}'.",
+            other.name, route.sandbox
+        ))),
+        None => Err(unauthorized(
+            "The token was issued for a sandbox that was deleted; get a new token from the sandbox's token endpoint.",
+        )),
+    }
+}
+
+/// Verifies the bearer token. Takes the registry's lock for a moment (the sandbox
+/// incarnation), so the caller must not hold it.
 pub fn verify_bearer(
     app: &AppState,
     headers: &HeaderMap,
@@ -65,7 +76,19 @@ pub fn verify_bearer(
         TokenError::Expired => unauthorized("The token is expired."),
         TokenError::WrongKind => unauthorized("The token is not an access token."),
         TokenError::Invalid => unauthorized("The token is malformed or was not issued by this mock."),
+        TokenError::UnknownKey => unauthorized(
+            "The token's signing key (kid) is missing or not one the mock publishes at /{tenant}/discovery/v2.0/keys.",
+        ),
+        TokenError::NotYetValid => unauthorized(format!(
+            "The token is not valid yet: its nbf is more than {CLOCK_SKEW_SECS} seconds in the future."
+        )),
     })?;
+    if !issuer_ok(&claims.iss, &claims.tid) {
+        return Err(unauthorized(format!(
+            "The token's issuer '{}' is not valid: expected '{{scheme}}://{{host[:port]}}/{}/v2.0' on an origin that serves the mock's identity endpoints.",
+            claims.iss, claims.tid
+        )));
+    }
     if !audience_ok(&claims.aud, route, org) {
         let expected = match route.surface {
             Surface::PowerPlatform => "https://api.powerplatform.com".to_owned(),
@@ -82,6 +105,7 @@ pub fn verify_bearer(
             claims.aud
         )));
     }
+    check_incarnation(app, route, &claims)?;
     Ok(claims)
 }
 

@@ -1,12 +1,14 @@
 //! BAP environment metadata: how a client finds the Dataverse org of an environment id
-//! (api-facts 1.3). `instanceUrl` points at the mock's Dataverse door: the org host when the
-//! client called the real BAP host, the loopback path form otherwise.
+//! (api-facts 1.3). `instanceUrl` points at the mock's Dataverse door: the org host (with the
+//! scheme and port the client used) when the client called the real BAP host, the loopback
+//! path form otherwise.
 
 use super::auth::caller;
 use super::connections::admit;
 use super::extract::ApiPath;
 use super::{ApiError, RouteInfo, json};
 use crate::domain::ids::EnvironmentId;
+use crate::hosts::{BAP_HOST, host_name, port_suffix};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, Query, State};
@@ -40,10 +42,14 @@ async fn get_environment(
     };
     let id = EnvironmentId::parse(&env).map_err(|_| not_found())?;
     let e = sb.world.environment(&id).filter(|e| e.tenant == who.tenant).ok_or_else(not_found)?;
-    let real_host =
-        route.origin.ends_with("://api.bap.microsoft.com") || route.origin.contains("://api.bap.microsoft.com:");
-    let instance =
-        if real_host { format!("https://{}/", e.org_host()) } else { format!("{}/dataverse/{}/", route.origin, e.org) };
+    // The org host keeps the scheme and port the client used for BAP, so a client that only
+    // resolves real names to the mock reaches it on the same port.
+    let (scheme, authority) = route.origin.split_once("://").unwrap_or(("https", &route.origin));
+    let instance = if host_name(authority) == BAP_HOST {
+        format!("{scheme}://{}{}/", e.org_host(), port_suffix(authority))
+    } else {
+        format!("{}/dataverse/{}/", route.origin, e.org)
+    };
     Ok(json(
         StatusCode::OK,
         json!({

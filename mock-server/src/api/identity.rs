@@ -85,6 +85,7 @@ async fn post_token(
         lifetime_secs: sandbox.settings.token_lifetime_secs,
         keys: app.keys(),
         uti,
+        sandbox_incarnation: sandbox.incarnation(),
     };
     let resp = issue_token(&sandbox.world, &tenant, &req, &ctx)?;
     drop(reg);

@@ -5,7 +5,8 @@
 //!   DECISIONS.md's addressing table) and which sandbox it belongs to.
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
-//! - `auth` — bearer-token checks per surface (signature, expiry, audience, tenant).
+//! - `auth` — bearer-token checks per surface (kid, signature, exp/nbf, issuer, audience,
+//!   sandbox incarnation, tenant).
 //! - `connections` — the Power Platform API connections endpoints and connection sharing.
 //! - `runtime` — the desktop-flow connector runtime (`TestConnection`).
 //! - `bap` — BAP environment metadata (finding the Dataverse org).

@@ -4,6 +4,8 @@
 //! owns the tenant, environment or org it names.
 
 use super::ApiError;
+use crate::domain::ids::EnvironmentId;
+use crate::hosts::{BAP_HOST, ENV_HOST_SUFFIX, IDENTITY_HOSTS, TENANT_API_HOST, crm_org, host_name, is_microsoft_host};
 use crate::sandbox::{DEFAULT_SANDBOX, Registry};
 use axum::http::HeaderMap;
 
@@ -89,35 +91,6 @@ pub struct Classified {
     pub attribution: Attribution,
 }
 
-const ENV_HOST_SUFFIX: &str = ".environment.api.powerplatform.com";
-const IDENTITY_HOSTS: &[&str] =
-    &["login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net"];
-/// Real domains the mock knows of: a host under them that it does not serve gets a clear
-/// "not implemented" instead of falling through to path routing.
-const MICROSOFT_SUFFIXES: &[&str] = &[
-    "microsoftonline.com",
-    "powerplatform.com",
-    "dynamics.com",
-    "microsoft.com",
-    "powerapps.com",
-    "azure.com",
-    "azure-apim.net",
-    "windows.net",
-];
-
-/// The host without its port (`[::1]:80` → `::1`).
-pub fn host_name(host: &str) -> String {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    h.trim_end_matches('.').to_ascii_lowercase()
-}
-
 fn segments(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
@@ -136,6 +109,17 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
         );
     }
     if let Some(prefix) = name.strip_suffix(ENV_HOST_SUFFIX) {
+        if let Some(env) = runtime_environment(path) {
+            // The host and the path each name an environment; a client mixing two would
+            // otherwise act on one while believing it acts on the other.
+            if EnvironmentId::parse(env).is_ok_and(|e| e.host_prefix() != prefix) {
+                return Err(ApiError::bad_request(
+                    "EnvironmentHostMismatch",
+                    format!("The path names the environment '{env}' but the host '{name}' is another environment's."),
+                ));
+            }
+            return route(Surface::Runtime, None, Attribution::Environment(env.to_owned()));
+        }
         return match path.strip_prefix("/connectivity") {
             Some(rest) if rest.is_empty() || rest.starts_with('/') => route(
                 Surface::PowerPlatform,
@@ -145,27 +129,31 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
             _ => Err(ApiError::NotImplemented(not_implemented_message(Surface::PowerPlatform, method, path))),
         };
     }
-    if let Some((org, domain)) = name.split_once('.') {
-        let crm = domain.strip_suffix(".dynamics.com").is_some_and(|c| c.starts_with("crm"));
-        if crm {
-            if !path.starts_with("/api/data/") {
-                return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, method, path)));
-            }
-            return route(
-                Surface::Dataverse,
-                Some(format!("/dataverse/{org}{path}")),
-                Attribution::Org(org.to_owned()),
-            );
+    if name == TENANT_API_HOST {
+        if let Some(env) = runtime_environment(path) {
+            return route(Surface::Runtime, None, Attribution::Environment(env.to_owned()));
         }
+        return match segments(path).as_slice() {
+            ["connectivity", "environments", env, ..] => {
+                route(Surface::PowerPlatform, None, Attribution::Environment((*env).to_owned()))
+            }
+            _ => Err(ApiError::NotImplemented(not_implemented_message(Surface::PowerPlatform, method, path))),
+        };
     }
-    if name == "api.bap.microsoft.com" {
+    if let Some(org) = crm_org(&name) {
+        if !path.starts_with("/api/data/") {
+            return Err(ApiError::NotImplemented(not_implemented_message(Surface::Dataverse, method, path)));
+        }
+        return route(Surface::Dataverse, Some(format!("/dataverse/{org}{path}")), Attribution::Org(org.to_owned()));
+    }
+    if name == BAP_HOST {
         return route(Surface::Bap, None, bap_attribution(path));
     }
-    if MICROSOFT_SUFFIXES.iter().any(|s| name == *s || name.ends_with(&format!(".{s}"))) {
+    if is_microsoft_host(&name) {
         return Err(ApiError::NotImplemented(format!(
             "The mock does not emulate the host '{name}'. It serves login.microsoftonline.com, \
-             {{environment}}.environment.api.powerplatform.com, {{org}}.crm.dynamics.com and api.bap.microsoft.com, \
-             and every surface's path form on any host (GET /_mock/health lists them)."
+             {{environment}}.environment.api.powerplatform.com, api.powerplatform.com, {{org}}.crm.dynamics.com \
+             and api.bap.microsoft.com, and every surface's path form on any host (GET /_mock/health lists them)."
         )));
     }
     let segs = segments(path);
@@ -183,6 +171,15 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
             Some(a) => route(Surface::Identity, None, a),
             None => Err(ApiError::NotImplemented(not_implemented_message(Surface::Unknown, method, path))),
         },
+    }
+}
+
+/// The environment of the connector runtime's path form `/apim/uiflow/{environmentId}/…`,
+/// served on every host that serves the Power Platform API.
+fn runtime_environment(path: &str) -> Option<&str> {
+    match segments(path).as_slice() {
+        ["apim", "uiflow", env, ..] => Some(env),
+        _ => None,
     }
 }
 
@@ -287,7 +284,7 @@ const SERVED: &[(Surface, &str, &str)] = &[
     ),
     (
         Surface::PowerPlatform,
-        "{environment}.environment.api.powerplatform.com (/connectivity/…)",
+        "{environment}.environment.api.powerplatform.com (/connectivity/…) and api.powerplatform.com (/connectivity/environments/{environmentId}/…)",
         "/connectivity/environments/{environmentId}/…",
     ),
     (Surface::Dataverse, "{org}.crm.dynamics.com (/api/data/v9.2/…)", "/dataverse/{org}/api/data/v9.2/…"),
@@ -296,7 +293,11 @@ const SERVED: &[(Surface, &str, &str)] = &[
         "api.bap.microsoft.com",
         "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{environmentId}",
     ),
-    (Surface::Runtime, "", "/apim/uiflow/{environmentId}/{connectionId}/… (mock-defined)"),
+    (
+        Surface::Runtime,
+        "{environment}.environment.api.powerplatform.com and api.powerplatform.com",
+        "/apim/uiflow/{environmentId}/{connectionId}/… (mock-defined)",
+    ),
     (Surface::Control, "", "/_mock/…"),
 ];
 
@@ -386,15 +387,42 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_filter_is_read() {
-        assert_eq!(environment_from_filter("%24filter=environment+eq+%27abc%27&api-version=1").as_deref(), Some("abc"));
-        assert_eq!(environment_from_filter("api-version=1"), None);
+    fn the_tenant_level_host_serves_the_environment_path_forms_and_the_runtime() {
+        let pp = c("api.powerplatform.com:8443", "/connectivity/environments/e1/connectors/shared_uiflow/connections");
+        assert_eq!(
+            (pp.surface, pp.attribution, pp.rewrite),
+            (Surface::PowerPlatform, Attribution::Environment("e1".into()), None)
+        );
+        let rt = c("api.powerplatform.com", "/apim/uiflow/e1/c1/usersession/testconnection");
+        assert_eq!((rt.surface, rt.attribution), (Surface::Runtime, Attribution::Environment("e1".into())));
+        for path in ["/connectivity/connections", "/powerautomate/flows", "/"] {
+            assert!(
+                matches!(classify("GET", "api.powerplatform.com", path, ""), Err(ApiError::NotImplemented(_))),
+                "{path}"
+            );
+        }
     }
 
     #[test]
-    fn ports_and_brackets_are_stripped_from_hosts() {
-        assert_eq!(host_name("[::1]:8443"), "::1");
-        assert_eq!(host_name("Login.MicrosoftOnline.com:443"), "login.microsoftonline.com");
-        assert_eq!(host_name("127.0.0.1"), "127.0.0.1");
+    fn the_environment_host_serves_the_runtime_of_its_own_environment() {
+        let host = "37520647dbdf49faba016134c14680.c4.environment.api.powerplatform.com:8443";
+        let rt = c(host, "/apim/uiflow/37520647-dbdf-49fa-ba01-6134c14680c4/c1/usersession/testconnection");
+        assert_eq!(
+            (rt.surface, rt.attribution),
+            (Surface::Runtime, Attribution::Environment("37520647-dbdf-49fa-ba01-6134c14680c4".into()))
+        );
+        let other = classify(
+            "GET",
+            host,
+            "/apim/uiflow/00000000-0000-0000-0000-000000000001/c1/usersession/testconnection",
+            "",
+        );
+        assert!(matches!(other, Err(ApiError::BadRequest { code: "EnvironmentHostMismatch", .. })));
+    }
+
+    #[test]
+    fn the_environment_filter_is_read() {
+        assert_eq!(environment_from_filter("%24filter=environment+eq+%27abc%27&api-version=1").as_deref(), Some("abc"));
+        assert_eq!(environment_from_filter("api-version=1"), None);
     }
 }

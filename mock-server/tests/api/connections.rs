@@ -400,7 +400,11 @@ async fn bap_metadata_leads_a_client_from_the_environment_id_to_the_dataverse_do
     let port = t.server.https_addr().unwrap().port();
     let (s, real) = t.get_json(&format!("https://api.bap.microsoft.com:{port}{path}"), &token).await;
     assert_eq!(s, 200);
-    assert_eq!(real["properties"]["linkedEnvironmentMetadata"]["instanceUrl"], "https://contosodev.crm.dynamics.com/");
+    assert_eq!(
+        real["properties"]["linkedEnvironmentMetadata"]["instanceUrl"],
+        format!("https://contosodev.crm.dynamics.com:{port}/"),
+        "the org host keeps the port the client used"
+    );
     let missing = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/00000000-0000-0000-0000-000000000000?api-version=2023-06-01";
     let (s, e) = t.get_json(&format!("{}{missing}", t.http), &token).await;
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("EnvironmentNotFound")));

@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod addressing;
 mod bad_input;
 mod connections;
 mod control;
@@ -13,3 +14,4 @@ mod journal;
 mod newcomer;
 mod routing;
 mod rules;
+mod token_checks;
