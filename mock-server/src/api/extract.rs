@@ -377,7 +377,7 @@ mod tests {
         let cases = [
             (r#"{"hours": "s3cret-value"}"#, "The field 'hours' must be a whole number of 0 or more, not a string."),
             (r#"{"hours": -12345}"#, "The field 'hours' must be a whole number of 0 or more."),
-            (r#"{"mode": "s3cret-value"}"#, "The field 'mode' must be one of `Virtual`, `System`."),
+            (r#"{"mode": "s3cret-value"}"#, "The field 'mode' must be `Virtual` or `System`."),
             (r#"{"inner": {"password": 987654}}"#, "The field 'inner.password' must be a string, not a number."),
             (r#"{"inner": {}}"#, "The field 'inner.password' is required."),
             (r#"{"days": 1}"#, "The field 'days' is not known here (expected one of `hours`, `mode`, `inner`)."),
