@@ -152,6 +152,7 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
         (Surface::Identity, e) => {
             let (error, codes) = match e {
                 ApiError::Identity(i) => (i.oauth_error(), vec![i.aadsts()]),
+                ApiError::Internal => ("server_error", vec![]),
                 _ => ("invalid_request", vec![]),
             };
             json!({

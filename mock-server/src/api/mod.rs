@@ -68,13 +68,19 @@ pub struct ConnInfo {
 
 /// The whole application: the pipeline around every surface's router.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new()
+    let surfaces = Router::new()
         .merge(identity::router())
         .merge(admin::router())
         .merge(connections::router())
         .merge(bap::router())
         .merge(dataverse::router())
-        .merge(runtime::router())
+        .merge(runtime::router());
+    assemble(surfaces, state)
+}
+
+/// The pipeline, fallbacks and panic handling around `surfaces`.
+fn assemble(surfaces: Router<AppState>, state: AppState) -> Router {
+    let routes = surfaces
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
         // The pipeline has read the body within MAX_BODY_BYTES already; axum's own 2 MiB
@@ -381,4 +387,39 @@ pub(crate) fn no_store(mut r: Response) -> Response {
 /// JSON with a status.
 pub(crate) fn json(status: axum::http::StatusCode, v: serde_json::Value) -> Response {
     (status, axum::Json(v)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::any;
+    use tower::ServiceExt;
+
+    async fn panicking() -> Response {
+        panic!("a bug planted by the test")
+    }
+
+    async fn answer_of(path: &str) -> (u16, serde_json::Value) {
+        let registry = crate::sandbox::Registry::new(fixtures::default_world(), 10).unwrap();
+        let state = AppState::new(registry, crate::tokens::Keys::fixed_test_key(), None);
+        let surfaces = Router::new()
+            .route("/dataverse/{org}/api/data/{version}/{*rest}", any(panicking))
+            .route("/{tenant}/oauth2/v2.0/token", any(panicking));
+        let app = assemble(surfaces, state);
+        let resp = app.oneshot(Request::post(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_its_surfaces_envelope() {
+        let (status, dataverse) = answer_of("/dataverse/contosodev/api/data/v9.2/WhoAmI").await;
+        assert_eq!(status, 500);
+        assert_eq!(dataverse["error"]["code"], "InternalError", "{dataverse}");
+        let (status, identity) = answer_of("/contoso.onmicrosoft.com/oauth2/v2.0/token").await;
+        assert_eq!(status, 500);
+        assert_eq!(identity["error"], "server_error", "the Entra shape: {identity}");
+        assert!(identity["error_description"].as_str().unwrap().contains("bug in the mock"), "{identity}");
+    }
 }

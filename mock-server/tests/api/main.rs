@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod bad_input;
+mod bodies;
 mod connections;
 mod control;
 mod dataverse;
