@@ -4,7 +4,7 @@ use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-/// What `--help` says about the limits, from the constants that enforce them.
+/// What `--help` says about the limits; a test keeps it in step with the constants that enforce them.
 const LIMITS: &str = "Limits: request bodies up to 4 MiB (413), URIs up to 16 KiB (414), header blocks up to \
 64 KiB (431), each answered in the surface's error envelope (docs/errors.md).";
 
@@ -41,12 +41,35 @@ pub struct Cli {
     #[arg(long, env = "MOCK_LOG", default_value = "mock_server=info")]
     pub log: String,
     /// Seconds a client may take to send a request head (then the connection is closed).
-    #[arg(long, env = "MOCK_HEADER_TIMEOUT", default_value_t = 30, value_name = "SECS")]
+    #[arg(long, env = "MOCK_HEADER_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
     pub header_timeout: u64,
     /// Seconds a client may pause between two pieces of a request body (then 408 and close).
-    #[arg(long, env = "MOCK_BODY_TIMEOUT", default_value_t = 30, value_name = "SECS")]
+    #[arg(long, env = "MOCK_BODY_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
     pub body_timeout: u64,
     /// Seconds a kept-alive connection may sit idle between requests.
-    #[arg(long, env = "MOCK_IDLE_TIMEOUT", default_value_t = 120, value_name = "SECS")]
+    #[arg(long, env = "MOCK_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 120, value_name = "SECS")]
     pub idle_timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_URI_BYTES};
+
+    #[test]
+    fn help_states_the_limits_the_pipeline_enforces() {
+        let stated = [(MAX_BODY_BYTES, "4 MiB"), (MAX_URI_BYTES, "16 KiB"), (MAX_HEADER_BYTES, "64 KiB")];
+        for (bytes, text) in stated {
+            let (n, unit) = text.split_once(' ').unwrap();
+            let shift = if unit == "MiB" { 20 } else { 10 };
+            assert_eq!(bytes, n.parse::<usize>().unwrap() << shift, "{text}");
+            assert!(LIMITS.contains(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        assert!(Cli::try_parse_from(["mock-server", "--header-timeout", "0"]).is_err());
+        assert_eq!(Cli::try_parse_from(["mock-server", "--body-timeout", "5"]).unwrap().body_timeout, 5);
+    }
 }

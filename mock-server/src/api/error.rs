@@ -79,7 +79,9 @@ impl ApiError {
     /// fixture is `InvalidFixture` and names the file).
     pub fn recode(self, code: &'static str, prefix: &str) -> Self {
         match self {
-            Self::BadRequest { status, message, .. } => Self::BadRequest { status, code, message: format!("{prefix}{message}") },
+            Self::BadRequest { status, message, .. } => {
+                Self::BadRequest { status, code, message: format!("{prefix}{message}") }
+            }
             other => other,
         }
     }

@@ -158,10 +158,8 @@ fn syntax_error(e: &serde_json::Error) -> ApiError {
 /// what can be shown: the field path, the kind of JSON received and the type wanted.
 fn shape_error(path: &str, inner: &serde_json::Error, body: Option<&Value>) -> ApiError {
     let raw = inner.to_string();
-    let text = raw
-        .strip_suffix(&format!(" at line {} column {}", inner.line(), inner.column()))
-        .unwrap_or(&raw)
-        .to_owned();
+    let text =
+        raw.strip_suffix(&format!(" at line {} column {}", inner.line(), inner.column())).unwrap_or(&raw).to_owned();
     let received = body.and_then(|b| value_at(b, path));
     let what = match path {
         "." | "" => "The request body".to_owned(),
@@ -366,7 +364,10 @@ mod tests {
         assert_eq!(parse_json::<Advance>(br#" {"hours": 1} "#).unwrap().hours, 1);
         assert_eq!(message(r#"{"hours": 1}xyz"#).0, "InvalidJson");
         assert_eq!(message(r#"{"hours": 1}{}"#).0, "InvalidJson");
-        assert_eq!(message("[1,2,3]"), ("InvalidRequestContent".into(), "The request body must be a JSON object, not an array.".into()));
+        assert_eq!(
+            message("[1,2,3]"),
+            ("InvalidRequestContent".into(), "The request body must be a JSON object, not an array.".into())
+        );
         assert_eq!(message("3").1, "The request body must be a JSON object, not a number.");
         assert_eq!(message("[1,").0, "InvalidJson");
         assert_eq!(message("  ").0, "InvalidRequestContent");

@@ -96,7 +96,10 @@ fn assemble(surfaces: Router<AppState>, state: AppState) -> Router {
 
 /// What a panic carried, for the log.
 fn panic_detail<'a>(err: &'a (dyn std::any::Any + Send + 'static)) -> &'a str {
-    err.downcast_ref::<String>().map(String::as_str).or_else(|| err.downcast_ref::<&str>().copied()).unwrap_or("unknown")
+    err.downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown")
 }
 
 /// A panic is a bug in the mock; the client still gets an envelope, never a dropped
@@ -139,7 +142,9 @@ fn head_refusal(parts: &axum::http::request::Parts) -> Option<ApiError> {
         return Some(ApiError::BadRequest {
             status: 414,
             code: "RequestUriTooLong",
-            message: format!("The request URI is {target} bytes long; the mock's limit is {MAX_URI_BYTES} bytes (16 KiB)."),
+            message: format!(
+                "The request URI is {target} bytes long; the mock's limit is {MAX_URI_BYTES} bytes (16 KiB)."
+            ),
         });
     }
     let block: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();

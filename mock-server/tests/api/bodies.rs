@@ -18,7 +18,10 @@ const BUILD01: &str = "78afb281-eb1e-4e35-ba11-9460dcabf47a";
 const BOUND: Duration = Duration::from_secs(10);
 
 fn connection_url(t: &TestServer) -> String {
-    format!("{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/{CONNECTION}?api-version=1", t.http)
+    format!(
+        "{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/{CONNECTION}?api-version=1",
+        t.http
+    )
 }
 
 fn connection_body() -> Value {
@@ -170,10 +173,8 @@ async fn parameterless_control_calls_take_an_empty_body_with_or_without_a_conten
 async fn a_dataverse_write_with_a_non_json_content_type_is_415_in_dataverses_envelope() {
     // Arrange
     let t = spawn_server().await;
-    let token = t.user_grant("https://contosodev.crm.dynamics.com/.default").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token =
+        t.user_grant("https://contosodev.crm.dynamics.com/.default").await["access_token"].as_str().unwrap().to_owned();
     // Act
     let r = t
         .client
@@ -193,7 +194,8 @@ async fn a_dataverse_write_with_a_non_json_content_type_is_415_in_dataverses_env
     let leave = t.dv(&format!("flowmachines({BUILD01})/Microsoft.Dynamics.CRM.LeaveGroup"));
     let r = t.client.post(&leave).bearer_auth(&token).header("content-type", "text/plain").send().await.unwrap();
     assert_ne!(r.status(), 415);
-    let r = t.client.post(&leave).bearer_auth(&token).header("content-type", "text/plain").body("x").send().await.unwrap();
+    let r =
+        t.client.post(&leave).bearer_auth(&token).header("content-type", "text/plain").body("x").send().await.unwrap();
     assert_eq!(r.status(), 415);
 }
 
@@ -287,7 +289,8 @@ async fn a_uri_over_16_kib_is_414_in_the_surfaces_envelope() {
 #[tokio::test]
 async fn a_header_block_over_64_kib_is_431_in_the_surfaces_envelope_and_many_small_headers_are_fine() {
     let t = spawn_server().await;
-    let r = t.client.get(format!("{}/_mock/health", t.http)).header("x-pad", "a".repeat(70 * 1024)).send().await.unwrap();
+    let r =
+        t.client.get(format!("{}/_mock/health", t.http)).header("x-pad", "a".repeat(70 * 1024)).send().await.unwrap();
     let (status, env) = status_json(r).await;
     assert_eq!((status, env["error"]["code"].as_str()), (431, Some("RequestHeaderFieldsTooLarge")), "{env}");
     // 150 fields (hyper's default cap is 100) in 15 KiB: well inside the mock's limit.
@@ -339,10 +342,9 @@ async fn a_body_that_stops_arriving_gets_408_and_the_connection_closes() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_outlives_the_header_timeout_and_closes_after_the_idle_timeout() {
     // Arrange
-    let t = spawn_with(
-        MockServer::builder().header_timeout(Duration::from_secs(1)).idle_timeout(Duration::from_secs(4)),
-    )
-    .await;
+    let t =
+        spawn_with(MockServer::builder().header_timeout(Duration::from_secs(1)).idle_timeout(Duration::from_secs(4)))
+            .await;
     let mut stream = TcpStream::connect(t.server.http_addr()).await.unwrap();
     let request = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let mut buf = vec![0u8; 4096];
