@@ -1,8 +1,9 @@
 //! The one serve loop ([`run`]) and the embeddable server handle ([`MockServer`]).
 //!
 //! `run` accepts connections (TLS when given an acceptor), tags each request with its
-//! scheme, serves HTTP/1.1 and HTTP/2, and on shutdown stops accepting and lets open
-//! connections finish. `MockServer` binds loopback ports, starts `run` for http and https, and
+//! scheme, serves HTTP/1.1 and HTTP/2 with hyper's limits set above the mock's own, closes
+//! connections that stall (head, idle: [`Timeouts`]; the body timeout is the pipeline's), and
+//! on shutdown stops accepting and lets open connections finish. `MockServer` binds loopback ports, starts `run` for http and https, and
 //! shuts both down when dropped (wiremock's pattern), so a test cannot leak a server.
 
 use crate::api::{self, ConnInfo};
@@ -101,14 +102,14 @@ pub async fn run(
             });
             let stream = match tls {
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => Either::Tls(Box::new(stream)),
+                    Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => return,
                 },
-                None => Either::Plain(stream),
+                None => Transport::Plain(stream),
             };
             let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
             let connection = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
@@ -256,7 +257,7 @@ impl Drop for InFlight {
 
 /// A plain or TLS stream, so one code path serves both.
 #[derive(Debug)]
-enum Either {
+enum Transport {
     Plain(tokio::net::TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
 }
@@ -264,7 +265,7 @@ enum Either {
 /// A stream that reports reads and writes to its connection's [`Activity`].
 #[derive(Debug)]
 struct Tracked {
-    inner: Either,
+    inner: Transport,
     activity: Arc<Activity>,
 }
 
@@ -273,8 +274,8 @@ impl AsyncRead for Tracked {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = match &mut this.inner {
-            Either::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Either::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.on_read(&buf.filled()[before..]);
@@ -287,8 +288,8 @@ impl AsyncWrite for Tracked {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
-            Either::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Either::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
         };
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.on_write();
@@ -303,8 +304,8 @@ impl AsyncWrite for Tracked {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = match &mut this.inner {
-            Either::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Either::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.on_write();
@@ -314,22 +315,22 @@ impl AsyncWrite for Tracked {
 
     fn is_write_vectored(&self) -> bool {
         match &self.inner {
-            Either::Plain(s) => s.is_write_vectored(),
-            Either::Tls(s) => s.is_write_vectored(),
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match &mut self.get_mut().inner {
-            Either::Plain(s) => Pin::new(s).poll_flush(cx),
-            Either::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match &mut self.get_mut().inner {
-            Either::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Either::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
