@@ -4,9 +4,13 @@ use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+/// What `--help` says about the limits; a test keeps it in step with the constants that enforce them.
+const LIMITS: &str = "Limits: request bodies up to 4 MiB (413), URIs up to 16 KiB (414), header blocks up to \
+64 KiB (431), each answered in the surface's error envelope (docs/errors.md).";
+
 /// A mock Power Platform server for offline tests.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mock-server", version, about)]
+#[command(name = "mock-server", version, about, after_help = LIMITS)]
 pub struct Cli {
     /// Address to bind. Loopback by default; anything else exposes test credentials.
     #[arg(long, env = "MOCK_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
@@ -36,4 +40,36 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax); RUST_LOG works too.
     #[arg(long, env = "MOCK_LOG", default_value = "mock_server=info")]
     pub log: String,
+    /// Seconds a client may take to send a request head (then the connection is closed).
+    #[arg(long, env = "MOCK_HEADER_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds a client may pause between two pieces of a request body (then 408 and close).
+    #[arg(long, env = "MOCK_BODY_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
+    pub body_timeout: u64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    #[arg(long, env = "MOCK_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 120, value_name = "SECS")]
+    pub idle_timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_URI_BYTES};
+
+    #[test]
+    fn help_states_the_limits_the_pipeline_enforces() {
+        let stated = [(MAX_BODY_BYTES, "4 MiB"), (MAX_URI_BYTES, "16 KiB"), (MAX_HEADER_BYTES, "64 KiB")];
+        for (bytes, text) in stated {
+            let (n, unit) = text.split_once(' ').unwrap();
+            let shift = if unit == "MiB" { 20 } else { 10 };
+            assert_eq!(bytes, n.parse::<usize>().unwrap() << shift, "{text}");
+            assert!(LIMITS.contains(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        assert!(Cli::try_parse_from(["mock-server", "--header-timeout", "0"]).is_err());
+        assert_eq!(Cli::try_parse_from(["mock-server", "--body-timeout", "5"]).unwrap().body_timeout, 5);
+    }
 }

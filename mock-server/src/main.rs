@@ -5,6 +5,7 @@ use mock_server::config::Cli;
 use mock_server::{MockServer, banner, telemetry};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -28,7 +29,10 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .fixture(world.clone())
         .http(SocketAddr::new(cli.bind, cli.port))
         .https((!cli.no_tls).then_some(SocketAddr::new(cli.bind, cli.https_port)))
-        .journal_capacity(cli.journal_capacity);
+        .journal_capacity(cli.journal_capacity)
+        .header_timeout(Duration::from_secs(cli.header_timeout))
+        .body_timeout(Duration::from_secs(cli.body_timeout))
+        .idle_timeout(Duration::from_secs(cli.idle_timeout));
     if let Some(path) = &cli.signing_key {
         builder =
             builder.signing_key_pem(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);

@@ -244,7 +244,7 @@ impl Normaliser {
         if crate::tokens::looks_like_jwt(s) {
             return self.other("token", s);
         }
-        let s = &mask_ports(s);
+        let s = &self.render_embedded_times(&mask_ports(s));
         let mut out = String::new();
         let mut last = 0;
         for (start, end, u, _) in find_guids(s) {
@@ -254,6 +254,28 @@ impl Normaliser {
         }
         out.push_str(&s[last..]);
         self.render_redactions(&out)
+    }
+
+    /// Entra's `error_description` ends with a `Timestamp: …` line in real time: it gets the
+    /// same placeholder as the envelope's `timestamp` field.
+    fn render_embedded_times(&mut self, s: &str) -> String {
+        const LABEL: &str = "Timestamp: ";
+        const LEN: usize = "2025-01-06 09:00:00Z".len();
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find(LABEL) {
+            let after = i + LABEL.len();
+            out.push_str(&rest[..after]);
+            match rest.get(after..after + LEN).filter(|t| is_time(t)) {
+                Some(time) => {
+                    out.push_str(&self.other("time", time));
+                    rest = &rest[after + LEN..];
+                }
+                None => rest = &rest[after..],
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     /// `<redacted:KIND:H>` → `<redacted:KIND:N>`, numbered per kind by distinct H.
@@ -319,6 +341,17 @@ fn sorted(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_entra_timestamp_line_gets_the_placeholder_of_the_timestamp_field() {
+        let v = json!({
+            "error_description": "AADSTS90002: x.\r\nTimestamp: 2026-11-28 18:41:10Z",
+            "timestamp": "2026-11-28 18:41:10Z",
+        });
+        let n = normalise(&v);
+        assert_eq!(n["error_description"], "AADSTS90002: x.\r\nTimestamp: <time:1>");
+        assert_eq!(n["timestamp"], "<time:1>");
+    }
 
     #[test]
     fn the_same_guid_gets_the_same_placeholder_in_every_form() {

@@ -1,8 +1,9 @@
 //! The one serve loop ([`run`]) and the embeddable server handle ([`MockServer`]).
 //!
 //! `run` accepts connections (TLS when given an acceptor), tags each request with its
-//! scheme, serves HTTP/1.1 and HTTP/2, and on shutdown stops accepting and lets open
-//! connections finish. `MockServer` binds loopback ports, starts `run` for http and https, and
+//! scheme, serves HTTP/1.1 and HTTP/2 with hyper's limits set above the mock's own, closes
+//! connections that stall (head, idle: [`Timeouts`]; the body timeout is the pipeline's), and
+//! on shutdown stops accepting and lets open connections finish. `MockServer` binds loopback ports, starts `run` for http and https, and
 //! shuts both down when dropped (wiremock's pattern), so a test cannot leak a server.
 
 use crate::api::{self, ConnInfo};
@@ -14,27 +15,60 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// hyper's read buffer, which bounds a request head: well above the mock's own URI (16 KiB)
+/// and header-block (64 KiB) limits, so those are refused in the surface's envelope. A head
+/// beyond this gets hyper's bare 431: the one documented exception.
+const HYPER_MAX_BUF_BYTES: usize = 512 * 1024;
+/// hyper's cap on the number of header fields (its default, 100, is below what 64 KiB holds).
+const HYPER_MAX_HEADERS: usize = 1024;
+/// The HTTP/2 counterpart of the two above (hyper's default is 16 KiB).
+const HYPER_MAX_HEADER_LIST_BYTES: u32 = 1024 * 1024;
+
+/// How long the mock waits on a slow or idle client (real time: network behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To receive a request head, from its first byte (or from the connection's start).
+    pub header: Duration,
+    /// Between two pieces of a request body.
+    pub body: Duration,
+    /// A kept-alive connection with no request in flight.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { header: Duration::from_secs(30), body: api::DEFAULT_BODY_TIMEOUT, idle: Duration::from_secs(120) }
+    }
+}
 
 /// Serves `app` on `listener` until `shutdown` changes; TLS when `tls` is given.
 pub async fn run(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(HYPER_MAX_BUF_BYTES).max_headers(HYPER_MAX_HEADERS);
+    builder.http2().max_header_list_size(HYPER_MAX_HEADER_LIST_BYTES);
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -51,29 +85,40 @@ pub async fn run(
         let app = app.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let builder = builder.clone();
         tokio::spawn(async move {
+            let activity = Arc::new(Activity::new());
+            let busy = activity.clone();
+            let info = ConnInfo { scheme, body_timeout: timeouts.body };
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnInfo { scheme });
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                req.extensions_mut().insert(info);
+                let in_flight = busy.request_started();
+                let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let r = answer.await;
+                    drop(in_flight);
+                    r
+                }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let result = match tls {
+            let stream = match tls {
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        watcher
-                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                            .await
-                    }
+                    Ok(Ok(stream)) => Transport::Tls(Box::new(stream)),
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => return,
                 },
-                None => {
-                    watcher
-                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                        .await
+                None => Transport::Plain(stream),
+            };
+            let io = TokioIo::new(Tracked { inner: stream, activity: activity.clone() });
+            let connection = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+            // Dropping the connection closes it: a client that stalls gets no more of the mock.
+            let result = tokio::select! {
+                r = connection => r,
+                why = activity.expired(timeouts) => {
+                    tracing::debug!(why, "closing a connection");
+                    Ok(())
                 }
             };
             if let Err(e) = result {
@@ -85,6 +130,208 @@ pub async fn run(
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("connections still open after the drain timeout"),
+    }
+}
+
+/// What one connection is doing, so its timeouts can tell "sending a head too slowly" from
+/// "idle between requests" (hyper's own header timeout also runs while idle, which would cut
+/// keep-alive to 30 s).
+#[derive(Debug)]
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    /// Requests handed to the application and not yet answered.
+    in_flight: usize,
+    /// When the head now being received began (the connection's start for the first one).
+    head_started: Option<Instant>,
+    /// Last byte read or written.
+    last: Instant,
+    /// HTTP/2 has no request heads between requests, only frames: idle rules only.
+    http2: bool,
+    seen_bytes: bool,
+}
+
+/// Real time, read through the one place allowed to.
+fn now() -> Instant {
+    Instant::from_std(crate::domain::clock::monotonic())
+}
+
+impl Activity {
+    fn new() -> Self {
+        let start = now();
+        Self {
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                head_started: Some(start),
+                last: start,
+                http2: false,
+                seen_bytes: false,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        let mut s = self.state();
+        let at = now();
+        s.last = at;
+        if !s.seen_bytes {
+            s.seen_bytes = true;
+            s.http2 = bytes.starts_with(b"PRI ");
+            if s.http2 {
+                s.head_started = None;
+                self.changed.notify_one();
+            }
+        }
+        if !s.http2 && s.in_flight == 0 && s.head_started.is_none() {
+            s.head_started = Some(at);
+            self.changed.notify_one();
+        }
+    }
+
+    fn on_write(&self) {
+        self.state().last = now();
+    }
+
+    #[must_use = "the request counts as in flight until this guard drops"]
+    fn request_started(self: &Arc<Self>) -> InFlight {
+        let mut s = self.state();
+        s.in_flight += 1;
+        s.head_started = None;
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    /// When the connection must close if nothing changes, and why.
+    fn deadline(&self, t: Timeouts) -> Option<(Instant, &'static str)> {
+        let s = self.state();
+        if s.in_flight > 0 {
+            // The body timeout is the pipeline's; an answer being written is not waited on.
+            return None;
+        }
+        match s.head_started {
+            Some(at) => Some((at + t.header, "the request head did not arrive within the header timeout")),
+            None => Some((s.last + t.idle, "idle for the keep-alive timeout")),
+        }
+    }
+
+    /// Resolves when the connection has stalled past its timeout.
+    async fn expired(&self, t: Timeouts) -> &'static str {
+        loop {
+            match self.deadline(t) {
+                None => self.changed.notified().await,
+                Some((at, why)) => {
+                    if now() >= at {
+                        return why;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.changed.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request in flight on its connection.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.last = now();
+        self.0.changed.notify_one();
+    }
+}
+
+/// A plain or TLS stream, so one code path serves both.
+#[derive(Debug)]
+enum Transport {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// A stream that reports reads and writes to its connection's [`Activity`].
+#[derive(Debug)]
+struct Tracked {
+    inner: Transport,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.inner {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.on_read(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        };
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.on_write();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = match &mut this.inner {
+            Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.on_write();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Transport::Plain(s) => s.is_write_vectored(),
+            Transport::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().inner {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
@@ -128,6 +375,7 @@ pub struct MockServerBuilder {
     ca_dir: Option<PathBuf>,
     signing_key_pem: Option<String>,
     journal_capacity: usize,
+    timeouts: Timeouts,
 }
 
 impl Default for MockServerBuilder {
@@ -139,6 +387,7 @@ impl Default for MockServerBuilder {
             ca_dir: None,
             signing_key_pem: None,
             journal_capacity: crate::journal::DEFAULT_CAPACITY,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -180,6 +429,24 @@ impl MockServerBuilder {
         self
     }
 
+    /// How long a client may take to send a request head (default 30 s).
+    pub fn header_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.header = d;
+        self
+    }
+
+    /// How long a client may pause between two pieces of a body (default 30 s).
+    pub fn body_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.body = d;
+        self
+    }
+
+    /// How long a kept-alive connection may sit idle (default 120 s).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.timeouts.idle = d;
+        self
+    }
+
     /// Binds and starts serving.
     pub async fn start(self) -> Result<MockServer, StartError> {
         let fixture = self.fixture.unwrap_or_else(fixtures::default_world);
@@ -207,13 +474,13 @@ impl MockServerBuilder {
         let app = api::app(state.clone());
         let (tx, rx) = watch::channel(false);
         let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind { addr: self.http, source })?;
-        let mut tasks = vec![tokio::spawn(run(http_listener, None, app.clone(), rx.clone()))];
+        let mut tasks = vec![tokio::spawn(run(http_listener, None, app.clone(), self.timeouts, rx.clone()))];
         let mut https_addr = None;
         let mut ca_pem = None;
         if let Some((listener, ca, acceptor)) = https {
             https_addr = Some(listener.local_addr().map_err(|source| StartError::Bind { addr: self.http, source })?);
             ca_pem = Some(ca.cert_pem().to_owned());
-            tasks.push(tokio::spawn(run(listener, Some(acceptor), app, rx)));
+            tasks.push(tokio::spawn(run(listener, Some(acceptor), app, self.timeouts, rx)));
         }
         Ok(MockServer { http: http_addr, https: https_addr, ca_pem, state, shutdown: tx, tasks })
     }

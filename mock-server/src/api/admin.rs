@@ -15,7 +15,7 @@
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
 //! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, online, …) |
 
-use super::extract::{ApiJson, ApiPath, parse_json};
+use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
@@ -25,7 +25,8 @@ use crate::domain::world::{Machine, WindowsAccount};
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
@@ -78,8 +79,11 @@ async fn put_fixture(
             fixtures::world(name).map_err(|e| ApiError::Sandbox(e.into()))?
         }
         _ => {
-            let text = body.to_string();
-            fixtures::WorldFile::parse("request body", &text).map_err(|e| ApiError::Sandbox(e.into()))?
+            // The strict parser's shape errors (never the value received), in the fixture's code.
+            let world: fixtures::WorldFile =
+                from_json_value(body).map_err(|e| e.recode("InvalidFixture", "request body: "))?;
+            world.validate("request body").map_err(|e| ApiError::Sandbox(e.into()))?;
+            world
         }
     };
     let mut reg = app.registry();
@@ -87,7 +91,11 @@ async fn put_fixture(
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": reg.get(&route.sandbox)?.fixture.name })))
 }
 
-async fn post_reset(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+async fn post_reset(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
     let mut reg = app.registry();
     reg.get_mut(&route.sandbox)?.reset();
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
@@ -200,7 +208,7 @@ struct JournalQuery {
 async fn get_journal(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
-    Query(q): Query<JournalQuery>,
+    ApiQuery(q): ApiQuery<JournalQuery>,
 ) -> Result<Response, ApiError> {
     let normalised = match q.view.as_deref() {
         None | Some("raw") => false,
@@ -242,6 +250,7 @@ async fn get_journal(
 async fn delete_journal(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
+    _: NoParameters,
 ) -> Result<Response, ApiError> {
     app.registry().get_mut(&route.sandbox)?.journal.clear();
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -334,7 +343,7 @@ async fn patch_settings(
             return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
         }
     }
-    let settings: Settings = parse_json(merged.to_string().as_bytes())?;
+    let settings: Settings = from_json_value(merged)?;
     if settings.token_lifetime_secs == 0 {
         return Err(ApiError::bad_request(
             "InvalidRequestContent",
@@ -384,9 +393,13 @@ struct NewSandbox {
     template: Option<String>,
 }
 
-async fn post_sandbox(State(app): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let req: NewSandbox =
-        if body.iter().all(u8::is_ascii_whitespace) { NewSandbox::default() } else { parse_json(&body)? };
+async fn post_sandbox(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    // Every field is optional, so an empty body (with or without a content type) is the default.
+    let req: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
     let template =
         fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
     let mut reg = app.registry();
@@ -394,7 +407,11 @@ async fn post_sandbox(State(app): State<AppState>, body: axum::body::Bytes) -> R
     Ok(json(StatusCode::CREATED, instantiated_world(sb)))
 }
 
-async fn delete_sandbox(State(app): State<AppState>, ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
+async fn delete_sandbox(
+    State(app): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
     app.registry().delete(&name)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -476,13 +493,13 @@ const REGISTER_KEYS: [&str; 5] = ["environment", "applicationId", "groupId", "na
 async fn post_register_machine(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
-    body: axum::body::Bytes,
+    ApiJson(body): ApiJson<serde_json::Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     // The registration's own keys, and the machine's facts (unknown fields refused) in the rest.
-    let r: RegisterBody = parse_json(&body)?;
-    let mut rest: serde_json::Map<String, Value> = parse_json(&body)?;
-    rest.retain(|k, _| !REGISTER_KEYS.contains(&k.as_str()));
-    let facts: MachineFactsBody = parse_json(Value::Object(rest).to_string().as_bytes())?;
+    let (own, rest): (serde_json::Map<String, Value>, serde_json::Map<String, Value>) =
+        body.into_iter().partition(|(k, _)| REGISTER_KEYS.contains(&k.as_str()));
+    let r: RegisterBody = from_json_value(Value::Object(own))?;
+    let facts: MachineFactsBody = from_json_value(Value::Object(rest))?;
     let env =
         EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
     let app_id =
@@ -529,11 +546,10 @@ async fn patch_machine(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath(id): ApiPath<String>,
-    body: axum::body::Bytes,
+    ApiJson(facts): ApiJson<MachineFactsBody>,
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
-    let facts: MachineFactsBody = parse_json(&body)?;
     let facts = facts.into_facts()?;
     let mut reg = app.registry();
     let sb = reg.get_mut(&route.sandbox)?;

@@ -4,7 +4,7 @@
 //! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`).
 
 use super::auth::{caller, verify_bearer};
-use super::extract::{ApiPath, parse_json};
+use super::extract::{ApiPath, json_body, no_parameters};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::access::{AccessChange, Grantee, Rights, ShareTarget};
 use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, TeamId, parse_guid};
@@ -408,11 +408,8 @@ fn odata_err(e: ODataError) -> ApiError {
 }
 
 /// The body of a create or update: an object whose properties the table accepts for writing.
-fn write_body(table: Table, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let v: Value = parse_json(body)?;
-    let Value::Object(map) = v else {
-        return Err(ApiError::bad_request(odata::BAD_QUERY, "The request body must be a JSON object."));
-    };
+fn write_body(table: Table, headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let map: Map<String, Value> = json_body(headers, body)?;
     let writable: &[&str] = match table {
         Table::FlowMachineGroup => &["name", "description", "flowgrouptype"],
         Table::FlowMachine => &["name", "description", "flowmachinegroupid@odata.bind"],
@@ -591,9 +588,10 @@ fn principal_json(env: &Environment, g: Grantee) -> Value {
 fn sharing_request(
     env: &Environment,
     msg: SharingMessage,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(ShareTarget, Grantee, AccessChange), ApiError> {
-    let v: Value = parse_json(body)?;
+    let v: Value = json_body(headers, body)?;
     let target = share_target(v.get("Target"))?;
     if msg == SharingMessage::Revoke {
         return Ok((target, grantee(env, v.get("Revokee"), "Revokee")?, AccessChange::Revoke));
@@ -771,7 +769,7 @@ async fn dataverse(
             Ok(json(StatusCode::OK, out))
         }
         (&Method::POST, Target::Rows(table)) => {
-            let map = write_body(table, &body)?;
+            let map = write_body(table, &headers, &body)?;
             let name = string_field(&map, "name")?;
             let description = string_field(&map, "description")?;
             let new_id = sb.ids.next_id();
@@ -803,7 +801,7 @@ async fn dataverse(
             Ok(written(&base, table, new_id, Written::Created, row, representation))
         }
         (&Method::PATCH, Target::Row(table, id)) => {
-            let map = write_body(table, &body)?;
+            let map = write_body(table, &headers, &body)?;
             let change = change_of(&map)?;
             let expect = if_match(&headers)?;
             let (done, row) = match table {
@@ -845,7 +843,7 @@ async fn dataverse(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (&Method::POST, Target::Sharing(msg)) => {
-            let (target, who_gets, change) = sharing_request(env, msg, &body)?;
+            let (target, who_gets, change) = sharing_request(env, msg, &headers, &body)?;
             sb.world.change_access(&who, &env_id, target, who_gets, change)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -866,6 +864,7 @@ async fn dataverse(
             ))
         }
         (&Method::POST, Target::LeaveGroup(id)) => {
+            no_parameters(&headers, &body)?;
             let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
             sb.world.leave_group(&who, &env_id, MachineId::from_uuid(id), default_group)?;
             Ok(StatusCode::NO_CONTENT.into_response())

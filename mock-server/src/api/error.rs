@@ -35,7 +35,7 @@ pub enum ApiError {
     /// A request the mock cannot parse or accept (mock-defined codes).
     #[error("{message}")]
     BadRequest {
-        /// HTTP status (400, 411, 413, 415).
+        /// HTTP status (400, 408, 413, 414, 415, 431).
         status: u16,
         /// Code.
         code: &'static str,
@@ -64,12 +64,26 @@ pub enum ApiError {
         /// Message.
         message: String,
     },
+    /// A bug in the mock (a handler panicked); mock-defined `InternalError`.
+    #[error("The mock hit an internal error (a bug in the mock); see its log.")]
+    Internal,
 }
 
 impl ApiError {
     /// A 400 naming what is wrong.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest { status: 400, code, message: message.into() }
+    }
+
+    /// The same rejection under another code, its message prefixed (a shape error in a
+    /// fixture is `InvalidFixture` and names the file).
+    pub fn recode(self, code: &'static str, prefix: &str) -> Self {
+        match self {
+            Self::BadRequest { status, message, .. } => {
+                Self::BadRequest { status, code, message: format!("{prefix}{message}") }
+            }
+            other => other,
+        }
     }
 
     /// The HTTP status: the one `match` that decides it.
@@ -81,6 +95,7 @@ impl ApiError {
             Self::BadRequest { status, .. } => *status,
             Self::NotImplemented(_) | Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::Internal => 500,
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => 404,
                 SandboxError::Exists(_) => 409,
@@ -98,6 +113,7 @@ impl ApiError {
             Self::Unauthorized { code, .. } | Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
             Self::NotImplemented(_) => "NotImplementedByMock",
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Self::Internal => "InternalError",
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => "SandboxNotFound",
                 SandboxError::Exists(_) => "SandboxExists",
@@ -114,7 +130,9 @@ impl ApiError {
             Self::NotImplemented(_) => "0x8006088a",
             Self::Unauthorized { .. } => "0x80072560",
             Self::BadRequest { code, .. } if code.starts_with("0x") => code,
-            Self::BadRequest { .. } => "0x80060888",
+            Self::BadRequest { status: 400, .. } => "0x80060888",
+            // 408, 413, 414, 415, 431: Dataverse documents no code; the mock's own names.
+            Self::BadRequest { code, .. } => code,
             _ => self.code(),
         }
     }
@@ -136,6 +154,7 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
         (Surface::Identity, e) => {
             let (error, codes) = match e {
                 ApiError::Identity(i) => (i.oauth_error(), vec![i.aadsts()]),
+                ApiError::Internal => ("server_error", vec![]),
                 _ => ("invalid_request", vec![]),
             };
             json!({

@@ -36,52 +36,84 @@ pub use routing::{RouteInfo, Surface};
 use crate::journal::{Exchange, KEPT_HEADERS};
 use crate::state::AppState;
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
 
-/// The largest request body accepted (desktop-flow inputs are capped at 2 MB; this leaves room).
+/// The largest request body accepted: a RunDesktopFlow body carries up to 2 MB of escaped
+/// inputs, so twice that leaves room.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The longest request target (path and query) accepted.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// The largest header block accepted (each field counted as `name: value\r\n`).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// After a 413 the mock reads and throws away up to this much of the rest of the body, so a
+/// client that sends its whole body before reading still gets the envelope instead of a reset.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// ... or for this long, whichever comes first.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+/// The default wait between two pieces of a request body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Per-connection facts the serve loop attaches to each request.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// How long the mock waits for the next piece of a request body.
+    pub body_timeout: Duration,
 }
 
 /// The whole application: the pipeline around every surface's router.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new()
+    let surfaces = Router::new()
         .merge(identity::router())
         .merge(admin::router())
         .merge(connections::router())
         .merge(bap::router())
         .merge(dataverse::router())
-        .merge(runtime::router())
+        .merge(runtime::router());
+    assemble(surfaces, state)
+}
+
+/// The pipeline, fallbacks and panic handling around `surfaces`.
+fn assemble(surfaces: Router<AppState>, state: AppState) -> Router {
+    let routes = surfaces
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
+        // The pipeline has read the body within MAX_BODY_BYTES already; axum's own 2 MiB
+        // default would refuse bodies the mock accepts.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        // Inside the pipeline, so a panicking handler's answer is rendered in its surface's shape.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler_panicked))
         .with_state(state.clone());
     Router::new()
         .fallback_service(tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(pipeline_panicked))
+}
+
+/// What a panic carried, for the log.
+fn panic_detail<'a>(err: &'a (dyn std::any::Any + Send + 'static)) -> &'a str {
+    err.downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown")
 }
 
 /// A panic is a bug in the mock; the client still gets an envelope, never a dropped
-/// connection, and the log says where to look.
-fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = err
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| err.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown");
-    tracing::error!(panic = detail, "a handler panicked: this is a bug in the mock");
-    json(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        serde_json::json!({ "error": { "code": "InternalError", "message": "The mock hit an internal error (a bug in the mock); see its log." } }),
-    )
+/// connection, and the log says where to look. The pipeline renders it for the surface.
+fn handler_panicked(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!(panic = panic_detail(err.as_ref()), "a handler panicked: this is a bug in the mock");
+    ApiError::Internal.into_response()
+}
+
+/// A panic in the pipeline itself: the surface is not known any more, so the common shape.
+fn pipeline_panicked(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!(panic = panic_detail(err.as_ref()), "the request pipeline panicked: this is a bug in the mock");
+    error::render(&ApiError::Internal, Surface::Unknown, "", "")
 }
 
 async fn not_implemented(req: Request) -> ApiError {
@@ -102,10 +134,137 @@ fn host_of(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-/// Classifies, attributes, limits the body, renders errors in the surface's envelope and
-/// journals the exchange (redacted at write time).
+/// The mock's own limits on a request head (hyper's are set above them, so the client gets
+/// the surface's envelope rather than hyper's bare status).
+fn head_refusal(parts: &axum::http::request::Parts) -> Option<ApiError> {
+    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + parts.uri.authority().map_or(0, |a| a.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Some(ApiError::BadRequest {
+            status: 414,
+            code: "RequestUriTooLong",
+            message: format!(
+                "The request URI is {target} bytes long; the mock's limit is {MAX_URI_BYTES} bytes (16 KiB)."
+            ),
+        });
+    }
+    let block: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if block > MAX_HEADER_BYTES {
+        return Some(ApiError::BadRequest {
+            status: 431,
+            code: "RequestHeaderFieldsTooLarge",
+            message: format!(
+                "The request's header block is {block} bytes; the mock's limit is {MAX_HEADER_BYTES} bytes (64 KiB)."
+            ),
+        });
+    }
+    None
+}
+
+fn too_large() -> ApiError {
+    ApiError::BadRequest {
+        status: 413,
+        code: "RequestBodyTooLarge",
+        message: format!("The request body is larger than the mock's limit of {MAX_BODY_BYTES} bytes (4 MiB)."),
+    }
+}
+
+/// The next piece of a body, `None` at its end.
+async fn next_frame(body: &mut Body) -> Option<Result<axum::body::Bytes, axum::Error>> {
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+        match frame {
+            Ok(f) => match f.into_data() {
+                Ok(data) => return Some(Ok(data)),
+                Err(_trailers) => continue,
+            },
+            Err(e) => return Some(Err(e)),
+        }
+    }
+}
+
+/// Reads and discards what is left of a refused body, in the background, so the answer goes
+/// out at once and the client can still read it after sending everything.
+fn drain(headers: &axum::http::HeaderMap, mut body: Body) {
+    // A client waiting for `100 Continue` has not sent the body: there is nothing to drain,
+    // and reading would tell hyper to invite it after the final answer.
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue || body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let discard = async {
+            let mut discarded = 0;
+            while discarded < DRAIN_MAX_BYTES {
+                match next_frame(&mut body).await {
+                    Some(Ok(data)) => discarded += data.len(),
+                    _ => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_MAX_TIME, discard).await;
+    });
+}
+
+/// Reads a whole body within [`MAX_BODY_BYTES`], refusing on `Content-Length` before reading
+/// and as soon as the limit is passed otherwise; each piece must come within `chunk_timeout`.
+async fn read_body(
+    headers: &axum::http::HeaderMap,
+    mut body: Body,
+    chunk_timeout: Duration,
+) -> Result<axum::body::Bytes, ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        drain(headers, body);
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+    loop {
+        match tokio::time::timeout(chunk_timeout, next_frame(&mut body)).await {
+            Err(_) => {
+                return Err(ApiError::BadRequest {
+                    status: 408,
+                    code: "RequestBodyTimeout",
+                    message: format!(
+                        "The request body stopped arriving: nothing came for {} s (the mock's body timeout).",
+                        chunk_timeout.as_secs_f64()
+                    ),
+                });
+            }
+            Ok(None) => return Ok(buf.into()),
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::bad_request(
+                    "InvalidRequestContent",
+                    "The request body could not be read to its end.",
+                ));
+            }
+            Ok(Some(Ok(data))) => {
+                if buf.len() + data.len() > MAX_BODY_BYTES {
+                    drain(headers, body);
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+}
+
+/// A refused request's answer tells the client the connection ends with it: whatever it
+/// still sends is drained, not read as a next request.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Classifies, attributes, limits the head and body, renders errors in the surface's envelope
+/// and journals the exchange (redacted at write time).
 async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let scheme = req.extensions().get::<ConnInfo>().map_or("http", |c| c.scheme);
+    let conn = req.extensions().get::<ConnInfo>().copied();
+    let scheme = conn.map_or("http", |c| c.scheme);
+    let body_timeout = conn.map_or(DEFAULT_BODY_TIMEOUT, |c| c.body_timeout);
     let host = host_of(&req);
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
@@ -114,14 +273,6 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
 
     let classified = routing::classify(&method, &host, &path, &query);
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
-
-    if surface == Surface::Control {
-        let sandbox = routing::control_sandbox(req.headers(), &query);
-        let mut req = req;
-        req.extensions_mut().insert(RouteInfo { surface, sandbox, origin, environment: None });
-        let resp = next.run(req).await;
-        return finish_errors(resp, surface, "00000000-0000-0000-0000-000000000000", "");
-    }
 
     let real_ms = app.real_ms();
     let headers: Vec<(String, String)> = KEPT_HEADERS
@@ -132,7 +283,29 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         .collect();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (mut parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+    // Limits come before anything reads the request, so a refused one costs nothing.
+    let body = match head_refusal(&parts) {
+        Some(refusal) => {
+            drain(&parts.headers, body);
+            Err(refusal)
+        }
+        None => read_body(&parts.headers, body, body_timeout).await,
+    };
+    let refused = body.as_ref().err().cloned();
+    let body = body.unwrap_or_default();
+
+    if surface == Surface::Control {
+        let sandbox = routing::control_sandbox(&parts.headers, &query);
+        let resp = match refused {
+            Some(e) => closing(error::render(&e, surface, "", "")),
+            None => {
+                let mut req = Request::from_parts(parts, Body::from(body));
+                req.extensions_mut().insert(RouteInfo { surface, sandbox, origin, environment: None });
+                finish_errors(next.run(req).await, surface, "00000000-0000-0000-0000-000000000000", "")
+            }
+        };
+        return resp;
+    }
 
     // One lock: attribute the request, read the sandbox's clock and make a correlation id.
     let (route, virtual_time, correlation, known) = {
@@ -149,16 +322,11 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     };
     let (route, rewrite) = route;
 
-    let too_large = body.is_err();
-    let body = body.unwrap_or_default();
+    let refused_body = refused.is_some();
     let outcome: Result<Response, ApiError> = (async {
         classified?;
-        if too_large {
-            return Err(ApiError::BadRequest {
-                status: 413,
-                code: "RequestBodyTooLarge",
-                message: format!("The request body is larger than the mock's limit of {MAX_BODY_BYTES} bytes."),
-            });
+        if let Some(e) = refused {
+            return Err(e);
         }
         if let Some(new_path) = rewrite? {
             let pq = if query.is_empty() { new_path } else { format!("{new_path}?{query}") };
@@ -171,9 +339,11 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     })
     .await;
 
-    let timestamp = virtual_time.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    // Entra's `Timestamp:` lines are network facts, like tokens: real time (DECISIONS.md, Time).
+    let timestamp = crate::domain::clock::wall_clock().format("%Y-%m-%d %H:%M:%SZ").to_string();
     let resp = match outcome {
         Ok(r) => finish_errors(r, surface, &correlation, &timestamp),
+        Err(e) if refused_body => closing(error::render(&e, surface, &correlation, &timestamp)),
         Err(e) => error::render(&e, surface, &correlation, &timestamp),
     };
     let (rparts, rbody) = resp.into_parts();
@@ -187,7 +357,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         path,
         query,
         headers,
-        body: (content_type, if too_large { Vec::new() } else { body.to_vec() }),
+        body: (content_type, if refused_body { Vec::new() } else { body.to_vec() }),
         status: rparts.status.as_u16(),
         response: (rct, rbytes.to_vec()),
         real_ms,
@@ -223,4 +393,39 @@ pub(crate) fn no_store(mut r: Response) -> Response {
 /// JSON with a status.
 pub(crate) fn json(status: axum::http::StatusCode, v: serde_json::Value) -> Response {
     (status, axum::Json(v)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::any;
+    use tower::ServiceExt;
+
+    async fn panicking() -> Response {
+        panic!("a bug planted by the test")
+    }
+
+    async fn answer_of(path: &str) -> (u16, serde_json::Value) {
+        let registry = crate::sandbox::Registry::new(fixtures::default_world(), 10).unwrap();
+        let state = AppState::new(registry, crate::tokens::Keys::fixed_test_key(), None);
+        let surfaces = Router::new()
+            .route("/dataverse/{org}/api/data/{version}/{*rest}", any(panicking))
+            .route("/{tenant}/oauth2/v2.0/token", any(panicking));
+        let app = assemble(surfaces, state);
+        let resp = app.oneshot(Request::post(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_its_surfaces_envelope() {
+        let (status, dataverse) = answer_of("/dataverse/contosodev/api/data/v9.2/WhoAmI").await;
+        assert_eq!(status, 500);
+        assert_eq!(dataverse["error"]["code"], "InternalError", "{dataverse}");
+        let (status, identity) = answer_of("/contoso.onmicrosoft.com/oauth2/v2.0/token").await;
+        assert_eq!(status, 500);
+        assert_eq!(identity["error"], "server_error", "the Entra shape: {identity}");
+        assert!(identity["error_description"].as_str().unwrap().contains("bug in the mock"), "{identity}");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod addressing;
 mod bad_input;
+mod bodies;
 mod connections;
 mod control;
 mod dataverse;
