@@ -11,7 +11,7 @@
 use super::Error;
 use super::connection::Caller;
 use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId};
-use super::world::{Environment, Machine, MachineGroup, World};
+use super::world::{Environment, GroupType, Machine, MachineGroup, World};
 
 /// A set of Dataverse access rights (`AccessRights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,8 +158,9 @@ fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
         .fold(Rights::NONE, |acc, s| acc.union(s.rights))
 }
 
-/// Shares of a machine with those of its group merged in (the Share cascade).
-fn merged(direct: &[Share], cascaded: &[Share]) -> Vec<Share> {
+/// Shares of a machine with those of its group merged in (the Share cascade); also how a
+/// machine's shares pass to or from its Default group when it joins or leaves a group.
+pub(super) fn merged(direct: &[Share], cascaded: &[Share]) -> Vec<Share> {
     let mut out: Vec<Share> = direct.to_vec();
     for s in cascaded {
         match out.iter_mut().find(|o| o.grantee == s.grantee) {
@@ -203,6 +204,18 @@ impl Environment {
         match target {
             ShareTarget::Group(id) => self.group(id).map(|g| self.group_rights(g, principal)),
             ShareTarget::Machine(id) => self.machine(id).map(|m| self.machine_rights(m, principal)),
+        }
+    }
+
+    /// Where the shares of a target are kept: a stand-alone machine's on its Default group
+    /// (DECISIONS.md: they are one unit), anything else's on itself.
+    fn share_home(&self, target: ShareTarget) -> ShareTarget {
+        match target {
+            ShareTarget::Machine(id) => match self.machine(id).and_then(|m| self.group(m.group)) {
+                Some(g) if g.group_type == GroupType::Default => ShareTarget::Group(g.id),
+                _ => target,
+            },
+            ShareTarget::Group(_) => target,
         }
     }
 
@@ -266,8 +279,9 @@ impl World {
                 });
             }
         }
-        let Some(shares) = self.environments.iter_mut().find(|x| &x.id == env).and_then(|e| e.shares_mut(target))
-        else {
+        // A stand-alone machine and its Default group are one unit: their shares live on the group.
+        let home = e.share_home(target);
+        let Some(shares) = self.environments.iter_mut().find(|x| &x.id == env).and_then(|e| e.shares_mut(home)) else {
             return Err(Error::RecordNotFound { entity: target.entity(), id: target.id() });
         };
         let existing = shares.iter().position(|s| s.grantee == grantee);
@@ -406,6 +420,27 @@ mod tests {
         assert!(!e.may_use_group(g(FINANCE), p(SP)));
         let fin01 = e.machine(MachineId::parse(FIN_01).unwrap()).unwrap();
         assert!(e.machine_rights(fin01, p(SP)).is_empty(), "the cascade goes with the group share");
+    }
+
+    #[test]
+    fn a_stand_alone_machine_share_is_its_default_group_s_and_stays_with_the_machine_when_it_joins_a_group() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let build01 = MachineId::parse("78afb281-eb1e-4e35-ba11-9460dcabf47a").unwrap();
+        let default = g("fbd9ef90-eb39-437b-a791-919993c57260");
+        let adele = Grantee::Principal(p(ADELE));
+        w.change_access(&megan, &env(), ShareTarget::Machine(build01), adele, AccessChange::Grant(Rights::USER))
+            .unwrap();
+        assert!(w.environment(&env()).unwrap().may_use_group(default, p(ADELE)));
+        let mv = w.plan_move(&megan, &env(), build01, g(FINANCE)).unwrap();
+        w.apply_move(&env(), mv);
+        let e = w.environment(&env()).unwrap();
+        let m = e.machine(build01).unwrap();
+        assert_eq!(e.machine_rights(m, p(ADELE)), Rights::USER, "the machine keeps the unit's share");
+        assert!(!e.may_use_group(g(FINANCE), p(ADELE)), "the new group is not shared by it");
+        let alone = g("00000000-0000-0000-0000-00000000abcd");
+        w.leave_group(&megan, &env(), build01, alone).unwrap();
+        assert!(w.environment(&env()).unwrap().may_use_group(alone, p(ADELE)), "alone again, the unit is shared");
     }
 
     #[test]

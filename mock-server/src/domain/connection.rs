@@ -13,7 +13,7 @@ use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World
 use secrecy::SecretString;
 use uuid::Uuid;
 
-pub use super::connection_status::{ConnectionStatus, is_joined, names_account};
+pub use super::connection_status::{ConnectionStatus, is_joined};
 
 /// The desktop-flows connector.
 pub const UIFLOW: &str = "shared_uiflow";
@@ -633,18 +633,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn a_machine_local_account_may_be_written_with_a_dot_or_local() {
-        let w = world();
-        let m = &w.environments[0].machines[0];
-        assert!(names_account(".\\rpa", "BUILD-01\\rpa", m));
-        assert!(names_account("local\\RPA", "BUILD-01\\rpa", m));
-        assert!(names_account("build-01\\rpa", "BUILD-01\\rpa", m));
-        assert!(!names_account("OTHER\\rpa", "BUILD-01\\rpa", m));
-        let fin = &w.environments[0].machines[1];
-        assert!(!names_account(".\\svc-rpa", "CONTOSO\\svc-rpa", fin), "a domain account is not local");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Codes and messages are DECISIONS.md's failure table, word for word.
 
 use super::connection::{Connection, Login, ParameterSet};
+use super::windows_account::same_account;
 use super::world::{CredentialKind, Environment, JoinType, Machine, World};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -43,25 +44,6 @@ impl ConnectionStatus {
             Self::Connected => Ok(()),
             Self::Error { code, message } => Err(super::Error::ConnectionTestFailed { code, message }),
         }
-    }
-}
-
-/// Whether `given` names the Windows account `account` on `machine`: case-insensitive; a
-/// machine-local account may also be written `.\user` or `local\user` (PAD-CONN), and an
-/// account written `user@domain` matches only that form.
-pub fn names_account(given: &str, account: &str, machine: &Machine) -> bool {
-    if given.eq_ignore_ascii_case(account) {
-        return true;
-    }
-    let Some((domain, user)) = account.split_once('\\') else {
-        return false;
-    };
-    if !domain.eq_ignore_ascii_case(&machine.name) {
-        return false;
-    }
-    match given.split_once('\\') {
-        Some((d, u)) => (d == "." || d.eq_ignore_ascii_case("local")) && u.eq_ignore_ascii_case(user),
-        None => false,
     }
 }
 
@@ -114,7 +96,7 @@ fn check_login(env: &Environment, machines: &[&Machine], login: &Login, correlat
         let ok = resolved.as_ref().is_some_and(|(username, password)| {
             m.windows_accounts.iter().any(|a| {
                 a.interactive_logon
-                    && names_account(username, &a.username, m)
+                    && same_account(username, &a.username, &m.name)
                     && password.as_ref().is_none_or(|p| a.password.expose_secret() == p)
             })
         });

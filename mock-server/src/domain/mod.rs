@@ -16,6 +16,8 @@
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `membership` — which group a machine is in: joining and leaving groups, silent
 //!   registration, the control surface's edits of a machine's facts.
+//! - `windows_account` — which Windows account a written name (`.\user`, `AzureAD\upn`, …)
+//!   stands for on a machine: one rule for connections and attended runs.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
 pub mod access;
@@ -30,6 +32,7 @@ pub mod ids;
 mod invariants;
 pub mod machine;
 pub mod membership;
+pub mod windows_account;
 pub mod world;
 
 pub use error::Error;

@@ -329,6 +329,19 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// A fixture may share a stand-alone machine or its Default group: both share the one
+    /// unit, so the machine's shares move to the group, where the rules look for them.
+    fn unite_stand_alone_shares(&mut self) {
+        for m in &mut self.machines {
+            if let Some(g) =
+                self.machine_groups.iter_mut().find(|g| g.id == m.group && g.group_type == GroupType::Default)
+            {
+                g.shares = super::access::merged(&g.shares, &m.shares);
+                m.shares.clear();
+            }
+        }
+    }
+
     /// The Dataverse host in the public cloud.
     pub fn org_host(&self) -> String {
         format!("{}.crm.dynamics.com", self.org)
@@ -519,6 +532,7 @@ impl World {
                     description: None,
                 });
             }
+            out.unite_stand_alone_shares();
             w.environments.push(out);
         }
         Ok(w)

@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod accounts_and_credentials;
 mod bad_input;
 mod connections;
 mod control;
