@@ -10,7 +10,7 @@
 
 use super::Error;
 use super::connection::Caller;
-use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId};
+use super::ids::{CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId};
 use super::world::{Environment, GroupType, Machine, MachineGroup, World};
 
 /// A set of Dataverse access rights (`AccessRights`).
@@ -112,13 +112,15 @@ pub struct Share {
     pub rights: Rights,
 }
 
-/// What is shared: a group (cascading to its machines) or one machine.
+/// What is shared: a group (cascading to its machines), one machine, or a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShareTarget {
     /// `flowmachinegroup`.
     Group(MachineGroupId),
     /// `flowmachine`.
     Machine(MachineId),
+    /// `credential`.
+    Credential(CredentialId),
 }
 
 impl ShareTarget {
@@ -126,6 +128,15 @@ impl ShareTarget {
         match self {
             Self::Group(_) => "flowmachinegroup",
             Self::Machine(_) => "flowmachine",
+            Self::Credential(_) => "credential",
+        }
+    }
+
+    fn share_privilege(self) -> &'static str {
+        match self {
+            Self::Group(_) => "prvShareflowmachinegroup",
+            Self::Machine(_) => "prvShareflowmachine",
+            Self::Credential(_) => "prvSharecredential",
         }
     }
 
@@ -133,6 +144,7 @@ impl ShareTarget {
         match self {
             Self::Group(g) => g.to_string(),
             Self::Machine(m) => m.to_string(),
+            Self::Credential(c) => c.to_string(),
         }
     }
 }
@@ -148,7 +160,8 @@ pub enum AccessChange {
     Revoke,
 }
 
-fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
+/// The rights a principal holds through shares: its own, and its teams'.
+pub(super) fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
     shares
         .iter()
         .filter(|s| match s.grantee {
@@ -204,6 +217,7 @@ impl Environment {
         match target {
             ShareTarget::Group(id) => self.group(id).map(|g| self.group_rights(g, principal)),
             ShareTarget::Machine(id) => self.machine(id).map(|m| self.machine_rights(m, principal)),
+            ShareTarget::Credential(id) => self.credential(id).map(|c| self.credential_rights(c, principal)),
         }
     }
 
@@ -215,7 +229,7 @@ impl Environment {
                 Some(g) if g.group_type == GroupType::Default => ShareTarget::Group(g.id),
                 _ => target,
             },
-            ShareTarget::Group(_) => target,
+            ShareTarget::Group(_) | ShareTarget::Credential(_) => target,
         }
     }
 
@@ -223,6 +237,7 @@ impl Environment {
         match target {
             ShareTarget::Group(id) => self.machine_groups.iter_mut().find(|g| g.id == id).map(|g| &mut g.shares),
             ShareTarget::Machine(id) => self.machines.iter_mut().find(|m| m.id == id).map(|m| &mut m.shares),
+            ShareTarget::Credential(id) => self.credentials.iter_mut().find(|c| c.id == id).map(|c| &mut c.shares),
         }
     }
 
@@ -263,10 +278,7 @@ impl World {
         let e = self.environment_for(env, caller)?;
         let mine = visible(e, target, caller)?;
         if !mine.contains(Rights::SHARE) {
-            let privilege = match target {
-                ShareTarget::Group(_) => "prvShareflowmachinegroup",
-                ShareTarget::Machine(_) => "prvShareflowmachine",
-            };
+            let privilege = target.share_privilege();
             return Err(Error::MissingPrivilege { privilege, principal: e.dataverse_id(caller.principal) });
         }
         e.check_grantee(grantee)?;
@@ -320,6 +332,7 @@ impl World {
                 .machine(id)
                 .map(|m| merged(&m.shares, e.group(m.group).map(|g| g.shares.as_slice()).unwrap_or_default()))
                 .unwrap_or_default(),
+            ShareTarget::Credential(id) => e.credential(id).map(|c| c.shares.clone()).unwrap_or_default(),
         })
     }
 }

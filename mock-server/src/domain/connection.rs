@@ -9,7 +9,9 @@ use super::clock::Timestamp;
 use super::ids::{
     AppId, CredentialId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid,
 };
-use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World, environment_not_found};
+use super::access::Rights;
+use super::credential::{Credential, CredentialKind};
+use super::world::{Environment, PrincipalKind, World, environment_not_found};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -304,7 +306,7 @@ fn check_credential(env: &Environment, caller: &Caller, login: &Login) -> Result
         .iter()
         .find(|c| c.id == *credential)
         .ok_or_else(|| Error::CredentialNotFound(credential.to_string()))?;
-    if c.owner != caller.principal && !c.shared_with.contains(&caller.principal) {
+    if !env.credential_rights(c, caller.principal).contains(Rights::READ) {
         return Err(Error::CredentialNotShared {
             credential: c.id.to_string(),
             principal: caller.principal.to_string(),

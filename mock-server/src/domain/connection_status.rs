@@ -7,7 +7,8 @@
 
 use super::connection::{Connection, Login, ParameterSet};
 use super::windows_account::same_account;
-use super::world::{CredentialKind, Environment, JoinType, Machine, World};
+use super::credential::CredentialKind;
+use super::world::{Environment, JoinType, Machine, World};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -68,21 +69,16 @@ fn identity_incorrect(m: &Machine, correlation: Uuid) -> ConnectionStatus {
 }
 
 /// What a login resolves to: a username and, unless the credential holds a certificate or
-/// lives in CyberArk, the password to check.
-fn resolve(env: &Environment, login: &Login) -> Option<(String, Option<String>)> {
+/// lives in CyberArk, the password to check (from the vault stand-in, through the Secret
+/// variable's Key Vault reference).
+fn resolve(world: &World, env: &Environment, login: &Login) -> Option<(String, Option<String>)> {
     match login {
         Login::Password { username, password } => Some((username.clone(), Some(password.expose_secret().to_owned()))),
         Login::Credential { credential, .. } => {
-            let c = env.credentials.iter().find(|c| c.id == *credential)?;
-            let value = |name: &str| {
-                env.variables
-                    .iter()
-                    .find(|v| v.schema_name.eq_ignore_ascii_case(name))
-                    .map(|v| v.value.expose_secret().to_owned())
-            };
-            let username = value(&c.username_variable)?;
+            let c = env.credential(*credential)?;
+            let username = world.variable_value(env, &c.username_variable)?;
             let password = match (c.kind, &c.password_variable) {
-                (CredentialKind::KeyVaultPassword, Some(var)) => Some(value(var)?),
+                (CredentialKind::KeyVaultPassword, Some(var)) => Some(world.variable_value(env, var)?),
                 _ => None,
             };
             Some((username, password))
@@ -90,8 +86,14 @@ fn resolve(env: &Environment, login: &Login) -> Option<(String, Option<String>)>
     }
 }
 
-fn check_login(env: &Environment, machines: &[&Machine], login: &Login, correlation: Uuid) -> ConnectionStatus {
-    let resolved = resolve(env, login);
+fn check_login(
+    world: &World,
+    env: &Environment,
+    machines: &[&Machine],
+    login: &Login,
+    correlation: Uuid,
+) -> ConnectionStatus {
+    let resolved = resolve(world, env, login);
     for m in machines {
         let ok = resolved.as_ref().is_some_and(|(username, password)| {
             m.windows_accounts.iter().any(|a| {
@@ -152,7 +154,7 @@ impl World {
         let machines: Vec<&Machine> = env.machines.iter().filter(|m| m.group == target).collect();
         match &c.parameters {
             ParameterSet::AzureRelay { login, .. } | ParameterSet::AzureRelayRunOwner { login, .. } => {
-                check_login(env, &machines, login, c.correlation)
+                check_login(self, env, &machines, login, c.correlation)
             }
             ParameterSet::PasswordlessAttended { .. } => check_sign_in(self, env, &machines, c),
         }
