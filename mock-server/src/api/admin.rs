@@ -557,7 +557,9 @@ async fn put_vault_secret(
 ) -> Result<Response, ApiError> {
     use crate::domain::credential::KeyVaultReference;
     // Azure's naming rules: vaults 3-24, secrets 1-127 letters, digits and dashes.
-    let named = |s: &str, max: usize| !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let named = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     if !named(&vault, 24) || vault.len() < 3 || !named(&name, 127) {
         return Err(ApiError::bad_request(
             "InvalidVaultSecretName",

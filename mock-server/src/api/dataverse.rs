@@ -884,7 +884,9 @@ async fn dataverse(
             let description = string_field(&map, "description")?;
             let new_id = sb.ids.next_id();
             let row = match table {
-                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => credentials::create(&mut sb.world, &who, &env_id, t, new_id, &map)?,
+                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
+                    credentials::create(&mut sb.world, &who, &env_id, t, new_id, &map)?
+                }
                 Table::FlowMachineGroup => {
                     let new = NewGroup {
                         id: MachineGroupId::from_uuid(new_id),
@@ -942,7 +944,9 @@ async fn dataverse(
         (&Method::DELETE, Target::Row(table, id)) => {
             let expect = if_match(&headers)?;
             match table {
-                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => credentials::delete(&mut sb.world, &who, &env_id, t, id, expect)?,
+                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
+                    credentials::delete(&mut sb.world, &who, &env_id, t, id, expect)?
+                }
                 Table::FlowMachineGroup => {
                     sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
                 }

@@ -5,12 +5,12 @@
 //! is not stored: `status` works it out from the world as it is now (see `connection_status`).
 
 use super::Error;
+use super::access::Rights;
 use super::clock::Timestamp;
+use super::credential::{Credential, CredentialKind};
 use super::ids::{
     AppId, CredentialId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid,
 };
-use super::access::Rights;
-use super::credential::{Credential, CredentialKind};
 use super::world::{Environment, PrincipalKind, World, environment_not_found};
 use secrecy::SecretString;
 use uuid::Uuid;

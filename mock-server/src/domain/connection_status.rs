@@ -6,8 +6,8 @@
 //! Codes and messages are DECISIONS.md's failure table, word for word.
 
 use super::connection::{Connection, Login, ParameterSet};
-use super::windows_account::same_account;
 use super::credential::CredentialKind;
+use super::windows_account::same_account;
 use super::world::{Environment, JoinType, Machine, World};
 use secrecy::ExposeSecret;
 use uuid::Uuid;

@@ -292,11 +292,11 @@ impl Environment {
         username: &str,
         password: Option<&str>,
     ) -> Result<(), Error> {
-        let typed = |column: &'static str, schema: &str, want: VariableType, expected: &'static str| {
-            match self.variable(schema) {
-                Some(v) if v.variable_type == want => Ok(()),
-                _ => Err(Error::CredentialVariableMismatch { column, expected }),
-            }
+        let typed = |column: &'static str, schema: &str, want: VariableType, expected: &'static str| match self
+            .variable(schema)
+        {
+            Some(v) if v.variable_type == want => Ok(()),
+            _ => Err(Error::CredentialVariableMismatch { column, expected }),
         };
         typed("username", username, VariableType::Text, "a Text (String) environment variable")?;
         match (kind, password) {
@@ -341,7 +341,11 @@ impl World {
 
     /// Sets a secret of the vault stand-in (what `az keyvault secret set` does for real).
     pub fn set_vault_secret(&mut self, r: KeyVaultReference, value: SecretString) {
-        match self.vault.iter_mut().find(|s| s.vault.eq_ignore_ascii_case(&r.vault) && s.name.eq_ignore_ascii_case(&r.name)) {
+        match self
+            .vault
+            .iter_mut()
+            .find(|s| s.vault.eq_ignore_ascii_case(&r.vault) && s.name.eq_ignore_ascii_case(&r.name))
+        {
             Some(s) => s.value = value,
             None => self.vault.push(VaultSecret { vault: r.vault, name: r.name, value }),
         }
@@ -370,7 +374,8 @@ impl World {
         let name = change.name.ok_or(Error::NameRequired { entity: "credential" })?;
         validate_name(&name)?;
         let kind = change.kind.ok_or(Error::AttributeRequired { entity: "credential", attribute: "connectiontype" })?;
-        let username = change.username.ok_or(Error::AttributeRequired { entity: "credential", attribute: "username" })?;
+        let username =
+            change.username.ok_or(Error::AttributeRequired { entity: "credential", attribute: "username" })?;
         let username_variable = e.schema_of(username)?;
         let password_variable = change.password.flatten().map(|p| e.schema_of(p)).transpose()?;
         e.check_credential_variables(kind, &username_variable, password_variable.as_deref())?;
@@ -408,7 +413,14 @@ impl World {
             return Ok((Written::Created, self.create_credential(caller, env, id, change)?));
         };
         let who = e.dataverse_id(caller.principal);
-        require(e.credential_rights(c, caller.principal), Rights::WRITE, "prvWritecredential", "credential", &id.to_string(), &who)?;
+        require(
+            e.credential_rights(c, caller.principal),
+            Rights::WRITE,
+            "prvWritecredential",
+            "credential",
+            &id.to_string(),
+            &who,
+        )?;
         check_version(expect, c.version)?;
         if let Some(n) = &change.name {
             validate_name(n)?;
@@ -452,7 +464,14 @@ impl World {
         let e = self.environment_for(env, caller)?;
         let c = e.credential(id).ok_or_else(|| credential_not_found(id))?;
         let who = e.dataverse_id(caller.principal);
-        require(e.credential_rights(c, caller.principal), Rights::DELETE, "prvDeletecredential", "credential", &id.to_string(), &who)?;
+        require(
+            e.credential_rights(c, caller.principal),
+            Rights::DELETE,
+            "prvDeletecredential",
+            "credential",
+            &id.to_string(),
+            &who,
+        )?;
         check_version(expect, c.version)?;
         self.environment_for_mut(env, caller)?.credentials.retain(|c| c.id != id);
         Ok(())
@@ -660,7 +679,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r, KeyVaultReference { vault: "contoso-kv".into(), name: "svc-rpa".into() });
-        assert!(KeyVaultReference::parse("subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v/secrets/n").is_some());
+        assert!(
+            KeyVaultReference::parse(
+                "subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v/secrets/n"
+            )
+            .is_some()
+        );
         for bad in [
             "Contoso-SvcRpa-Passw0rd!",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.KeyVault/vaults/v/secrets/",

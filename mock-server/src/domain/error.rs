@@ -287,7 +287,9 @@ pub enum Error {
     )]
     InvalidKeyVaultReference(String),
     /// A default value on a Secret variable (mock-defined `SecretVariableDefaultValue`).
-    #[error("The Secret environment variable '{0}' cannot have a default value: give it a value row with a Key Vault reference.")]
+    #[error(
+        "The Secret environment variable '{0}' cannot have a default value: give it a value row with a Key Vault reference."
+    )]
     SecretVariableDefaultValue(String),
     /// A second value row for a definition (mock-defined `EnvironmentVariableValueExists`).
     #[error("The environment variable '{variable}' already has a value ({value}): update that row instead.")]
@@ -301,7 +303,9 @@ pub enum Error {
     #[error("An environment variable with the schema name '{0}' already exists.")]
     DuplicateSchemaName(String),
     /// A `type` the mock does not emulate (mock-defined `EnvironmentVariableTypeNotEmulated`).
-    #[error("The environment variable type {0} is not emulated by the mock: 100000000 (String) and 100000005 (Secret) are.")]
+    #[error(
+        "The environment variable type {0} is not emulated by the mock: 100000000 (String) and 100000005 (Secret) are."
+    )]
     VariableTypeNotEmulated(i64),
     /// Changing a column fixed at creation (mock-defined `EnvironmentVariableColumnFixed`).
     #[error(

@@ -5,10 +5,12 @@
 use super::Error;
 use super::access::{Grantee, Rights, Share};
 use super::connection::Caller;
-use super::credential::{Credential, CredentialKind, EnvironmentVariable, KeyVaultReference, VariableType, VariableValue, VaultSecret};
+use super::credential::{
+    Credential, CredentialKind, EnvironmentVariable, KeyVaultReference, VariableType, VariableValue, VaultSecret,
+};
 use super::ids::{
-    AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId, VariableId,
-    VariableValueId,
+    AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId,
+    VariableId, VariableValueId,
 };
 use fixtures::{
     CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, ShareFile,
@@ -420,7 +422,12 @@ impl World {
             for v in &env.environment_variables {
                 // The fixture names variables only; their row ids follow from the organisation,
                 // so they are stable for a world and differ between sandboxes.
-                let row_id = |table: &str| uuid::Uuid::new_v5(&out.organization_id, format!("{table}:{}", v.schema_name.to_lowercase()).as_bytes());
+                let row_id = |table: &str| {
+                    uuid::Uuid::new_v5(
+                        &out.organization_id,
+                        format!("{table}:{}", v.schema_name.to_lowercase()).as_bytes(),
+                    )
+                };
                 // A fixture Secret holds what the vault returns: it goes to the vault stand-in,
                 // and the variable gets the reference, as in Dataverse.
                 let (variable_type, value) = match v.variable_type {
@@ -465,7 +472,10 @@ impl World {
                     shares: c
                         .shared_with
                         .iter()
-                        .map(|m| PrincipalId::parse(m).map(|p| Share { grantee: Grantee::Principal(p), rights: Rights::USER }))
+                        .map(|m| {
+                            PrincipalId::parse(m)
+                                .map(|p| Share { grantee: Grantee::Principal(p), rights: Rights::USER })
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(id_err(p))?,
                     version: 1,

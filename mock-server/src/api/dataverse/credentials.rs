@@ -132,9 +132,10 @@ fn variable_bind(map: &Map<String, Value>, key: &str) -> Result<Option<Option<Va
                 .next()
                 .and_then(|r| r.strip_prefix("environmentvariabledefinitions("))
                 .and_then(|r| r.strip_suffix(')'));
-            inner.and_then(|g| VariableId::parse(g).ok()).map(|id| Some(Some(id))).ok_or_else(|| {
-                bad(format!("{key} must be '/environmentvariabledefinitions(<id>)'."))
-            })
+            inner
+                .and_then(|g| VariableId::parse(g).ok())
+                .map(|id| Some(Some(id)))
+                .ok_or_else(|| bad(format!("{key} must be '/environmentvariabledefinitions(<id>)'.")))
         }
         Some(_) => Err(bad(format!("{key} must be '/environmentvariabledefinitions(<id>)'."))),
     }
@@ -155,13 +156,16 @@ fn credential_change(map: &Map<String, Value>) -> Result<CredentialChange, ApiEr
         return Err(ApiError::Domain(crate::domain::Error::CredentialTypeNotEmulated(t)));
     }
     let kind = integer(map, "connectiontype")?.map(CredentialKind::from_connection_type).transpose()?;
-    let username = match (variable_bind(map, "username@odata.bind")?, variable_bind(map, "cyberarkusername@odata.bind")?) {
-        (Some(_), Some(_)) => return Err(bad("Give username@odata.bind or cyberarkusername@odata.bind, not both.")),
-        (Some(u), None) | (None, Some(u)) => {
-            Some(u.ok_or_else(|| bad("A credential's username cannot be cleared: bind another variable."))?)
-        }
-        (None, None) => None,
-    };
+    let username =
+        match (variable_bind(map, "username@odata.bind")?, variable_bind(map, "cyberarkusername@odata.bind")?) {
+            (Some(_), Some(_)) => {
+                return Err(bad("Give username@odata.bind or cyberarkusername@odata.bind, not both."));
+            }
+            (Some(u), None) | (None, Some(u)) => {
+                Some(u.ok_or_else(|| bad("A credential's username cannot be cleared: bind another variable."))?)
+            }
+            (None, None) => None,
+        };
     Ok(CredentialChange {
         name: string_field(map, "name")?,
         description: clearable(map, "description")?,
@@ -187,7 +191,9 @@ fn value_change(map: &Map<String, Value>) -> Result<ValueChange, ApiError> {
 }
 
 fn env_of<'a>(world: &'a World, env: &EnvironmentId) -> Result<&'a Environment, ApiError> {
-    world.environment(env).ok_or_else(|| ApiError::NotFound { code: "0x8006088a", message: format!("No environment '{env}'.") })
+    world
+        .environment(env)
+        .ok_or_else(|| ApiError::NotFound { code: "0x8006088a", message: format!("No environment '{env}'.") })
 }
 
 /// POST to one of the tables: the new row.
