@@ -671,6 +671,128 @@ fn check_value(v: &EnvironmentVariable, value: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::access::{AccessChange, Grantee, ShareTarget};
+    use crate::domain::ids::TenantId;
+
+    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
+    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
+    const ADELE: &str = "7ca44739-d892-4cfc-a132-f8d0b3e0a21d";
+
+    fn world() -> World {
+        World::from_fixture("default", &fixtures::default_world()).unwrap()
+    }
+
+    fn caller(w: &World, oid: &str) -> Caller {
+        let tenant = TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap();
+        w.caller(tenant, PrincipalId::parse(oid).unwrap(), None).unwrap()
+    }
+
+    fn env() -> EnvironmentId {
+        EnvironmentId::parse(ENV).unwrap()
+    }
+
+    fn id(n: u128) -> uuid::Uuid {
+        uuid::Uuid::from_u128(n)
+    }
+
+    /// Megan's Text and Secret variables, the Secret's value referencing `vault/secret`.
+    fn variables(w: &mut World, megan: &Caller) -> (VariableId, VariableId) {
+        let text = VariableId::from_uuid(id(1));
+        let secret = VariableId::from_uuid(id(2));
+        for (v, name, t) in [(text, "new_Login", VariableType::Text), (secret, "new_Password", VariableType::Secret)] {
+            let change =
+                VariableChange { schema_name: Some(name.into()), variable_type: Some(t), ..VariableChange::default() };
+            w.create_variable(megan, &env(), v, change).unwrap();
+        }
+        let values = [
+            (text, "HR-01\\rpa".to_owned()),
+            (secret, KeyVaultReference { vault: "kv".into(), name: "s".into() }.to_text()),
+        ];
+        for (n, (definition, value)) in values.into_iter().enumerate() {
+            let change = ValueChange { value: Some(value), definition: Some(definition) };
+            w.create_variable_value(megan, &env(), VariableValueId::from_uuid(id(10 + n as u128)), change).unwrap();
+        }
+        (text, secret)
+    }
+
+    #[test]
+    fn a_key_vault_credential_names_a_text_username_and_a_secret_password_resolved_through_the_vault() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let (text, secret) = variables(&mut w, &megan);
+        let cred = CredentialId::from_uuid(id(20));
+        let change = |username, password| CredentialChange {
+            name: Some("HR".into()),
+            kind: Some(CredentialKind::KeyVaultPassword),
+            username: Some(username),
+            password: Some(Some(password)),
+            ..CredentialChange::default()
+        };
+        let e = w.create_credential(&megan, &env(), cred, change(secret, secret)).unwrap_err();
+        assert!(matches!(e, Error::CredentialVariableMismatch { column: "username", .. }), "{e:?}");
+        let e = w.create_credential(&megan, &env(), cred, change(text, text)).unwrap_err();
+        assert!(matches!(e, Error::CredentialVariableMismatch { column: "password", .. }), "{e:?}");
+        let mut cyberark = change(text, secret);
+        cyberark.kind = Some(CredentialKind::CyberArk);
+        let e = w.create_credential(&megan, &env(), cred, cyberark).unwrap_err();
+        assert!(matches!(e, Error::CredentialVariableMismatch { column: "password", .. }), "{e:?}");
+        w.create_credential(&megan, &env(), cred, change(text, secret)).unwrap();
+        let e_ref = w.environment(&env()).unwrap();
+        assert_eq!(w.variable_value(e_ref, "new_Password"), None, "nothing in the vault yet");
+        w.set_vault_secret(
+            KeyVaultReference { vault: "KV".into(), name: "S".into() },
+            SecretString::from("pw".to_owned()),
+        );
+        let e_ref = w.environment(&env()).unwrap();
+        assert_eq!(w.variable_value(e_ref, "NEW_password").as_deref(), Some("pw"));
+        assert_eq!(w.variable_value(e_ref, "new_Login").as_deref(), Some("HR-01\\rpa"));
+    }
+
+    #[test]
+    fn a_credential_shared_as_user_is_read_but_not_changed_or_deleted() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let adele = caller(&w, ADELE);
+        let (text, secret) = variables(&mut w, &megan);
+        let cred = CredentialId::from_uuid(id(21));
+        let change = CredentialChange {
+            name: Some("HR".into()),
+            kind: Some(CredentialKind::KeyVaultPassword),
+            username: Some(text),
+            password: Some(Some(secret)),
+            ..CredentialChange::default()
+        };
+        w.create_credential(&megan, &env(), cred, change).unwrap();
+        assert!(w.readable_credentials(&adele, &env()).unwrap().iter().all(|c| c.id != cred));
+        let to_adele = Grantee::Principal(adele.principal);
+        w.change_access(&megan, &env(), ShareTarget::Credential(cred), to_adele, AccessChange::Grant(Rights::USER))
+            .unwrap();
+        assert!(w.readable_credentials(&adele, &env()).unwrap().iter().any(|c| c.id == cred));
+        let rename = CredentialChange { name: Some("x".into()), ..CredentialChange::default() };
+        let e = w.upsert_credential(&adele, &env(), cred, rename, Expect::Any).unwrap_err();
+        assert!(matches!(e, Error::MissingPrivilege { privilege: "prvWritecredential", .. }), "{e:?}");
+        let e = w.delete_credential(&adele, &env(), cred, Expect::Any).unwrap_err();
+        assert!(matches!(e, Error::MissingPrivilege { privilege: "prvDeletecredential", .. }), "{e:?}");
+        w.delete_credential(&megan, &env(), cred, Expect::Version(1)).unwrap();
+    }
+
+    #[test]
+    fn a_secret_variable_holds_a_reference_never_a_password_and_one_value_row() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let (_, secret) = variables(&mut w, &megan);
+        let again = ValueChange { value: Some("x".into()), definition: Some(secret) };
+        let e = w.create_variable_value(&megan, &env(), VariableValueId::from_uuid(id(30)), again).unwrap_err();
+        assert!(matches!(e, Error::VariableValueExists { .. }), "{e:?}");
+        let plain = ValueChange { value: Some("Passw0rd!".into()), definition: None };
+        let row = VariableValueId::from_uuid(id(11));
+        let e = w.upsert_variable_value(&megan, &env(), row, plain, Expect::Any).unwrap_err();
+        assert!(matches!(e, Error::InvalidKeyVaultReference(_)), "{e:?}");
+        assert!(!e.to_string().contains("Passw0rd!"), "the refusal does not echo the value");
+        let default = VariableChange { default_value: Some(Some("x".into())), ..VariableChange::default() };
+        let e = w.upsert_variable(&megan, &env(), secret, default, Expect::Any).unwrap_err();
+        assert!(matches!(e, Error::SecretVariableDefaultValue(_)), "{e:?}");
+    }
 
     #[test]
     fn a_key_vault_reference_is_parsed_with_fixed_words_in_any_case_and_nothing_else_is() {
