@@ -1,7 +1,7 @@
-//! Who may do what to a machine or a machine group: access rights from ownership and shares
-//! (with users, application users or teams), the cascade from a group to its machines, and
-//! the Dataverse sharing messages (`GrantAccess`, `ModifyAccess`, `RevokeAccess`,
-//! `RetrieveSharedPrincipalsAndAccess`).
+//! Who may do what to a machine, a machine group or a credential: access rights from ownership
+//! and shares (with users, application users or teams), the cascade from a group to its
+//! machines, a stand-alone machine and its Default group as one unit, and the Dataverse sharing
+//! messages (`GrantAccess`, `ModifyAccess`, `RevokeAccess`, `RetrieveSharedPrincipalsAndAccess`).
 //!
 //! DECISIONS.md maps the portal's roles onto access masks: User = `ReadAccess`; Co-owner =
 //! `ReadAccess,WriteAccess,DeleteAccess,ShareAccess,AssignAccess`. Reading a group lets a
