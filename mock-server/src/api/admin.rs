@@ -14,6 +14,7 @@
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
 //! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, online, …) |
+//! | `PUT /_mock/keyvault/{vault}/secrets/{name}` | set a secret in the stand-in for Azure Key Vault |
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
@@ -29,7 +30,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -49,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/ca.pem", get(get_ca))
         .route("/_mock/machines/register", post(post_register_machine))
         .route("/_mock/machines/{id}", patch(patch_machine))
+        .route("/_mock/keyvault/{vault}/secrets/{name}", put(put_vault_secret))
 }
 
 async fn get_health(State(app): State<AppState>) -> Response {
@@ -560,4 +562,41 @@ async fn patch_machine(
     let out = machine_json(m);
     sb.refresh_secrets();
     Ok(json(StatusCode::OK, out))
+}
+
+/// The body of a vault secret: its value (a secret: this surface is not journaled, and the
+/// value is redacted wherever it appears later).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultSecretBody {
+    value: String,
+}
+
+/// Sets a secret of the sandbox's stand-in for Azure Key Vault, as `az keyvault secret set`
+/// does for real: a Secret environment variable whose value references
+/// `…/vaults/{vault}/secrets/{name}` resolves to it.
+async fn put_vault_secret(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath((vault, name)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<VaultSecretBody>,
+) -> Result<Response, ApiError> {
+    use crate::domain::credential::KeyVaultReference;
+    // Azure's naming rules: vaults 3-24, secrets 1-127 letters, digits and dashes.
+    let named = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if !named(&vault, 24) || vault.len() < 3 || !named(&name, 127) {
+        return Err(ApiError::bad_request(
+            "InvalidVaultSecretName",
+            "Vault names are 3 to 24 and secret names 1 to 127 letters, digits or dashes.",
+        ));
+    }
+    let r = KeyVaultReference { vault: vault.clone(), name: name.clone() };
+    let reference = r.to_text();
+    let mut reg = app.registry();
+    let sb = reg.get_mut(&route.sandbox)?;
+    sb.world.set_vault_secret(r, secrecy::SecretString::from(b.value));
+    sb.refresh_secrets();
+    Ok(json(StatusCode::OK, json!({ "vault": vault, "name": name, "reference": reference })))
 }

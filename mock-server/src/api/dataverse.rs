@@ -1,5 +1,6 @@
 //! The Dataverse Web API subset a desktop-flow client needs: `flowmachines`,
-//! `flowmachinegroups` and `systemusers` as OData tables, `WhoAmI`, and the `EntityDefinitions`
+//! `flowmachinegroups`, `systemusers`, `teams`, `credentials`, `environmentvariabledefinitions`
+//! and `environmentvariablevalues` as OData tables (the last three in `credentials`), `WhoAmI`, and the `EntityDefinitions`
 //! queries client libraries make before CRUD (entity set name, primary id, picklists). One
 //! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`).
 
@@ -7,7 +8,8 @@ use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, json_body, no_parameters};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::access::{AccessChange, Grantee, Rights, ShareTarget};
-use crate::domain::ids::{MachineGroupId, MachineId, PrincipalId, TeamId, parse_guid};
+use crate::domain::connection::Caller;
+use crate::domain::ids::{CredentialId, MachineGroupId, MachineId, PrincipalId, TeamId, parse_guid};
 use crate::domain::machine::{Expect, NewGroup, NewMachine, RowChange, Upsert, Written};
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
@@ -21,6 +23,8 @@ use axum::routing::any;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+mod credentials;
+
 /// Routes of the Dataverse surface (path form; the org host is rewritten here).
 pub fn router() -> Router<AppState> {
     Router::new().route("/dataverse/{org}/api/data/{version}/{*rest}", any(dataverse))
@@ -33,10 +37,21 @@ enum Table {
     FlowMachineGroup,
     SystemUser,
     Team,
+    Credential,
+    VariableDefinition,
+    VariableValue,
 }
 
 impl Table {
-    const ALL: [Table; 4] = [Table::FlowMachine, Table::FlowMachineGroup, Table::SystemUser, Table::Team];
+    const ALL: [Table; 7] = [
+        Table::FlowMachine,
+        Table::FlowMachineGroup,
+        Table::SystemUser,
+        Table::Team,
+        Table::Credential,
+        Table::VariableDefinition,
+        Table::VariableValue,
+    ];
 
     fn logical(self) -> &'static str {
         match self {
@@ -44,6 +59,9 @@ impl Table {
             Self::FlowMachineGroup => "flowmachinegroup",
             Self::SystemUser => "systemuser",
             Self::Team => "team",
+            Self::Credential => "credential",
+            Self::VariableDefinition => "environmentvariabledefinition",
+            Self::VariableValue => "environmentvariablevalue",
         }
     }
 
@@ -53,6 +71,9 @@ impl Table {
             Self::FlowMachineGroup => "flowmachinegroups",
             Self::SystemUser => "systemusers",
             Self::Team => "teams",
+            Self::Credential => "credentials",
+            Self::VariableDefinition => "environmentvariabledefinitions",
+            Self::VariableValue => "environmentvariablevalues",
         }
     }
 
@@ -62,12 +83,16 @@ impl Table {
             Self::FlowMachineGroup => "flowmachinegroupid",
             Self::SystemUser => "systemuserid",
             Self::Team => "teamid",
+            Self::Credential => "credentialid",
+            Self::VariableDefinition => "environmentvariabledefinitionid",
+            Self::VariableValue => "environmentvariablevalueid",
         }
     }
 
     fn primary_name(self) -> &'static str {
         match self {
             Self::SystemUser => "fullname",
+            Self::VariableDefinition | Self::VariableValue => "schemaname",
             _ => "name",
         }
     }
@@ -109,6 +134,43 @@ impl Table {
                 "isdisabled",
             ],
             Self::Team => &["teamid", "name", "teamtype"],
+            Self::Credential => &[
+                "credentialid",
+                "name",
+                "description",
+                "connectiontype",
+                "credentialtype",
+                "usagetype",
+                "_username_value",
+                "_cyberarkusername_value",
+                "_password_value",
+                "_ownerid_value",
+                "statecode",
+                "statuscode",
+                "versionnumber",
+            ],
+            Self::VariableDefinition => &[
+                "environmentvariabledefinitionid",
+                "schemaname",
+                "displayname",
+                "description",
+                "type",
+                "defaultvalue",
+                "_ownerid_value",
+                "statecode",
+                "statuscode",
+                "versionnumber",
+            ],
+            Self::VariableValue => &[
+                "environmentvariablevalueid",
+                "schemaname",
+                "value",
+                "_environmentvariabledefinitionid_value",
+                "_ownerid_value",
+                "statecode",
+                "statuscode",
+                "versionnumber",
+            ],
         }
     }
 
@@ -132,6 +194,31 @@ impl Table {
                 ],
             )],
             Self::Team => &[("teamtype", &[(0, "Owner"), (1, "Access")])],
+            Self::Credential => &[
+                (
+                    "connectiontype",
+                    &[
+                        (1, "UsernamePassword"),
+                        (2, "UsernamePasswordList"),
+                        (3, "UsernamePasswordListWithGroupMapping"),
+                        (4, "CyberArkIdentity"),
+                        (5, "CertificateBasedAuthentication"),
+                    ],
+                ),
+                ("credentialtype", &[(1, "SingleCredential"), (2, "ListOfCredentials")]),
+            ],
+            Self::VariableDefinition => &[(
+                "type",
+                &[
+                    (100_000_000, "String"),
+                    (100_000_001, "Number"),
+                    (100_000_002, "Boolean"),
+                    (100_000_003, "JSON"),
+                    (100_000_004, "Data source"),
+                    (100_000_005, "Secret"),
+                ],
+            )],
+            Self::VariableValue => &[],
         }
     }
 
@@ -305,18 +392,19 @@ fn system_user_rows(world: &World, env: &Environment) -> Vec<Map<String, Value>>
 }
 
 /// Rows of a table the caller can read.
-fn rows(world: &World, env: &Environment, table: Table, who: PrincipalId) -> Vec<Map<String, Value>> {
+fn rows(world: &World, env: &Environment, table: Table, who: &Caller) -> Vec<Map<String, Value>> {
+    let principal = who.principal;
     match table {
         Table::FlowMachineGroup => env
             .machine_groups
             .iter()
-            .filter(|g| env.group_rights(g, who).contains(Rights::READ))
+            .filter(|g| env.group_rights(g, principal).contains(Rights::READ))
             .map(|g| group_row(env, g))
             .collect(),
         Table::FlowMachine => env
             .machines
             .iter()
-            .filter(|m| env.machine_rights(m, who).contains(Rights::READ))
+            .filter(|m| env.machine_rights(m, principal).contains(Rights::READ))
             .map(|m| machine_row(env, m))
             .collect(),
         Table::SystemUser => system_user_rows(world, env),
@@ -325,6 +413,7 @@ fn rows(world: &World, env: &Environment, table: Table, who: PrincipalId) -> Vec
             .iter()
             .filter_map(|t| json!({ "teamid": t.id.to_string(), "name": t.name, "teamtype": 0 }).as_object().cloned())
             .collect(),
+        Table::Credential | Table::VariableDefinition | Table::VariableValue => credentials::rows(env, table, who),
     }
 }
 
@@ -414,6 +503,18 @@ fn write_body(table: Table, headers: &HeaderMap, body: &[u8]) -> Result<Map<Stri
         Table::FlowMachineGroup => &["name", "description", "flowgrouptype"],
         Table::FlowMachine => &["name", "description", "flowmachinegroupid@odata.bind"],
         Table::SystemUser | Table::Team => &[],
+        Table::Credential => &[
+            "name",
+            "description",
+            "connectiontype",
+            "credentialtype",
+            "username@odata.bind",
+            "cyberarkusername@odata.bind",
+            "password@odata.bind",
+        ],
+        Table::VariableDefinition => &["schemaname", "displayname", "description", "type", "defaultvalue"],
+        // The value row's own schemaname is accepted; rows show the definition's.
+        Table::VariableValue => &["value", "schemaname", "EnvironmentVariableDefinitionId@odata.bind"],
     };
     for k in map.keys() {
         if !writable.iter().any(|w| w.eq_ignore_ascii_case(k)) && !k.starts_with("@odata") {
@@ -518,8 +619,11 @@ fn share_target(v: Option<&Value>) -> Result<ShareTarget, ApiError> {
         "flowmachine" | "" if id("flowmachineid").is_some() => {
             Ok(ShareTarget::Machine(MachineId::from_uuid(id("flowmachineid").unwrap_or_default())))
         }
+        "credential" | "" if id("credentialid").is_some() => {
+            Ok(ShareTarget::Credential(CredentialId::from_uuid(id("credentialid").unwrap_or_default())))
+        }
         _ => Err(bad_parameter(format!(
-            "The Target must be a flowmachinegroup or flowmachine with its id (the mock shares these tables only); got '{}'.",
+            "The Target must be a flowmachinegroup, flowmachine or credential with its id (the mock shares these tables only); got '{}'.",
             kind.chars().take(80).collect::<String>()
         ))),
     }
@@ -537,8 +641,11 @@ fn target_of_reference(r: &str) -> Result<ShareTarget, ApiError> {
         Some((set, id)) if set.eq_ignore_ascii_case("flowmachines") => {
             Ok(ShareTarget::Machine(MachineId::from_uuid(id)))
         }
+        Some((set, id)) if set.eq_ignore_ascii_case("credentials") => {
+            Ok(ShareTarget::Credential(CredentialId::from_uuid(id)))
+        }
         _ => Err(bad_parameter(format!(
-            "'{}' does not name a flowmachinegroups(<id>) or flowmachines(<id>) record.",
+            "'{}' does not name a flowmachinegroups(<id>), flowmachines(<id>) or credentials(<id>) record.",
             r.chars().take(120).collect::<String>()
         ))),
     }
@@ -630,7 +737,8 @@ fn shared_principals_target(args: &str, pairs: &[(String, String)]) -> Result<Sh
             .ok_or_else(|| bad_parameter(format!("The parameter alias '@{alias}' is not given in the query.")))?,
         None => value.to_owned(),
     };
-    let start = text.find("flowmachine").unwrap_or(0);
+    let lower = text.to_ascii_lowercase();
+    let start = lower.find("flowmachine").or_else(|| lower.find("credentials(")).unwrap_or(0);
     let end = text[start..].find(')').map(|e| start + e + 1).unwrap_or(text.len());
     target_of_reference(&text[start..end])
 }
@@ -726,7 +834,7 @@ async fn dataverse(
         }
         (&Method::GET, Target::Rows(table)) => {
             let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let all = rows(&sb.world, env, table, who.principal);
+            let all = rows(&sb.world, env, table, &who);
             let page =
                 odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)?;
             let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
@@ -753,7 +861,7 @@ async fn dataverse(
         }
         (&Method::GET, Target::Row(table, id)) => {
             let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let row = rows(&sb.world, env, table, who.principal)
+            let row = rows(&sb.world, env, table, &who)
                 .into_iter()
                 .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
                 .ok_or_else(|| {
@@ -774,6 +882,9 @@ async fn dataverse(
             let description = string_field(&map, "description")?;
             let new_id = sb.ids.next_id();
             let row = match table {
+                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
+                    credentials::create(&mut sb.world, &who, &env_id, t, new_id, &map)?
+                }
                 Table::FlowMachineGroup => {
                     let new = NewGroup {
                         id: MachineGroupId::from_uuid(new_id),
@@ -802,17 +913,19 @@ async fn dataverse(
         }
         (&Method::PATCH, Target::Row(table, id)) => {
             let map = write_body(table, &headers, &body)?;
-            let change = change_of(&map)?;
             let expect = if_match(&headers)?;
             let (done, row) = match table {
+                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
+                    credentials::upsert(&mut sb.world, &who, &env_id, t, id, &map, expect)?
+                }
                 Table::FlowMachineGroup => {
-                    let up = Upsert { id: MachineGroupId::from_uuid(id), change, expect };
+                    let up = Upsert { id: MachineGroupId::from_uuid(id), change: change_of(&map)?, expect };
                     let (done, g) = sb.world.upsert_machine_group(&who, &env_id, up)?;
                     let g = g.clone();
                     (done, group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g))
                 }
                 Table::FlowMachine => {
-                    let up = Upsert { id: MachineId::from_uuid(id), change, expect };
+                    let up = Upsert { id: MachineId::from_uuid(id), change: change_of(&map)?, expect };
                     let (done, m) = sb.world.upsert_machine(&who, &env_id, up, group_bind(&map)?, &mut sb.ids)?;
                     let m = m.clone();
                     (done, machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
@@ -829,6 +942,9 @@ async fn dataverse(
         (&Method::DELETE, Target::Row(table, id)) => {
             let expect = if_match(&headers)?;
             match table {
+                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
+                    credentials::delete(&mut sb.world, &who, &env_id, t, id, expect)?
+                }
                 Table::FlowMachineGroup => {
                     sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
                 }

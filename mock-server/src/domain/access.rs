@@ -1,7 +1,7 @@
-//! Who may do what to a machine or a machine group: access rights from ownership and shares
-//! (with users, application users or teams), the cascade from a group to its machines, and
-//! the Dataverse sharing messages (`GrantAccess`, `ModifyAccess`, `RevokeAccess`,
-//! `RetrieveSharedPrincipalsAndAccess`).
+//! Who may do what to a machine, a machine group or a credential: access rights from ownership
+//! and shares (with users, application users or teams), the cascade from a group to its
+//! machines, a stand-alone machine and its Default group as one unit, and the Dataverse sharing
+//! messages (`GrantAccess`, `ModifyAccess`, `RevokeAccess`, `RetrieveSharedPrincipalsAndAccess`).
 //!
 //! DECISIONS.md maps the portal's roles onto access masks: User = `ReadAccess`; Co-owner =
 //! `ReadAccess,WriteAccess,DeleteAccess,ShareAccess,AssignAccess`. Reading a group lets a
@@ -10,8 +10,8 @@
 
 use super::Error;
 use super::connection::Caller;
-use super::ids::{EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId};
-use super::world::{Environment, Machine, MachineGroup, World};
+use super::ids::{CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId};
+use super::world::{Environment, GroupType, Machine, MachineGroup, World};
 
 /// A set of Dataverse access rights (`AccessRights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,13 +112,15 @@ pub struct Share {
     pub rights: Rights,
 }
 
-/// What is shared: a group (cascading to its machines) or one machine.
+/// What is shared: a group (cascading to its machines), one machine, or a credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShareTarget {
     /// `flowmachinegroup`.
     Group(MachineGroupId),
     /// `flowmachine`.
     Machine(MachineId),
+    /// `credential`.
+    Credential(CredentialId),
 }
 
 impl ShareTarget {
@@ -126,6 +128,15 @@ impl ShareTarget {
         match self {
             Self::Group(_) => "flowmachinegroup",
             Self::Machine(_) => "flowmachine",
+            Self::Credential(_) => "credential",
+        }
+    }
+
+    fn share_privilege(self) -> &'static str {
+        match self {
+            Self::Group(_) => "prvShareflowmachinegroup",
+            Self::Machine(_) => "prvShareflowmachine",
+            Self::Credential(_) => "prvSharecredential",
         }
     }
 
@@ -133,6 +144,7 @@ impl ShareTarget {
         match self {
             Self::Group(g) => g.to_string(),
             Self::Machine(m) => m.to_string(),
+            Self::Credential(c) => c.to_string(),
         }
     }
 }
@@ -148,7 +160,8 @@ pub enum AccessChange {
     Revoke,
 }
 
-fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
+/// The rights a principal holds through shares: its own, and its teams'.
+pub(super) fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
     shares
         .iter()
         .filter(|s| match s.grantee {
@@ -158,8 +171,9 @@ fn held(env: &Environment, shares: &[Share], principal: PrincipalId) -> Rights {
         .fold(Rights::NONE, |acc, s| acc.union(s.rights))
 }
 
-/// Shares of a machine with those of its group merged in (the Share cascade).
-fn merged(direct: &[Share], cascaded: &[Share]) -> Vec<Share> {
+/// Shares of a machine with those of its group merged in (the Share cascade); also how a
+/// machine's shares pass to or from its Default group when it joins or leaves a group.
+pub(super) fn merged(direct: &[Share], cascaded: &[Share]) -> Vec<Share> {
     let mut out: Vec<Share> = direct.to_vec();
     for s in cascaded {
         match out.iter_mut().find(|o| o.grantee == s.grantee) {
@@ -203,6 +217,19 @@ impl Environment {
         match target {
             ShareTarget::Group(id) => self.group(id).map(|g| self.group_rights(g, principal)),
             ShareTarget::Machine(id) => self.machine(id).map(|m| self.machine_rights(m, principal)),
+            ShareTarget::Credential(id) => self.credential(id).map(|c| self.credential_rights(c, principal)),
+        }
+    }
+
+    /// Where the shares of a target are kept: a stand-alone machine's on its Default group
+    /// (DECISIONS.md: they are one unit), anything else's on itself.
+    fn share_home(&self, target: ShareTarget) -> ShareTarget {
+        match target {
+            ShareTarget::Machine(id) => match self.machine(id).and_then(|m| self.group(m.group)) {
+                Some(g) if g.group_type == GroupType::Default => ShareTarget::Group(g.id),
+                _ => target,
+            },
+            ShareTarget::Group(_) | ShareTarget::Credential(_) => target,
         }
     }
 
@@ -210,6 +237,7 @@ impl Environment {
         match target {
             ShareTarget::Group(id) => self.machine_groups.iter_mut().find(|g| g.id == id).map(|g| &mut g.shares),
             ShareTarget::Machine(id) => self.machines.iter_mut().find(|m| m.id == id).map(|m| &mut m.shares),
+            ShareTarget::Credential(id) => self.credentials.iter_mut().find(|c| c.id == id).map(|c| &mut c.shares),
         }
     }
 
@@ -250,10 +278,7 @@ impl World {
         let e = self.environment_for(env, caller)?;
         let mine = visible(e, target, caller)?;
         if !mine.contains(Rights::SHARE) {
-            let privilege = match target {
-                ShareTarget::Group(_) => "prvShareflowmachinegroup",
-                ShareTarget::Machine(_) => "prvShareflowmachine",
-            };
+            let privilege = target.share_privilege();
             return Err(Error::MissingPrivilege { privilege, principal: e.dataverse_id(caller.principal) });
         }
         e.check_grantee(grantee)?;
@@ -266,8 +291,9 @@ impl World {
                 });
             }
         }
-        let Some(shares) = self.environments.iter_mut().find(|x| &x.id == env).and_then(|e| e.shares_mut(target))
-        else {
+        // A stand-alone machine and its Default group are one unit: their shares live on the group.
+        let home = e.share_home(target);
+        let Some(shares) = self.environments.iter_mut().find(|x| &x.id == env).and_then(|e| e.shares_mut(home)) else {
             return Err(Error::RecordNotFound { entity: target.entity(), id: target.id() });
         };
         let existing = shares.iter().position(|s| s.grantee == grantee);
@@ -306,6 +332,7 @@ impl World {
                 .machine(id)
                 .map(|m| merged(&m.shares, e.group(m.group).map(|g| g.shares.as_slice()).unwrap_or_default()))
                 .unwrap_or_default(),
+            ShareTarget::Credential(id) => e.credential(id).map(|c| c.shares.clone()).unwrap_or_default(),
         })
     }
 }
@@ -406,6 +433,27 @@ mod tests {
         assert!(!e.may_use_group(g(FINANCE), p(SP)));
         let fin01 = e.machine(MachineId::parse(FIN_01).unwrap()).unwrap();
         assert!(e.machine_rights(fin01, p(SP)).is_empty(), "the cascade goes with the group share");
+    }
+
+    #[test]
+    fn a_stand_alone_machine_share_is_its_default_group_s_and_stays_with_the_machine_when_it_joins_a_group() {
+        let mut w = world();
+        let megan = caller(&w, MEGAN);
+        let build01 = MachineId::parse("78afb281-eb1e-4e35-ba11-9460dcabf47a").unwrap();
+        let default = g("fbd9ef90-eb39-437b-a791-919993c57260");
+        let adele = Grantee::Principal(p(ADELE));
+        w.change_access(&megan, &env(), ShareTarget::Machine(build01), adele, AccessChange::Grant(Rights::USER))
+            .unwrap();
+        assert!(w.environment(&env()).unwrap().may_use_group(default, p(ADELE)));
+        let mv = w.plan_move(&megan, &env(), build01, g(FINANCE)).unwrap();
+        w.apply_move(&env(), mv);
+        let e = w.environment(&env()).unwrap();
+        let m = e.machine(build01).unwrap();
+        assert_eq!(e.machine_rights(m, p(ADELE)), Rights::USER, "the machine keeps the unit's share");
+        assert!(!e.may_use_group(g(FINANCE), p(ADELE)), "the new group is not shared by it");
+        let alone = g("00000000-0000-0000-0000-00000000abcd");
+        w.leave_group(&megan, &env(), build01, alone).unwrap();
+        assert!(w.environment(&env()).unwrap().may_use_group(alone, p(ADELE)), "alone again, the unit is shared");
     }
 
     #[test]

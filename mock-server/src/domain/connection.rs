@@ -5,15 +5,17 @@
 //! is not stored: `status` works it out from the world as it is now (see `connection_status`).
 
 use super::Error;
+use super::access::Rights;
 use super::clock::Timestamp;
+use super::credential::{Credential, CredentialKind};
 use super::ids::{
     AppId, CredentialId, EnvironmentId, IdError, MachineGroupId, MachineId, PrincipalId, TenantId, parse_guid,
 };
-use super::world::{Credential, CredentialKind, Environment, PrincipalKind, World, environment_not_found};
+use super::world::{Environment, PrincipalKind, World, environment_not_found};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-pub use super::connection_status::{ConnectionStatus, is_joined, names_account};
+pub use super::connection_status::{ConnectionStatus, is_joined};
 
 /// The desktop-flows connector.
 pub const UIFLOW: &str = "shared_uiflow";
@@ -304,7 +306,7 @@ fn check_credential(env: &Environment, caller: &Caller, login: &Login) -> Result
         .iter()
         .find(|c| c.id == *credential)
         .ok_or_else(|| Error::CredentialNotFound(credential.to_string()))?;
-    if c.owner != caller.principal && !c.shared_with.contains(&caller.principal) {
+    if !env.credential_rights(c, caller.principal).contains(Rights::READ) {
         return Err(Error::CredentialNotShared {
             credential: c.id.to_string(),
             principal: caller.principal.to_string(),
@@ -633,18 +635,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn a_machine_local_account_may_be_written_with_a_dot_or_local() {
-        let w = world();
-        let m = &w.environments[0].machines[0];
-        assert!(names_account(".\\rpa", "BUILD-01\\rpa", m));
-        assert!(names_account("local\\RPA", "BUILD-01\\rpa", m));
-        assert!(names_account("build-01\\rpa", "BUILD-01\\rpa", m));
-        assert!(!names_account("OTHER\\rpa", "BUILD-01\\rpa", m));
-        let fin = &w.environments[0].machines[1];
-        assert!(!names_account(".\\svc-rpa", "CONTOSO\\svc-rpa", fin), "a domain account is not local");
     }
 
     #[test]

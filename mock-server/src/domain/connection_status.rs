@@ -6,7 +6,9 @@
 //! Codes and messages are DECISIONS.md's failure table, word for word.
 
 use super::connection::{Connection, Login, ParameterSet};
-use super::world::{CredentialKind, Environment, JoinType, Machine, World};
+use super::credential::CredentialKind;
+use super::windows_account::same_account;
+use super::world::{Environment, JoinType, Machine, World};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -46,25 +48,6 @@ impl ConnectionStatus {
     }
 }
 
-/// Whether `given` names the Windows account `account` on `machine`: case-insensitive; a
-/// machine-local account may also be written `.\user` or `local\user` (PAD-CONN), and an
-/// account written `user@domain` matches only that form.
-pub fn names_account(given: &str, account: &str, machine: &Machine) -> bool {
-    if given.eq_ignore_ascii_case(account) {
-        return true;
-    }
-    let Some((domain, user)) = account.split_once('\\') else {
-        return false;
-    };
-    if !domain.eq_ignore_ascii_case(&machine.name) {
-        return false;
-    }
-    match given.split_once('\\') {
-        Some((d, u)) => (d == "." || d.eq_ignore_ascii_case("local")) && u.eq_ignore_ascii_case(user),
-        None => false,
-    }
-}
-
 /// Whether a machine can take connect-with-sign-in at all: Entra joined and synchronised,
 /// or AD domain joined.
 pub fn is_joined(m: &Machine) -> bool {
@@ -86,21 +69,16 @@ fn identity_incorrect(m: &Machine, correlation: Uuid) -> ConnectionStatus {
 }
 
 /// What a login resolves to: a username and, unless the credential holds a certificate or
-/// lives in CyberArk, the password to check.
-fn resolve(env: &Environment, login: &Login) -> Option<(String, Option<String>)> {
+/// lives in CyberArk, the password to check (from the vault stand-in, through the Secret
+/// variable's Key Vault reference).
+fn resolve(world: &World, env: &Environment, login: &Login) -> Option<(String, Option<String>)> {
     match login {
         Login::Password { username, password } => Some((username.clone(), Some(password.expose_secret().to_owned()))),
         Login::Credential { credential, .. } => {
-            let c = env.credentials.iter().find(|c| c.id == *credential)?;
-            let value = |name: &str| {
-                env.variables
-                    .iter()
-                    .find(|v| v.schema_name.eq_ignore_ascii_case(name))
-                    .map(|v| v.value.expose_secret().to_owned())
-            };
-            let username = value(&c.username_variable)?;
+            let c = env.credential(*credential)?;
+            let username = world.variable_value(env, &c.username_variable)?;
             let password = match (c.kind, &c.password_variable) {
-                (CredentialKind::KeyVaultPassword, Some(var)) => Some(value(var)?),
+                (CredentialKind::KeyVaultPassword, Some(var)) => Some(world.variable_value(env, var)?),
                 _ => None,
             };
             Some((username, password))
@@ -108,13 +86,19 @@ fn resolve(env: &Environment, login: &Login) -> Option<(String, Option<String>)>
     }
 }
 
-fn check_login(env: &Environment, machines: &[&Machine], login: &Login, correlation: Uuid) -> ConnectionStatus {
-    let resolved = resolve(env, login);
+fn check_login(
+    world: &World,
+    env: &Environment,
+    machines: &[&Machine],
+    login: &Login,
+    correlation: Uuid,
+) -> ConnectionStatus {
+    let resolved = resolve(world, env, login);
     for m in machines {
         let ok = resolved.as_ref().is_some_and(|(username, password)| {
             m.windows_accounts.iter().any(|a| {
                 a.interactive_logon
-                    && names_account(username, &a.username, m)
+                    && same_account(username, &a.username, &m.name)
                     && password.as_ref().is_none_or(|p| a.password.expose_secret() == p)
             })
         });
@@ -170,7 +154,7 @@ impl World {
         let machines: Vec<&Machine> = env.machines.iter().filter(|m| m.group == target).collect();
         match &c.parameters {
             ParameterSet::AzureRelay { login, .. } | ParameterSet::AzureRelayRunOwner { login, .. } => {
-                check_login(env, &machines, login, c.correlation)
+                check_login(self, env, &machines, login, c.correlation)
             }
             ParameterSet::PasswordlessAttended { .. } => check_sign_in(self, env, &machines, c),
         }

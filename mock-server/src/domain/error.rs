@@ -260,6 +260,58 @@ pub enum Error {
         "The user is not a member of the organization: principal '{0}' has no systemuser (application user) in this environment."
     )]
     NotOrganizationMember(String),
+    /// A create without a required column (Dataverse `0x80040203`, mock text).
+    #[error("The attribute '{attribute}' is required to create a {entity}.")]
+    AttributeRequired {
+        /// Logical name.
+        entity: &'static str,
+        /// The missing column.
+        attribute: &'static str,
+    },
+    /// A `connectiontype` the mock does not emulate (mock-defined `CredentialTypeNotEmulated`).
+    #[error(
+        "The connectiontype {0} is not emulated by the mock: 1 (UsernamePassword, Azure Key Vault), 4 (CyberArkIdentity) and 5 (CertificateBasedAuthentication) are."
+    )]
+    CredentialTypeNotEmulated(i64),
+    /// A credential column names the wrong kind of variable (mock-defined `CredentialVariableMismatch`).
+    #[error("The credential column '{column}' must be {expected}.")]
+    CredentialVariableMismatch {
+        /// `username` or `password`.
+        column: &'static str,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A Secret variable's value that is no Key Vault reference (mock-defined `InvalidKeyVaultReference`).
+    #[error(
+        "The value of the Secret environment variable '{0}' must be an Azure Key Vault secret reference: /subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroup}}/providers/Microsoft.KeyVault/vaults/{{vault}}/secrets/{{secret}}."
+    )]
+    InvalidKeyVaultReference(String),
+    /// A default value on a Secret variable (mock-defined `SecretVariableDefaultValue`).
+    #[error(
+        "The Secret environment variable '{0}' cannot have a default value: give it a value row with a Key Vault reference."
+    )]
+    SecretVariableDefaultValue(String),
+    /// A second value row for a definition (mock-defined `EnvironmentVariableValueExists`).
+    #[error("The environment variable '{variable}' already has a value ({value}): update that row instead.")]
+    VariableValueExists {
+        /// Schema name.
+        variable: String,
+        /// The existing value row.
+        value: String,
+    },
+    /// A schema name already in use (Dataverse `0x80040237`, mock text).
+    #[error("An environment variable with the schema name '{0}' already exists.")]
+    DuplicateSchemaName(String),
+    /// A `type` the mock does not emulate (mock-defined `EnvironmentVariableTypeNotEmulated`).
+    #[error(
+        "The environment variable type {0} is not emulated by the mock: 100000000 (String) and 100000005 (Secret) are."
+    )]
+    VariableTypeNotEmulated(i64),
+    /// Changing a column fixed at creation (mock-defined `EnvironmentVariableColumnFixed`).
+    #[error(
+        "The schema name, type and definition of the environment variable '{0}' are fixed once it is created: create another one."
+    )]
+    VariableFixedColumn(String),
 }
 
 impl Error {
@@ -307,6 +359,15 @@ impl Error {
             Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } => "0x80040220",
             Self::GroupHasMachines { .. } => "MachineGroupNotEmpty",
             Self::NotOrganizationMember(_) => "0x80072560",
+            Self::AttributeRequired { .. } => "0x80040203",
+            Self::CredentialTypeNotEmulated(_) => "CredentialTypeNotEmulated",
+            Self::CredentialVariableMismatch { .. } => "CredentialVariableMismatch",
+            Self::InvalidKeyVaultReference(_) => "InvalidKeyVaultReference",
+            Self::SecretVariableDefaultValue(_) => "SecretVariableDefaultValue",
+            Self::VariableValueExists { .. } => "EnvironmentVariableValueExists",
+            Self::DuplicateSchemaName(_) => "0x80040237",
+            Self::VariableTypeNotEmulated(_) => "EnvironmentVariableTypeNotEmulated",
+            Self::VariableFixedColumn(_) => "EnvironmentVariableColumnFixed",
         }
     }
 
@@ -317,8 +378,16 @@ impl Error {
             Self::InvalidName(_)
             | Self::GroupHasMachines { .. }
             | Self::NameRequired { .. }
-            | Self::DefaultGroupByHand => 400,
-            Self::VersionMismatch | Self::DuplicateRecord(_) => 412,
+            | Self::DefaultGroupByHand
+            | Self::AttributeRequired { .. }
+            | Self::CredentialTypeNotEmulated(_)
+            | Self::CredentialVariableMismatch { .. }
+            | Self::InvalidKeyVaultReference(_)
+            | Self::SecretVariableDefaultValue(_)
+            | Self::VariableValueExists { .. }
+            | Self::VariableTypeNotEmulated(_)
+            | Self::VariableFixedColumn(_) => 400,
+            Self::VersionMismatch | Self::DuplicateRecord(_) | Self::DuplicateSchemaName(_) => 412,
             // SUP-ERR gives these statuses to the same codes on runs.
             Self::ConnectionTestFailed { code, .. } => match *code {
                 "WindowsIdentityIncorrect" => 401,

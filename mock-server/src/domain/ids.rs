@@ -91,6 +91,14 @@ guid_id!(
     /// A desktop-flow credential's id (`properties.credentialId` of a connection).
     CredentialId, "credential id"
 );
+guid_id!(
+    /// Dataverse `environmentvariabledefinitionid`.
+    VariableId, "environment variable definition id"
+);
+guid_id!(
+    /// Dataverse `environmentvariablevalueid`.
+    VariableValueId, "environment variable value id"
+);
 
 /// A Power Platform environment id: a GUID, optionally prefixed `Default-` (default environments).
 /// Kept as written (lower-cased), since it appears verbatim in URLs and bodies.

@@ -95,14 +95,14 @@ pub(super) fn require(
     if rights.contains(needed) { Ok(()) } else { Err(Error::MissingPrivilege { privilege, principal: who.to_owned() }) }
 }
 
-fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
+pub(super) fn check_version(expect: Expect, version: u64) -> Result<(), Error> {
     match expect {
         Expect::Version(v) if v != version => Err(Error::VersionMismatch),
         _ => Ok(()),
     }
 }
 
-fn validate_name(name: &str) -> Result<(), Error> {
+pub(super) fn validate_name(name: &str) -> Result<(), Error> {
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(Error::InvalidName(name.chars().take(120).collect()));
     }

@@ -7,7 +7,7 @@
 //! `XrmMachineGroupNotFound`. Taking a machine out of a group gives it a new Default group.
 
 use super::Error;
-use super::access::Rights;
+use super::access::{Rights, merged};
 use super::connection::Caller;
 use super::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
 use super::machine::require;
@@ -60,11 +60,18 @@ impl World {
     /// Applies a checked move.
     pub fn apply_move(&mut self, env: &EnvironmentId, mv: Move) {
         let Some(e) = self.environments.iter_mut().find(|e| &e.id == env) else { return };
+        // The Default group's shares were the stand-alone machine's: they stay with the machine.
+        let unit_shares = mv
+            .drop_default
+            .and_then(|old| e.machine_groups.iter().find(|g| g.id == old))
+            .map(|g| g.shares.clone())
+            .unwrap_or_default();
         if let Some(m) = e.machines.iter_mut().find(|m| m.id == mv.machine) {
             if m.group != mv.to {
                 m.version += 1;
             }
             m.group = mv.to;
+            m.shares = merged(&m.shares, &unit_shares);
         }
         if let Some(old) = mv.drop_default {
             e.machine_groups.retain(|g| g.id != old);
@@ -97,7 +104,9 @@ impl World {
             &g.id.to_string(),
             &e.dataverse_id(caller.principal),
         )?;
-        let alone = MachineGroup::default_for(default_group, &m.name, m.owner);
+        // Alone again, the machine is one unit with its new Default group, which takes its shares.
+        let mut alone = MachineGroup::default_for(default_group, &m.name, m.owner);
+        alone.shares = m.shares.clone();
         let e = self.environment_for_mut(env, caller)?;
         e.machine_groups.push(alone);
         let m = e
@@ -106,6 +115,7 @@ impl World {
             .find(|m| m.id == machine)
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
         m.group = default_group;
+        m.shares.clear();
         m.version += 1;
         Ok(m)
     }

@@ -12,10 +12,14 @@
 //!   the cascade from group to machines, the Dataverse sharing messages.
 //! - `connection_status` — a connection's status from the world as it is now: credentials on
 //!   every machine, connect-with-sign-in prerequisites, a vanished group.
+//! - `credential` — desktop-flow credentials and the environment variables they name, as
+//!   Dataverse rows; the sandbox's stand-in for Azure Key Vault.
 //! - `connection_share` — sharing run-owner connections with service principals.
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `membership` — which group a machine is in: joining and leaving groups, silent
 //!   registration, the control surface's edits of a machine's facts.
+//! - `windows_account` — which Windows account a written name (`.\user`, `AzureAD\upn`, …)
+//!   stands for on a machine: one rule for connections and attended runs.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
 
 pub mod access;
@@ -23,6 +27,7 @@ pub mod clock;
 pub mod connection;
 pub mod connection_share;
 pub mod connection_status;
+pub mod credential;
 pub mod error;
 pub mod id_gen;
 pub mod ids;
@@ -30,6 +35,7 @@ pub mod ids;
 mod invariants;
 pub mod machine;
 pub mod membership;
+pub mod windows_account;
 pub mod world;
 
 pub use error::Error;

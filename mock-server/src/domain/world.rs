@@ -5,8 +5,12 @@
 use super::Error;
 use super::access::{Grantee, Rights, Share};
 use super::connection::Caller;
+use super::credential::{
+    Credential, CredentialKind, EnvironmentVariable, KeyVaultReference, VariableType, VariableValue, VaultSecret,
+};
 use super::ids::{
     AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId,
+    VariableId, VariableValueId,
 };
 use fixtures::{
     CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, ShareFile,
@@ -221,47 +225,6 @@ pub struct Team {
     pub members: Vec<PrincipalId>,
 }
 
-/// An environment variable a credential references.
-#[derive(Debug, Clone)]
-pub struct EnvironmentVariable {
-    /// Schema name.
-    pub schema_name: String,
-    /// A secret (Key Vault) rather than text.
-    pub secret: bool,
-    /// Its value (secrecy keeps a secret's out of `Debug`).
-    pub value: SecretString,
-}
-
-/// Kind of a desktop-flow credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// Key Vault username + password.
-    KeyVaultPassword,
-    /// Key Vault certificate (password `none`).
-    KeyVaultCertificate,
-    /// CyberArk (password `none`).
-    CyberArk,
-}
-
-/// A desktop-flow credential.
-#[derive(Debug, Clone)]
-pub struct Credential {
-    /// Id.
-    pub id: CredentialId,
-    /// Name.
-    pub name: String,
-    /// Kind.
-    pub kind: CredentialKind,
-    /// Owner.
-    pub owner: PrincipalId,
-    /// Schema name of the username variable.
-    pub username_variable: String,
-    /// Schema name of the password variable (`KeyVaultPassword`).
-    pub password_variable: Option<String>,
-    /// Principals it is shared with.
-    pub shared_with: Vec<PrincipalId>,
-}
-
 /// A machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -329,6 +292,19 @@ pub struct Environment {
 }
 
 impl Environment {
+    /// A fixture may share a stand-alone machine or its Default group: both share the one
+    /// unit, so the machine's shares move to the group, where the rules look for them.
+    fn unite_stand_alone_shares(&mut self) {
+        for m in &mut self.machines {
+            if let Some(g) =
+                self.machine_groups.iter_mut().find(|g| g.id == m.group && g.group_type == GroupType::Default)
+            {
+                g.shares = super::access::merged(&g.shares, &m.shares);
+                m.shares.clear();
+            }
+        }
+    }
+
     /// The Dataverse host in the public cloud.
     pub fn org_host(&self) -> String {
         format!("{}.crm.dynamics.com", self.org)
@@ -350,6 +326,8 @@ pub struct World {
     pub environments: Vec<Environment>,
     /// Connections, in every environment.
     pub connections: Vec<super::connection::Connection>,
+    /// The stand-in for Azure Key Vault: what Secret environment variables' references resolve to.
+    pub vault: Vec<VaultSecret>,
 }
 
 impl World {
@@ -365,6 +343,7 @@ impl World {
             service_principals: Vec::new(),
             environments: Vec::new(),
             connections: Vec::new(),
+            vault: Vec::new(),
         };
         for (i, t) in f.tenants.iter().enumerate() {
             w.tenants.push(Tenant {
@@ -441,10 +420,38 @@ impl World {
                 });
             }
             for v in &env.environment_variables {
+                // The fixture names variables only; their row ids follow from the organisation,
+                // so they are stable for a world and differ between sandboxes.
+                let row_id = |table: &str| {
+                    uuid::Uuid::new_v5(
+                        &out.organization_id,
+                        format!("{table}:{}", v.schema_name.to_lowercase()).as_bytes(),
+                    )
+                };
+                // A fixture Secret holds what the vault returns: it goes to the vault stand-in,
+                // and the variable gets the reference, as in Dataverse.
+                let (variable_type, value) = match v.variable_type {
+                    EnvironmentVariableTypeFile::Text => (VariableType::Text, v.value.clone()),
+                    EnvironmentVariableTypeFile::Secret => {
+                        let (text, reference) = KeyVaultReference::for_fixture(&v.schema_name);
+                        w.set_vault_secret(reference, SecretString::from(v.value.clone()));
+                        (VariableType::Secret, text)
+                    }
+                };
                 out.variables.push(EnvironmentVariable {
+                    id: VariableId::from_uuid(row_id("environmentvariabledefinition")),
                     schema_name: v.schema_name.clone(),
-                    secret: v.variable_type == EnvironmentVariableTypeFile::Secret,
-                    value: SecretString::from(v.value.clone()),
+                    display_name: v.schema_name.clone(),
+                    description: None,
+                    variable_type,
+                    default_value: None,
+                    value: Some(VariableValue {
+                        id: VariableValueId::from_uuid(row_id("environmentvariablevalue")),
+                        value,
+                        version: 1,
+                    }),
+                    owner: None,
+                    version: 1,
                 });
             }
             for (i, c) in env.credentials.iter().enumerate() {
@@ -452,6 +459,7 @@ impl World {
                 out.credentials.push(Credential {
                     id: CredentialId::parse(&c.id).map_err(id_err(p.clone()))?,
                     name: c.name.clone(),
+                    description: None,
                     kind: match c.kind {
                         CredentialKindFile::KeyVaultPassword => CredentialKind::KeyVaultPassword,
                         CredentialKindFile::KeyVaultCertificate => CredentialKind::KeyVaultCertificate,
@@ -460,12 +468,17 @@ impl World {
                     owner: PrincipalId::parse(&c.owner).map_err(id_err(p.clone()))?,
                     username_variable: c.username_variable.clone(),
                     password_variable: c.password_variable.clone(),
-                    shared_with: c
+                    // The fixture's `sharedWith` is the portal's User role.
+                    shares: c
                         .shared_with
                         .iter()
-                        .map(|m| PrincipalId::parse(m))
+                        .map(|m| {
+                            PrincipalId::parse(m)
+                                .map(|p| Share { grantee: Grantee::Principal(p), rights: Rights::USER })
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(id_err(p))?,
+                    version: 1,
                 });
             }
             for (i, s) in env.system_users.iter().enumerate() {
@@ -519,6 +532,7 @@ impl World {
                     description: None,
                 });
             }
+            out.unite_stand_alone_shares();
             w.environments.push(out);
         }
         Ok(w)
@@ -614,9 +628,9 @@ impl World {
                     out.push(("password", a.password.expose_secret().to_owned()));
                 }
             }
-            for v in e.variables.iter().filter(|v| v.secret) {
-                out.push(("password", v.value.expose_secret().to_owned()));
-            }
+        }
+        for s in &self.vault {
+            out.push(("password", s.value.expose_secret().to_owned()));
         }
         // Short values would match inside ordinary words; the fixture's are long.
         out.retain(|(_, v)| v.len() >= 6);

@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub, missing_docs)]
 
+mod accounts_and_credentials;
 mod addressing;
 mod bad_input;
 mod bodies;

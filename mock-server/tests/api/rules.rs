@@ -25,15 +25,15 @@ const DOMAIN_PASSWORD: &str = "Contoso-SvcRpa-Passw0rd!";
 /// A base64 blob standing for the run owner's .pfx (the mock checks the shape, not the PKCS#12).
 const PFX: &str = "MIIKcQIBAzCCCjcGCSqGSIb3DQEHAaCCCigEggokMIIKIDCCBNcGCSqGSIb3DQEHBqCCBMgw";
 
-fn environment() -> Value {
+pub(crate) fn environment() -> Value {
     json!({ "id": format!("/providers/Microsoft.PowerApps/environments/{ENV_ID}"), "name": ENV_ID })
 }
 
-fn body(set: &str, values: Value) -> Value {
+pub(crate) fn body(set: &str, values: Value) -> Value {
     json!({ "properties": { "environment": environment(), "connectionParametersSet": { "name": set, "values": values } } })
 }
 
-fn relay(user: &str, password: &str, group: &str) -> Value {
+pub(crate) fn relay(user: &str, password: &str, group: &str) -> Value {
     body(
         "azureRelay",
         json!({ "username": {"value": user}, "password": {"value": password}, "targetId": {"value": group} }),
@@ -55,19 +55,19 @@ fn sign_in(group: &str) -> Value {
     body("passwordlessAttended", json!({ "targetId": {"value": group} }))
 }
 
-fn with_credential(credential: &str, user: &str, password: &str, group: &str) -> Value {
+pub(crate) fn with_credential(credential: &str, user: &str, password: &str, group: &str) -> Value {
     let mut b = relay(user, password, group);
     b["properties"]["credentialId"] = json!(credential);
     b
 }
 
-fn status_of(c: &Value) -> (&str, Option<&str>) {
+pub(crate) fn status_of(c: &Value) -> (&str, Option<&str>) {
     let s = &c["properties"]["statuses"][0];
     (s["status"].as_str().unwrap_or(""), s["error"]["code"].as_str())
 }
 
 impl TestServer {
-    fn conn_url(&self, id: &str, rest: &str) -> String {
+    pub(crate) fn conn_url(&self, id: &str, rest: &str) -> String {
         format!(
             "{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/{id}{rest}?api-version=1",
             self.http
@@ -75,7 +75,7 @@ impl TestServer {
     }
 
     /// A Power Platform API token of a user of the default world.
-    async fn pp_user_token(&self, tenant: &str, upn: &str, password: &str) -> String {
+    pub(crate) async fn pp_user_token(&self, tenant: &str, upn: &str, password: &str) -> String {
         let form = [
             ("grant_type", "password"),
             ("client_id", PUBLIC_CLIENT),
@@ -88,11 +88,17 @@ impl TestServer {
         r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn megan(&self) -> String {
+    pub(crate) async fn megan(&self) -> String {
         self.pp_user_token(TENANT, USER_UPN, USER_PASSWORD).await
     }
 
-    async fn send(&self, method: reqwest::Method, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut req = self.client.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(b);
@@ -103,15 +109,15 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn put_conn(&self, id: &str, token: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn put_conn(&self, id: &str, token: &str, body: &Value) -> (u16, Value) {
         self.send(reqwest::Method::PUT, &self.conn_url(id, ""), token, Some(body)).await
     }
 
-    async fn get_conn(&self, id: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn get_conn(&self, id: &str, token: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, &self.conn_url(id, ""), token, None).await
     }
 
-    async fn dv_token_of(&self, form_user: Option<(&str, &str)>) -> String {
+    pub(crate) async fn dv_token_of(&self, form_user: Option<(&str, &str)>) -> String {
         let scope = format!("{}/dataverse/{ORG}/.default", self.http);
         match form_user {
             None => self.sp_token(&scope).await,
@@ -568,7 +574,7 @@ async fn adding_a_stand_alone_machine_to_a_group_breaks_the_connections_that_tar
 
 // ---- machine and group sharing on Dataverse -------------------------------------------------
 
-fn grant(target_set: &str, target: &str, principal: Value, mask: &str) -> Value {
+pub(crate) fn grant(target_set: &str, target: &str, principal: Value, mask: &str) -> Value {
     let (ty, key) = match target_set {
         "flowmachinegroup" => ("Microsoft.Dynamics.CRM.flowmachinegroup", "flowmachinegroupid"),
         _ => ("Microsoft.Dynamics.CRM.flowmachine", "flowmachineid"),
@@ -576,7 +582,7 @@ fn grant(target_set: &str, target: &str, principal: Value, mask: &str) -> Value 
     json!({ "Target": { "@odata.type": ty, key: target }, "PrincipalAccess": { "Principal": principal, "AccessMask": mask } })
 }
 
-fn systemuser(id: &str) -> Value {
+pub(crate) fn systemuser(id: &str) -> Value {
     json!({ "@odata.type": "Microsoft.Dynamics.CRM.systemuser", "systemuserid": id })
 }
 
