@@ -6,8 +6,11 @@
 //! `Authorization` header) and by value (every credential of the sandbox's world and every
 //! JWT-shaped string, which covers every token the mock issued and every client assertion).
 //! A secret becomes `<redacted:KIND:H>`, H a short keyed hash (key per process): equal
-//! secrets stay equal and none can be recovered. A known secret found outside its proper
-//! field (a password in a query string) flags the entry as a leak.
+//! secrets stay equal and none can be recovered. A body that does not parse is kept as a
+//! rendition from a lenient tokenizer: the value after every secret-named word, wherever the
+//! word appears, is replaced too. A known secret found outside its proper field (a password
+//! in a query string), or any query parameter named like a secret, flags the entry as a
+//! leak; the journal counts flagged entries.
 
 use crate::tokens::find_jwts;
 use serde::Serialize;
@@ -104,6 +107,8 @@ pub const KEPT_HEADERS: &[&str] = &[
 ];
 
 /// Secret kinds by field name (the last `:`-separated part, lower-cased, `_`/`-` removed).
+/// The one list of secret-named words: JSON fields, form keys, query parameters and the words
+/// the lenient tokenizer looks for in bodies that do not parse all go through it.
 fn kind_of_field(name: &str) -> Option<&'static str> {
     let last = name.rsplit(':').next().unwrap_or(name);
     let key: String = last.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
@@ -155,14 +160,20 @@ impl Redactor {
         virtual_time: String,
     ) -> JournalEntry {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
-        let path = scan.text(&x.path, "path", false);
-        let host = scan.text(&x.host, "host", false);
+        let path = scan.text(&x.path, "path");
+        let host = scan.text(&x.host, "host");
         let query = form_pairs(&x.query)
             .into_iter()
             .map(|(k, v)| {
+                let at = format!("query.{k}");
                 let v = match kind_of_field(&k) {
-                    Some(kind) => self.mark(kind, &v),
-                    None => scan.text(&v, &format!("query.{k}"), false),
+                    // A URL ends up in proxies' and servers' logs: a secret there has leaked,
+                    // whatever its value.
+                    Some(kind) => {
+                        scan.leak(kind, &at);
+                        self.mark(kind, &v)
+                    }
+                    None => scan.text(&v, &at),
                 };
                 (k, v)
             })
@@ -178,14 +189,12 @@ impl Redactor {
                     None => self.mark("authorization", &value),
                 }
             } else {
-                scan.text(&value, &format!("header.{name}"), false)
+                scan.text(&value, &format!("header.{name}"))
             };
             headers.insert(name, Value::String(v));
         }
-        let mut body = parse_body(x.body.0.as_deref(), &x.body.1);
-        scan.value(&mut body, "body", None);
-        let mut response = parse_body(x.response.0.as_deref(), &x.response.1);
-        scan.value(&mut response, "response", None);
+        let body = scan.body(x.body.0.as_deref(), &x.body.1, "body");
+        let response = scan.body(x.response.0.as_deref(), &x.response.1, "response");
         JournalEntry {
             seq,
             sandbox: sandbox.to_owned(),
@@ -214,23 +223,54 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Replaces known secrets and JWTs inside free text. `proper` says the field is one where
-    /// such a value belongs (so finding it there is no leak).
-    fn text(&mut self, s: &str, at: &str, proper: bool) -> String {
-        let mut out = s.to_owned();
+    /// Notes that a secret of `kind` was found at `at`, outside its proper field.
+    fn leak(&mut self, kind: &str, at: &str) {
+        let note = format!("{kind} in {at}");
+        if !self.leaks.contains(&note) {
+            self.leaks.push(note);
+        }
+    }
+
+    /// Free text of a field that holds no secret by name: every known secret (a leak there)
+    /// and every JWT is replaced.
+    fn text(&mut self, s: &str, at: &str) -> String {
+        self.replace(s, at, Vec::new())
+    }
+
+    /// The lenient tokenizer's rendition of text that does not parse: the values of
+    /// secret-named words, every known secret and every JWT are replaced.
+    fn lenient(&mut self, s: &str, at: &str) -> String {
+        self.replace(s, at, secret_values(s))
+    }
+
+    /// Replaces `named` (values of secret-named words), every known secret and every JWT in
+    /// `s`. Overlapping finds become one mark, so no piece of a secret survives next to one.
+    fn replace(&mut self, s: &str, at: &str, named: Vec<Span>) -> String {
+        let mut spans = named.clone();
         for (kind, secret) in self.known {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), &self.redactor.mark(kind, secret));
-                if !proper {
-                    self.leaks.push(format!("{kind} in {at}"));
+            for (start, _) in s.match_indices(secret.as_str()) {
+                let end = start + secret.len();
+                if !named.iter().any(|n| n.start <= start && end <= n.end) {
+                    self.leak(kind, at);
                 }
+                spans.push(Span { start, end, kind });
             }
         }
-        let jwts = find_jwts(&out);
-        for (start, end) in jwts.into_iter().rev() {
-            let token = out[start..end].to_owned();
-            out.replace_range(start..end, &self.redactor.mark("token", &token));
+        spans.extend(find_jwts(s).into_iter().map(|(start, end)| Span { start, end, kind: "token" }));
+        // Stable: at equal ranges the field's kind (pushed first) names the mark.
+        spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        let mut spans = spans.into_iter().peekable();
+        while let Some(Span { start, mut end, kind }) = spans.next() {
+            while let Some(next) = spans.next_if(|n| n.start < end) {
+                end = end.max(next.end);
+            }
+            out.push_str(&s[last..start]);
+            out.push_str(&self.redactor.mark(kind, &s[start..end]));
+            last = end;
         }
+        out.push_str(&s[last..]);
         out
     }
 
@@ -239,7 +279,7 @@ impl Scan<'_> {
             Value::String(s) => {
                 *s = match kind {
                     Some(k) => self.redactor.mark(k, s),
-                    None => self.text(s, at, false),
+                    None => self.text(s, at),
                 };
             }
             Value::Array(items) => {
@@ -261,6 +301,149 @@ impl Scan<'_> {
             }
         }
     }
+
+    /// A body as JSON, redacted: parsed JSON, a form as an object of strings, other UTF-8 as
+    /// the lenient rendition (truncated after redaction), binary as a size note, empty as null.
+    fn body(&mut self, content_type: Option<&str>, bytes: &[u8], at: &str) -> Value {
+        if bytes.is_empty() {
+            return Value::Null;
+        }
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            return self.form(&String::from_utf8_lossy(bytes), at);
+        }
+        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+            self.value(&mut v, at, None);
+            return v;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Value::String(truncated(self.lenient(text, at), text.len())),
+            // A binary body may be a certificate: nothing of it is kept.
+            Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
+        }
+    }
+
+    /// A form per `key=` pair: a secret-named key's value is replaced whatever its encoding.
+    /// A "form" whose keys are not names (a JSON body sent as a form, say) could hold a
+    /// secret in a key, so it is rendered leniently as a whole instead.
+    fn form(&mut self, text: &str, at: &str) -> Value {
+        let pairs = form_pairs(text);
+        if !pairs.iter().all(|(k, _)| is_plain_name(k)) {
+            return Value::String(truncated(self.lenient(text, at), text.len()));
+        }
+        let mut map = Map::new();
+        for (k, v) in pairs {
+            let v = match kind_of_field(&k) {
+                Some(kind) => self.redactor.mark(kind, &v),
+                None => self.text(&v, &format!("{at}.{k}")),
+            };
+            map.insert(k, Value::String(v));
+        }
+        Value::Object(map)
+    }
+}
+
+/// A byte range of text to replace, and the kind of secret it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    kind: &'static str,
+}
+
+/// Bytes that end a word for the lenient tokenizer: JSON and form punctuation, quotes and
+/// whitespace. Quotes are mere separators, so a missing quote (which desynchronises every
+/// string after it) changes no word: a secret-named word is found wherever it appears.
+fn is_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() || b"{}[]:,=&\"\\;".contains(&b)
+}
+
+/// Words that stand between a secret-named word and its value (`"password":{"value":"…"}`,
+/// `Authorization: Bearer …`).
+fn is_wrapper(word: &str) -> bool {
+    ["value", "bearer", "basic"].iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
+/// A word's secret kind, also when percent-encoded (`client%5Fsecret`).
+fn kind_of_word(word: &str) -> Option<&'static str> {
+    kind_of_field(word).or_else(|| {
+        let decoded = form_pairs(word).pop().map(|(k, _)| k)?;
+        kind_of_field(&decoded)
+    })
+}
+
+/// Where the value starting at `start` ends: at the next unescaped quote when it opened with
+/// one, else at the next byte that ends a bare JSON or form value.
+fn value_end(b: &[u8], start: usize) -> usize {
+    let quoted = start > 0 && b[start - 1] == b'"';
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'"' if !(quoted && i > 0 && b[i - 1] == b'\\') => return i,
+            b',' | b'}' | b']' | b'&' | b'\r' | b'\n' if !quoted => return i,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The lenient tokenizer: the values that follow a secret-named word in text that does not
+/// parse. The value is the next word that is not a wrapper, up to the end of its string (or
+/// of its bare token); a secret-named word in its place starts over (`{"pfx":…}` inside
+/// `clientCertificateSecret`), and `""` right after the word is an empty value.
+fn secret_values(text: &str) -> Vec<Span> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut pending: Option<&'static str> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if is_separator(b[i]) {
+            if pending.is_some() && b[i] == b'"' && b.get(i + 1) == Some(&b'"') {
+                pending = None;
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_separator(b[i]) {
+            i += 1;
+        }
+        let word = &text[start..i];
+        if let Some(kind) = kind_of_word(word) {
+            pending = Some(kind);
+        } else if let Some(kind) = pending.filter(|_| !is_wrapper(word)) {
+            let end = value_end(b, start);
+            spans.push(Span { start, end, kind });
+            pending = None;
+            i = end;
+        }
+    }
+    spans
+}
+
+/// A form key that is a parameter name, not text that happened to precede a `=`.
+fn is_plain_name(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.$:@[]".contains(c))
+}
+
+/// Text bodies are kept up to 64 KiB: cut after redaction, so that no cut splits a secret
+/// out of its mark, and never inside a mark. `len` is the body's length as sent.
+fn truncated(s: String, len: usize) -> String {
+    const MAX_TEXT: usize = 64 * 1024;
+    if s.len() <= MAX_TEXT {
+        return s;
+    }
+    let mut cut = MAX_TEXT;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if let Some(open) = s[..cut].rfind("<redacted:")
+        && !s[open..cut].contains('>')
+    {
+        cut = open;
+    }
+    format!("{}… ({len} bytes in all)", &s[..cut])
 }
 
 /// Splits `a=1&b=2` into decoded pairs. Invalid encodings are kept as written.
@@ -276,44 +459,14 @@ pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     })
 }
 
-/// A body as JSON: parsed JSON, a form as an object of strings, other UTF-8 as a string
-/// (truncated), binary as a size note, empty as null.
-fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> Value {
-    const MAX_TEXT: usize = 64 * 1024;
-    if bytes.is_empty() {
-        return Value::Null;
-    }
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    if ct.starts_with("application/x-www-form-urlencoded") {
-        let text = String::from_utf8_lossy(bytes);
-        let mut map = Map::new();
-        for (k, v) in form_pairs(&text) {
-            map.insert(k, Value::String(v));
-        }
-        return Value::Object(map);
-    }
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
-        return v;
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.len() <= MAX_TEXT => Value::String(s.to_owned()),
-        Ok(s) => {
-            let mut cut = MAX_TEXT;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            Value::String(format!("{}… ({} bytes in all)", &s[..cut], s.len()))
-        }
-        Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
-    }
-}
-
 /// A bounded journal.
 #[derive(Debug)]
 pub struct Journal {
     entries: VecDeque<JournalEntry>,
     capacity: usize,
     evicted: u64,
+    /// Entries flagged with a leak since the last clear (evicted ones included).
+    leaks: u64,
     next_seq: u64,
 }
 
@@ -326,7 +479,7 @@ impl Default for Journal {
 impl Journal {
     /// A journal keeping at most `capacity` entries.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { entries: VecDeque::new(), capacity: capacity.max(1), evicted: 0, next_seq: 1 }
+        Self { entries: VecDeque::new(), capacity: capacity.max(1), evicted: 0, leaks: 0, next_seq: 1 }
     }
 
     /// The number the next entry will get.
@@ -342,6 +495,9 @@ impl Journal {
             self.entries.pop_front();
             self.evicted += 1;
         }
+        if !e.leaks.is_empty() {
+            self.leaks += 1;
+        }
         self.entries.push_back(e);
     }
 
@@ -355,6 +511,11 @@ impl Journal {
         self.evicted
     }
 
+    /// How many entries were flagged with a leak since the last clear, evicted ones included.
+    pub fn leaks(&self) -> u64 {
+        self.leaks
+    }
+
     /// The capacity.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -364,6 +525,7 @@ impl Journal {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.evicted = 0;
+        self.leaks = 0;
     }
 }
 

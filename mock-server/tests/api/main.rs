@@ -12,3 +12,4 @@ mod interop;
 mod journal;
 mod routing;
 mod rules;
+mod secrets;
