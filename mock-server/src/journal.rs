@@ -364,22 +364,34 @@ fn is_wrapper(word: &str) -> bool {
     ["value", "bearer", "basic"].iter().any(|w| word.eq_ignore_ascii_case(w))
 }
 
-/// A word's secret kind, also when percent-encoded (`client%5Fsecret`).
+/// A word's secret kind, also when percent-encoded (`client%5Fsecret`) or when a broken
+/// escape sticks to it (`%4access_token`, `password%e2%82`, once a quote between went missing).
 fn kind_of_word(word: &str) -> Option<&'static str> {
-    kind_of_field(word).or_else(|| {
-        let decoded = form_pairs(word).pop().map(|(k, _)| k)?;
-        kind_of_field(&decoded)
+    kind_of_field(word).or_else(|| kind_of_field(&form_pairs(word).pop()?.0)).or_else(|| {
+        let mut parts = word.split('%');
+        let first = parts.next().and_then(kind_of_field);
+        // After a `%`, up to two bytes may be what is left of the escape.
+        first.or_else(|| parts.find_map(|p| (0..=2).find_map(|skip| p.get(skip..).and_then(kind_of_field))))
     })
 }
 
-/// Where the value starting at `start` ends: at the next unescaped quote when it opened with
-/// one, else at the next byte that ends a bare JSON or form value.
+/// Where the value starting at `start` ends. A quoted value ends at a quote that closes
+/// it: one followed by `,`, `}`, `]` or the end, so that a quote out of step (a missing quote
+/// elsewhere) or bytes wedged in before the value do not end it early. A bare value ends
+/// where a bare JSON or form value does.
 fn value_end(b: &[u8], start: usize) -> usize {
     let quoted = start > 0 && b[start - 1] == b'"';
     let mut i = start;
     while i < b.len() {
         match b[i] {
-            b'"' if !(quoted && i > 0 && b[i - 1] == b'\\') => return i,
+            b'\\' if quoted => i += 2,
+            b'"' if quoted => {
+                let next = b[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                if matches!(next, None | Some(b',' | b'}' | b']')) {
+                    return i;
+                }
+                i += 1;
+            }
             b',' | b'}' | b']' | b'&' | b'\r' | b'\n' if !quoted => return i,
             _ => i += 1,
         }
@@ -410,7 +422,13 @@ fn secret_values(text: &str) -> Vec<Span> {
             i += 1;
         }
         let word = &text[start..i];
-        if let Some(kind) = kind_of_word(word) {
+        // Where a value is due, only a secret name as written starts over: a value that
+        // merely reads like one (`*%p*f!x`) is the value.
+        let trigger = match pending {
+            Some(_) => kind_of_field(word).filter(|_| word.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')),
+            None => kind_of_word(word),
+        };
+        if let Some(kind) = trigger {
             pending = Some(kind);
         } else if let Some(kind) = pending.filter(|_| !is_wrapper(word)) {
             let end = value_end(b, start);
@@ -610,5 +628,286 @@ mod tests {
         }
         assert_eq!(j.entries().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(j.evicted(), 1);
+    }
+
+    /// The body an exchange was journaled with, as text.
+    fn journaled_body(r: &Redactor, content_type: &str, body: &str, known: &[(&'static str, String)]) -> JournalEntry {
+        let mut x = exchange("/c", "", "", "");
+        x.body = (Some(content_type.into()), body.as_bytes().to_vec());
+        r.record(x, known, 1, "default", "t".into())
+    }
+
+    #[test]
+    fn a_json_body_one_brace_short_keeps_its_shape_but_not_its_secrets() {
+        let r = Redactor::new();
+        let body = r#"{"values":{"username":{"value":"CONTOSO\\svc-rpa"},"password":{"value":"Qz7~vK2#mW9+tR4!xB"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MIIKcQIBAzCC","password":""}},"targetId":{"value":"g"}}"#;
+        let e = journaled_body(&r, "application/json", body, &[]);
+        let expected = format!(
+            r#"{{"values":{{"username":{{"value":"CONTOSO\\svc-rpa"}},"password":{{"value":"{}"}},"tokenRunOwnerCert:clientCertificateSecret":{{"value":{{"pfx":"{}","password":""}}}},"targetId":{{"value":"g"}}}}"#,
+            r.mark("password", "Qz7~vK2#mW9+tR4!xB"),
+            r.mark("certificate", "MIIKcQIBAzCC"),
+        );
+        assert_eq!(e.body, Value::String(expected));
+        assert!(e.leaks.is_empty());
+    }
+
+    #[test]
+    fn a_secret_named_word_inside_a_desynchronised_string_still_hides_its_value() {
+        let r = Redactor::new();
+        // The quote after `password` is missing: every string after it is out of step.
+        let e = journaled_body(&r, "application/json", r#"{"password:{"value":"Qz7~vK2#mW9","user":"bob"}"#, &[]);
+        let text = e.body.as_str().unwrap();
+        assert!(!text.contains("Qz7~vK"), "{text}");
+        assert!(text.contains("bob"), "{text}");
+    }
+
+    #[test]
+    fn known_secrets_and_jwts_are_replaced_in_text_and_flagged_outside_their_field() {
+        let r = Redactor::new();
+        let known = vec![("password", "Megan-Test-Passw0rd!".to_owned())];
+        let e = journaled_body(&r, "text/plain", "note Megan-Test-Passw0rd! then eyJhbGciOi.eyJzdWIi.c2ln", &known);
+        assert_eq!(
+            e.body,
+            Value::String(format!(
+                "note {} then {}",
+                r.mark("password", "Megan-Test-Passw0rd!"),
+                r.mark("token", "eyJhbGciOi.eyJzdWIi.c2ln")
+            ))
+        );
+        assert_eq!(e.leaks, vec!["password in body".to_owned()]);
+        // In its field, a known secret is no leak, and keeps the hash it has everywhere else.
+        let e = journaled_body(&r, "application/json", r#"{"password":"Megan-Test-Passw0rd!""#, &known);
+        assert_eq!(e.body, Value::String(format!(r#"{{"password":"{}""#, r.mark("password", "Megan-Test-Passw0rd!"))));
+        assert!(e.leaks.is_empty());
+    }
+
+    #[test]
+    fn form_bodies_are_redacted_per_key_also_with_broken_encoding_or_the_wrong_content_type() {
+        let r = Redactor::new();
+        let e = journaled_body(
+            &r,
+            "application/x-www-form-urlencoded",
+            "client_id=a&client_secret=ab%zz%7Ecd-ef&scope=x",
+            &[],
+        );
+        assert_eq!(e.body["client_secret"], Value::String(r.mark("client_secret", "ab%zz~cd-ef")));
+        assert_eq!(e.body["scope"], "x");
+        let e = journaled_body(&r, "application/json", "client_id=a&client%5Fsecret=ab%zz%7Ecd-ef&scope=x", &[]);
+        assert_eq!(
+            e.body,
+            Value::String(format!("client_id=a&client%5Fsecret={}&scope=x", r.mark("client_secret", "ab%zz%7Ecd-ef")))
+        );
+        // A JSON body sent as a form: its "keys" are text, rendered leniently as a whole.
+        let e = journaled_body(&r, "application/x-www-form-urlencoded", r#"{"password":"a=b&c"}"#, &[]);
+        assert_eq!(e.body, Value::String(format!(r#"{{"password":"{}"}}"#, r.mark("password", "a=b&c"))));
+    }
+
+    #[test]
+    fn a_secret_named_query_parameter_is_a_leak_whatever_its_value() {
+        let r = Redactor::new();
+        let e = r.record(exchange("/x", "a=1&client_secret=&access_token=x", "", ""), &[], 1, "default", "t".into());
+        assert_eq!(
+            e.leaks,
+            vec!["client_secret in query.client_secret".to_owned(), "token in query.access_token".to_owned()]
+        );
+        let mut j = Journal::default();
+        j.push(e);
+        j.push(r.record(exchange("/x", "a=1", "", ""), &[], 2, "default", "t".into()));
+        assert_eq!(j.leaks(), 1, "entries with a leak are counted");
+        j.clear();
+        assert_eq!(j.leaks(), 0);
+    }
+
+    #[test]
+    fn a_text_body_is_cut_after_redaction_and_never_inside_a_mark() {
+        let r = Redactor::new();
+        let body = format!("{} password=Qz7~vK2#mW9+tR4!xB and more", "x".repeat(64 * 1024 - 20));
+        let e = journaled_body(&r, "text/plain", &body, &[]);
+        let text = e.body.as_str().unwrap();
+        assert!(!text.contains("Qz7~vK"));
+        assert!(
+            !text.contains("<redacted:") || text.contains(&r.mark("password", "Qz7~vK2#mW9+tR4!xB")),
+            "no half mark"
+        );
+        assert!(text.ends_with(&format!("… ({} bytes in all)", body.len())), "{}", &text[text.len() - 60..]);
+    }
+
+    mod unparsable_bodies {
+        use super::*;
+        use crate::normalise::normalise;
+        use proptest::prelude::*;
+
+        /// The secret-named words a client may put before a secret.
+        const SECRET_NAMES: &[&str] = &[
+            "password",
+            "client_secret",
+            "secret",
+            "clientCertificateSecret",
+            "pfx",
+            "access_token",
+            "refresh_token",
+            "client_assertion",
+            "assertion",
+            "token",
+            "Authorization",
+        ];
+
+        /// Text the journal writes whatever the request: field names, marks, placeholders.
+        const FIXED_WORDS: &str = "seq sandbox default surface identity environment virtualTime realMs \
+            scheme https host method path query headers body status response leaks <redacted:password: \
+            <redacted:client_secret: <redacted:token: <redacted:certificate: <redacted:authorization: \
+            <real-ms> <loopback> <port> <time: <token: <guid: bytes in all Basic application/json";
+
+        /// A request body with `{KEY}` before `{SECRET}`, and whether it is a form.
+        const TEMPLATES: &[(&str, bool)] = &[
+            (
+                r#"{"properties":{"environment":{"name":"37520647-dbdf-49fa-ba01-6134c14680c4"},"connectionParametersSet":{"name":"azureRelay","values":{"username":{"value":"CONTOSO\\svc-rpa"},"{KEY}":{"value":"{SECRET}"},"targetId":{"value":"42e26112-838c-471b-b09f-958e640e9303"}}}}}"#,
+                false,
+            ),
+            (r#"{"client_id":"app-one","{KEY}":"{SECRET}","scope":"https://api.powerplatform.com/.default"}"#, false),
+            (
+                r#"{"values":{"tokenRunOwnerCert:clientCertificateSecret":{"value":{"{KEY}":"{SECRET}","password":""}},"username":{"value":"u"}}}"#,
+                false,
+            ),
+            (
+                "grant_type=client_credentials&client_id=app-one&{KEY}={SECRET}&scope=https%3A%2F%2Fapi.powerplatform.com%2F.default",
+                true,
+            ),
+        ];
+
+        #[derive(Debug, Clone)]
+        enum Corruption {
+            /// Cut at this fraction of the bytes after the value's first byte.
+            Truncate(f64),
+            Trailing(String),
+            /// Drop the n-th (modulo their count) brace or quote.
+            DropDelimiter(usize),
+            /// Insert a broken escape at this fraction of the body.
+            BrokenPercent(f64, &'static str),
+        }
+
+        fn corruption() -> impl Strategy<Value = Corruption> {
+            prop_oneof![
+                (0.0..=1.0f64).prop_map(Corruption::Truncate),
+                "[ -~]{1,12}".prop_map(Corruption::Trailing),
+                any::<usize>().prop_map(Corruption::DropDelimiter),
+                ((0.0..=1.0f64), prop_oneof![Just("%"), Just("%4"), Just("%G1"), Just("%%"), Just("%e2%82")])
+                    .prop_map(|(at, s)| Corruption::BrokenPercent(at, s)),
+            ]
+        }
+
+        /// A corrupted body; the corruptions keep the secret-named key and the value's first byte.
+        struct Body {
+            text: Vec<u8>,
+            key: std::ops::Range<usize>,
+            first: usize,
+            /// What the corruptions added: part of the request, so the secret shares nothing with it.
+            added: Vec<String>,
+        }
+
+        impl Body {
+            fn corrupt(&mut self, c: &Corruption) {
+                let at = |f: f64, lo: usize, hi: usize| lo + (((hi - lo) as f64) * f) as usize;
+                match c {
+                    Corruption::Truncate(f) => {
+                        let len = self.text.len();
+                        self.text.truncate(at(*f, self.first + 1, len));
+                    }
+                    Corruption::Trailing(s) => {
+                        self.text.extend_from_slice(s.as_bytes());
+                        self.added.push(s.clone());
+                    }
+                    Corruption::DropDelimiter(n) => {
+                        let delimiters: Vec<usize> =
+                            (0..self.text.len()).filter(|&i| b"{}\"".contains(&self.text[i])).collect();
+                        if let Some(&i) = delimiters.get(n % delimiters.len().max(1)) {
+                            self.text.remove(i);
+                            if i < self.key.start {
+                                self.key = self.key.start - 1..self.key.end - 1;
+                            }
+                            if i < self.first {
+                                self.first -= 1;
+                            }
+                        }
+                    }
+                    Corruption::BrokenPercent(f, s) => {
+                        let i = at(*f, 0, self.text.len());
+                        // Inside or against the key it would no longer be that key.
+                        if (self.key.start..=self.key.end).contains(&i) {
+                            return;
+                        }
+                        self.text.splice(i..i, s.bytes());
+                        if i < self.key.start {
+                            self.key = self.key.start + s.len()..self.key.end + s.len();
+                        }
+                        if i <= self.first {
+                            self.first += s.len();
+                        }
+                        self.added.push((*s).to_owned());
+                    }
+                }
+            }
+        }
+
+        fn pieces(secret: &str) -> impl Iterator<Item = &str> {
+            (0..=secret.len() - 6).map(move |i| &secret[i..i + 6])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn no_piece_of_a_secret_after_a_secret_named_key_survives_any_corruption(
+                secret in "[A-Za-z0-9~!#%*+-]{12,40}",
+                key in proptest::sample::select(SECRET_NAMES),
+                template in proptest::sample::select(TEMPLATES),
+                encode in any::<bool>(),
+                content_type in proptest::sample::select(&["application/json", "application/x-www-form-urlencoded", "text/plain"][..]),
+                known_secret in any::<bool>(),
+                corruptions in proptest::collection::vec(corruption(), 1..4),
+            ) {
+                let (template, form) = template;
+                let written = if form && encode {
+                    serde_urlencoded::to_string([("v", secret.as_str())]).unwrap()[2..].to_owned()
+                } else {
+                    secret.clone()
+                };
+                let (before, after) = template.split_once("{SECRET}").unwrap();
+                let before = before.replace("{KEY}", key);
+                let key_start = before.rfind(key).unwrap();
+                let mut body = Body {
+                    text: format!("{before}{written}{after}").into_bytes(),
+                    key: key_start..key_start + key.len(),
+                    first: before.len(),
+                    added: Vec::new(),
+                };
+                for c in &corruptions {
+                    body.corrupt(c);
+                }
+                let rest = [before.as_str(), after, FIXED_WORDS].into_iter().chain(body.added.iter().map(String::as_str));
+                let rest: Vec<&str> = rest.collect();
+                prop_assume!(pieces(&secret).all(|p| rest.iter().all(|r| !r.contains(p))));
+
+                let r = Redactor::new();
+                let known = if known_secret { vec![("password", secret.clone())] } else { Vec::new() };
+                let mut x = exchange("/c", "", "", "");
+                x.body = (Some(content_type.into()), body.text.clone());
+                x.response = (
+                    Some("application/json".into()),
+                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec(),
+                );
+                let e = r.record(x, &known, 1, "default", "t".into());
+
+                let raw = serde_json::to_string(&e).unwrap();
+                let normalised = serde_json::to_string(&normalise(&serde_json::to_value(&e).unwrap())).unwrap();
+                let sent = String::from_utf8_lossy(&body.text);
+                for p in pieces(&secret) {
+                    prop_assert!(!raw.contains(p), "raw journal holds {p:?} of {secret:?}\nsent: {sent}\njournal: {}", e.body);
+                    prop_assert!(!normalised.contains(p), "normalised journal holds {p:?}\nsent: {sent}\njournal: {normalised}");
+                }
+                prop_assert!(raw.contains("<redacted:"), "sent: {sent}\njournal: {}", e.body);
+                prop_assert!(e.leaks.is_empty(), "a secret in its field is no leak: {:?}\nsent: {sent}", e.leaks);
+            }
+        }
     }
 }

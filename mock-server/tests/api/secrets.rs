@@ -39,7 +39,9 @@ async fn a_connection_put_one_brace_short_is_journaled_without_its_password() {
     let normalised = serde_json::to_string(&t.journal("method=PUT&view=normalised").await).unwrap();
     // Assert
     assert_eq!(status, 400, "{answer}");
-    for (name, text) in [("answer", answer.to_string()), ("raw journal", raw.clone()), ("normalised journal", normalised)] {
+    for (name, text) in
+        [("answer", answer.to_string()), ("raw journal", raw.clone()), ("normalised journal", normalised)]
+    {
         assert_eq!(pieces_in(CLIENT_PASSWORD, &text), Vec::<String>::new(), "the {name} holds the password: {text}");
     }
     assert!(raw.contains("<redacted:password:"), "{raw}");
