@@ -367,6 +367,9 @@ fn is_wrapper(word: &str) -> bool {
 /// A word's secret kind, also when percent-encoded (`client%5Fsecret`) or when a broken
 /// escape sticks to it (`%4access_token`, `password%e2%82`, once a quote between went missing).
 fn kind_of_word(word: &str) -> Option<&'static str> {
+    if !word.contains('%') {
+        return kind_of_field(word);
+    }
     kind_of_field(word).or_else(|| kind_of_field(&form_pairs(word).pop()?.0)).or_else(|| {
         let mut parts = word.split('%');
         let first = parts.next().and_then(kind_of_field);
