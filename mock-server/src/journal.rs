@@ -6,8 +6,11 @@
 //! `Authorization` header) and by value (every credential of the sandbox's world and every
 //! JWT-shaped string, which covers every token the mock issued and every client assertion).
 //! A secret becomes `<redacted:KIND:H>`, H a short keyed hash (key per process): equal
-//! secrets stay equal and none can be recovered. A known secret found outside its proper
-//! field (a password in a query string) flags the entry as a leak.
+//! secrets stay equal and none can be recovered. A body that does not parse is kept as a
+//! rendition from a lenient tokenizer: the value after every secret-named word, wherever the
+//! word appears, is replaced too. A known secret found outside its proper field (a password
+//! in a query string), or any query parameter named like a secret, flags the entry as a
+//! leak; the journal counts flagged entries.
 
 use crate::tokens::find_jwts;
 use serde::Serialize;
@@ -104,6 +107,8 @@ pub const KEPT_HEADERS: &[&str] = &[
 ];
 
 /// Secret kinds by field name (the last `:`-separated part, lower-cased, `_`/`-` removed).
+/// The one list of secret-named words: JSON fields, form keys, query parameters and the words
+/// the lenient tokenizer looks for in bodies that do not parse all go through it.
 fn kind_of_field(name: &str) -> Option<&'static str> {
     let last = name.rsplit(':').next().unwrap_or(name);
     let key: String = last.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
@@ -155,14 +160,20 @@ impl Redactor {
         virtual_time: String,
     ) -> JournalEntry {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
-        let path = scan.text(&x.path, "path", false);
-        let host = scan.text(&x.host, "host", false);
+        let path = scan.text(&x.path, "path");
+        let host = scan.text(&x.host, "host");
         let query = form_pairs(&x.query)
             .into_iter()
             .map(|(k, v)| {
+                let at = format!("query.{k}");
                 let v = match kind_of_field(&k) {
-                    Some(kind) => self.mark(kind, &v),
-                    None => scan.text(&v, &format!("query.{k}"), false),
+                    // A URL ends up in proxies' and servers' logs: a secret there has leaked,
+                    // whatever its value.
+                    Some(kind) => {
+                        scan.leak(kind, &at);
+                        self.mark(kind, &v)
+                    }
+                    None => scan.text(&v, &at),
                 };
                 (k, v)
             })
@@ -178,14 +189,12 @@ impl Redactor {
                     None => self.mark("authorization", &value),
                 }
             } else {
-                scan.text(&value, &format!("header.{name}"), false)
+                scan.text(&value, &format!("header.{name}"))
             };
             headers.insert(name, Value::String(v));
         }
-        let mut body = parse_body(x.body.0.as_deref(), &x.body.1);
-        scan.value(&mut body, "body", None);
-        let mut response = parse_body(x.response.0.as_deref(), &x.response.1);
-        scan.value(&mut response, "response", None);
+        let body = scan.body(x.body.0.as_deref(), &x.body.1, "body");
+        let response = scan.body(x.response.0.as_deref(), &x.response.1, "response");
         JournalEntry {
             seq,
             sandbox: sandbox.to_owned(),
@@ -214,23 +223,54 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Replaces known secrets and JWTs inside free text. `proper` says the field is one where
-    /// such a value belongs (so finding it there is no leak).
-    fn text(&mut self, s: &str, at: &str, proper: bool) -> String {
-        let mut out = s.to_owned();
+    /// Notes that a secret of `kind` was found at `at`, outside its proper field.
+    fn leak(&mut self, kind: &str, at: &str) {
+        let note = format!("{kind} in {at}");
+        if !self.leaks.contains(&note) {
+            self.leaks.push(note);
+        }
+    }
+
+    /// Free text of a field that holds no secret by name: every known secret (a leak there)
+    /// and every JWT is replaced.
+    fn text(&mut self, s: &str, at: &str) -> String {
+        self.replace(s, at, Vec::new())
+    }
+
+    /// The lenient tokenizer's rendition of text that does not parse: the values of
+    /// secret-named words, every known secret and every JWT are replaced.
+    fn lenient(&mut self, s: &str, at: &str) -> String {
+        self.replace(s, at, secret_values(s))
+    }
+
+    /// Replaces `named` (values of secret-named words), every known secret and every JWT in
+    /// `s`. Overlapping finds become one mark, so no piece of a secret survives next to one.
+    fn replace(&mut self, s: &str, at: &str, named: Vec<Span>) -> String {
+        let mut spans = named.clone();
         for (kind, secret) in self.known {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), &self.redactor.mark(kind, secret));
-                if !proper {
-                    self.leaks.push(format!("{kind} in {at}"));
+            for (start, _) in s.match_indices(secret.as_str()) {
+                let end = start + secret.len();
+                if !named.iter().any(|n| n.start <= start && end <= n.end) {
+                    self.leak(kind, at);
                 }
+                spans.push(Span { start, end, kind });
             }
         }
-        let jwts = find_jwts(&out);
-        for (start, end) in jwts.into_iter().rev() {
-            let token = out[start..end].to_owned();
-            out.replace_range(start..end, &self.redactor.mark("token", &token));
+        spans.extend(find_jwts(s).into_iter().map(|(start, end)| Span { start, end, kind: "token" }));
+        // Stable: at equal ranges the field's kind (pushed first) names the mark.
+        spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        let mut spans = spans.into_iter().peekable();
+        while let Some(Span { start, mut end, kind }) = spans.next() {
+            while let Some(next) = spans.next_if(|n| n.start < end) {
+                end = end.max(next.end);
+            }
+            out.push_str(&s[last..start]);
+            out.push_str(&self.redactor.mark(kind, &s[start..end]));
+            last = end;
         }
+        out.push_str(&s[last..]);
         out
     }
 
@@ -239,7 +279,7 @@ impl Scan<'_> {
             Value::String(s) => {
                 *s = match kind {
                     Some(k) => self.redactor.mark(k, s),
-                    None => self.text(s, at, false),
+                    None => self.text(s, at),
                 };
             }
             Value::Array(items) => {
@@ -261,6 +301,170 @@ impl Scan<'_> {
             }
         }
     }
+
+    /// A body as JSON, redacted: parsed JSON, a form as an object of strings, other UTF-8 as
+    /// the lenient rendition (truncated after redaction), binary as a size note, empty as null.
+    fn body(&mut self, content_type: Option<&str>, bytes: &[u8], at: &str) -> Value {
+        if bytes.is_empty() {
+            return Value::Null;
+        }
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            return self.form(&String::from_utf8_lossy(bytes), at);
+        }
+        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+            self.value(&mut v, at, None);
+            return v;
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Value::String(truncated(self.lenient(text, at), text.len())),
+            // A binary body may be a certificate: nothing of it is kept.
+            Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
+        }
+    }
+
+    /// A form per `key=` pair: a secret-named key's value is replaced whatever its encoding.
+    /// A "form" whose keys are not names (a JSON body sent as a form, say) could hold a
+    /// secret in a key, so it is rendered leniently as a whole instead.
+    fn form(&mut self, text: &str, at: &str) -> Value {
+        let pairs = form_pairs(text);
+        if !pairs.iter().all(|(k, _)| is_plain_name(k)) {
+            return Value::String(truncated(self.lenient(text, at), text.len()));
+        }
+        let mut map = Map::new();
+        for (k, v) in pairs {
+            let v = match kind_of_field(&k) {
+                Some(kind) => self.redactor.mark(kind, &v),
+                None => self.text(&v, &format!("{at}.{k}")),
+            };
+            map.insert(k, Value::String(v));
+        }
+        Value::Object(map)
+    }
+}
+
+/// A byte range of text to replace, and the kind of secret it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    end: usize,
+    kind: &'static str,
+}
+
+/// Bytes that end a word for the lenient tokenizer: JSON and form punctuation, quotes and
+/// whitespace. Quotes are mere separators, so a missing quote (which desynchronises every
+/// string after it) changes no word: a secret-named word is found wherever it appears.
+fn is_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() || b"{}[]:,=&\"\\;".contains(&b)
+}
+
+/// Words that stand between a secret-named word and its value (`"password":{"value":"…"}`,
+/// `Authorization: Bearer …`).
+fn is_wrapper(word: &str) -> bool {
+    ["value", "bearer", "basic"].iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
+/// A word's secret kind, also when percent-encoded (`client%5Fsecret`) or when a broken
+/// escape sticks to it (`%4access_token`, `password%e2%82`, once a quote between went missing).
+fn kind_of_word(word: &str) -> Option<&'static str> {
+    if !word.contains('%') {
+        return kind_of_field(word);
+    }
+    kind_of_field(word).or_else(|| kind_of_field(&form_pairs(word).pop()?.0)).or_else(|| {
+        let mut parts = word.split('%');
+        let first = parts.next().and_then(kind_of_field);
+        // After a `%`, up to two bytes may be what is left of the escape.
+        first.or_else(|| parts.find_map(|p| (0..=2).find_map(|skip| p.get(skip..).and_then(kind_of_field))))
+    })
+}
+
+/// Where the value starting at `start` ends. A quoted value ends at a quote that closes
+/// it: one followed by `,`, `}`, `]` or the end, so that a quote out of step (a missing quote
+/// elsewhere) or bytes wedged in before the value do not end it early. A bare value ends
+/// where a bare JSON or form value does.
+fn value_end(b: &[u8], start: usize) -> usize {
+    let quoted = start > 0 && b[start - 1] == b'"';
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quoted => i += 2,
+            b'"' if quoted => {
+                let next = b[i + 1..].iter().find(|c| !c.is_ascii_whitespace());
+                if matches!(next, None | Some(b',' | b'}' | b']')) {
+                    return i;
+                }
+                i += 1;
+            }
+            b',' | b'}' | b']' | b'&' | b'\r' | b'\n' if !quoted => return i,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The lenient tokenizer: the values that follow a secret-named word in text that does not
+/// parse. The value is the next word that is not a wrapper, up to the end of its string (or
+/// of its bare token); a secret-named word in its place starts over (`{"pfx":…}` inside
+/// `clientCertificateSecret`), and `""` right after the word is an empty value.
+fn secret_values(text: &str) -> Vec<Span> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut pending: Option<&'static str> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if is_separator(b[i]) {
+            if pending.is_some() && b[i] == b'"' && b.get(i + 1) == Some(&b'"') {
+                pending = None;
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_separator(b[i]) {
+            i += 1;
+        }
+        let word = &text[start..i];
+        // Where a value is due, only a secret name as written starts over: a value that
+        // merely reads like one (`*%p*f!x`) is the value.
+        let trigger = match pending {
+            Some(_) => kind_of_field(word).filter(|_| word.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')),
+            None => kind_of_word(word),
+        };
+        if let Some(kind) = trigger {
+            pending = Some(kind);
+        } else if let Some(kind) = pending.filter(|_| !is_wrapper(word)) {
+            let end = value_end(b, start);
+            spans.push(Span { start, end, kind });
+            pending = None;
+            i = end;
+        }
+    }
+    spans
+}
+
+/// A form key that is a parameter name, not text that happened to precede a `=`.
+fn is_plain_name(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.$:@[]".contains(c))
+}
+
+/// Text bodies are kept up to 64 KiB: cut after redaction, so that no cut splits a secret
+/// out of its mark, and never inside a mark. `len` is the body's length as sent.
+fn truncated(s: String, len: usize) -> String {
+    const MAX_TEXT: usize = 64 * 1024;
+    if s.len() <= MAX_TEXT {
+        return s;
+    }
+    let mut cut = MAX_TEXT;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if let Some(open) = s[..cut].rfind("<redacted:")
+        && !s[open..cut].contains('>')
+    {
+        cut = open;
+    }
+    format!("{}… ({len} bytes in all)", &s[..cut])
 }
 
 /// Splits `a=1&b=2` into decoded pairs. Invalid encodings are kept as written.
@@ -276,44 +480,14 @@ pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     })
 }
 
-/// A body as JSON: parsed JSON, a form as an object of strings, other UTF-8 as a string
-/// (truncated), binary as a size note, empty as null.
-fn parse_body(content_type: Option<&str>, bytes: &[u8]) -> Value {
-    const MAX_TEXT: usize = 64 * 1024;
-    if bytes.is_empty() {
-        return Value::Null;
-    }
-    let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    if ct.starts_with("application/x-www-form-urlencoded") {
-        let text = String::from_utf8_lossy(bytes);
-        let mut map = Map::new();
-        for (k, v) in form_pairs(&text) {
-            map.insert(k, Value::String(v));
-        }
-        return Value::Object(map);
-    }
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
-        return v;
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.len() <= MAX_TEXT => Value::String(s.to_owned()),
-        Ok(s) => {
-            let mut cut = MAX_TEXT;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            Value::String(format!("{}… ({} bytes in all)", &s[..cut], s.len()))
-        }
-        Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
-    }
-}
-
 /// A bounded journal.
 #[derive(Debug)]
 pub struct Journal {
     entries: VecDeque<JournalEntry>,
     capacity: usize,
     evicted: u64,
+    /// Entries flagged with a leak since the last clear (evicted ones included).
+    leaks: u64,
     next_seq: u64,
 }
 
@@ -326,7 +500,7 @@ impl Default for Journal {
 impl Journal {
     /// A journal keeping at most `capacity` entries.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { entries: VecDeque::new(), capacity: capacity.max(1), evicted: 0, next_seq: 1 }
+        Self { entries: VecDeque::new(), capacity: capacity.max(1), evicted: 0, leaks: 0, next_seq: 1 }
     }
 
     /// The number the next entry will get.
@@ -342,6 +516,9 @@ impl Journal {
             self.entries.pop_front();
             self.evicted += 1;
         }
+        if !e.leaks.is_empty() {
+            self.leaks += 1;
+        }
         self.entries.push_back(e);
     }
 
@@ -355,6 +532,11 @@ impl Journal {
         self.evicted
     }
 
+    /// How many entries were flagged with a leak since the last clear, evicted ones included.
+    pub fn leaks(&self) -> u64 {
+        self.leaks
+    }
+
     /// The capacity.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -364,6 +546,7 @@ impl Journal {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.evicted = 0;
+        self.leaks = 0;
     }
 }
 
@@ -448,5 +631,286 @@ mod tests {
         }
         assert_eq!(j.entries().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(j.evicted(), 1);
+    }
+
+    /// The body an exchange was journaled with, as text.
+    fn journaled_body(r: &Redactor, content_type: &str, body: &str, known: &[(&'static str, String)]) -> JournalEntry {
+        let mut x = exchange("/c", "", "", "");
+        x.body = (Some(content_type.into()), body.as_bytes().to_vec());
+        r.record(x, known, 1, "default", "t".into())
+    }
+
+    #[test]
+    fn a_json_body_one_brace_short_keeps_its_shape_but_not_its_secrets() {
+        let r = Redactor::new();
+        let body = r#"{"values":{"username":{"value":"CONTOSO\\svc-rpa"},"password":{"value":"Qz7~vK2#mW9+tR4!xB"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MIIKcQIBAzCC","password":""}},"targetId":{"value":"g"}}"#;
+        let e = journaled_body(&r, "application/json", body, &[]);
+        let expected = format!(
+            r#"{{"values":{{"username":{{"value":"CONTOSO\\svc-rpa"}},"password":{{"value":"{}"}},"tokenRunOwnerCert:clientCertificateSecret":{{"value":{{"pfx":"{}","password":""}}}},"targetId":{{"value":"g"}}}}"#,
+            r.mark("password", "Qz7~vK2#mW9+tR4!xB"),
+            r.mark("certificate", "MIIKcQIBAzCC"),
+        );
+        assert_eq!(e.body, Value::String(expected));
+        assert!(e.leaks.is_empty());
+    }
+
+    #[test]
+    fn a_secret_named_word_inside_a_desynchronised_string_still_hides_its_value() {
+        let r = Redactor::new();
+        // The quote after `password` is missing: every string after it is out of step.
+        let e = journaled_body(&r, "application/json", r#"{"password:{"value":"Qz7~vK2#mW9","user":"bob"}"#, &[]);
+        let text = e.body.as_str().unwrap();
+        assert!(!text.contains("Qz7~vK"), "{text}");
+        assert!(text.contains("bob"), "{text}");
+    }
+
+    #[test]
+    fn known_secrets_and_jwts_are_replaced_in_text_and_flagged_outside_their_field() {
+        let r = Redactor::new();
+        let known = vec![("password", "Megan-Test-Passw0rd!".to_owned())];
+        let e = journaled_body(&r, "text/plain", "note Megan-Test-Passw0rd! then eyJhbGciOi.eyJzdWIi.c2ln", &known);
+        assert_eq!(
+            e.body,
+            Value::String(format!(
+                "note {} then {}",
+                r.mark("password", "Megan-Test-Passw0rd!"),
+                r.mark("token", "eyJhbGciOi.eyJzdWIi.c2ln")
+            ))
+        );
+        assert_eq!(e.leaks, vec!["password in body".to_owned()]);
+        // In its field, a known secret is no leak, and keeps the hash it has everywhere else.
+        let e = journaled_body(&r, "application/json", r#"{"password":"Megan-Test-Passw0rd!""#, &known);
+        assert_eq!(e.body, Value::String(format!(r#"{{"password":"{}""#, r.mark("password", "Megan-Test-Passw0rd!"))));
+        assert!(e.leaks.is_empty());
+    }
+
+    #[test]
+    fn form_bodies_are_redacted_per_key_also_with_broken_encoding_or_the_wrong_content_type() {
+        let r = Redactor::new();
+        let e = journaled_body(
+            &r,
+            "application/x-www-form-urlencoded",
+            "client_id=a&client_secret=ab%zz%7Ecd-ef&scope=x",
+            &[],
+        );
+        assert_eq!(e.body["client_secret"], Value::String(r.mark("client_secret", "ab%zz~cd-ef")));
+        assert_eq!(e.body["scope"], "x");
+        let e = journaled_body(&r, "application/json", "client_id=a&client%5Fsecret=ab%zz%7Ecd-ef&scope=x", &[]);
+        assert_eq!(
+            e.body,
+            Value::String(format!("client_id=a&client%5Fsecret={}&scope=x", r.mark("client_secret", "ab%zz%7Ecd-ef")))
+        );
+        // A JSON body sent as a form: its "keys" are text, rendered leniently as a whole.
+        let e = journaled_body(&r, "application/x-www-form-urlencoded", r#"{"password":"a=b&c"}"#, &[]);
+        assert_eq!(e.body, Value::String(format!(r#"{{"password":"{}"}}"#, r.mark("password", "a=b&c"))));
+    }
+
+    #[test]
+    fn a_secret_named_query_parameter_is_a_leak_whatever_its_value() {
+        let r = Redactor::new();
+        let e = r.record(exchange("/x", "a=1&client_secret=&access_token=x", "", ""), &[], 1, "default", "t".into());
+        assert_eq!(
+            e.leaks,
+            vec!["client_secret in query.client_secret".to_owned(), "token in query.access_token".to_owned()]
+        );
+        let mut j = Journal::default();
+        j.push(e);
+        j.push(r.record(exchange("/x", "a=1", "", ""), &[], 2, "default", "t".into()));
+        assert_eq!(j.leaks(), 1, "entries with a leak are counted");
+        j.clear();
+        assert_eq!(j.leaks(), 0);
+    }
+
+    #[test]
+    fn a_text_body_is_cut_after_redaction_and_never_inside_a_mark() {
+        let r = Redactor::new();
+        let body = format!("{} password=Qz7~vK2#mW9+tR4!xB and more", "x".repeat(64 * 1024 - 20));
+        let e = journaled_body(&r, "text/plain", &body, &[]);
+        let text = e.body.as_str().unwrap();
+        assert!(!text.contains("Qz7~vK"));
+        assert!(
+            !text.contains("<redacted:") || text.contains(&r.mark("password", "Qz7~vK2#mW9+tR4!xB")),
+            "no half mark"
+        );
+        assert!(text.ends_with(&format!("… ({} bytes in all)", body.len())), "{}", &text[text.len() - 60..]);
+    }
+
+    mod unparsable_bodies {
+        use super::*;
+        use crate::normalise::normalise;
+        use proptest::prelude::*;
+
+        /// The secret-named words a client may put before a secret.
+        const SECRET_NAMES: &[&str] = &[
+            "password",
+            "client_secret",
+            "secret",
+            "clientCertificateSecret",
+            "pfx",
+            "access_token",
+            "refresh_token",
+            "client_assertion",
+            "assertion",
+            "token",
+            "Authorization",
+        ];
+
+        /// Text the journal writes whatever the request: field names, marks, placeholders.
+        const FIXED_WORDS: &str = "seq sandbox default surface identity environment virtualTime realMs \
+            scheme https host method path query headers body status response leaks <redacted:password: \
+            <redacted:client_secret: <redacted:token: <redacted:certificate: <redacted:authorization: \
+            <real-ms> <loopback> <port> <time: <token: <guid: bytes in all Basic application/json";
+
+        /// A request body with `{KEY}` before `{SECRET}`, and whether it is a form.
+        const TEMPLATES: &[(&str, bool)] = &[
+            (
+                r#"{"properties":{"environment":{"name":"37520647-dbdf-49fa-ba01-6134c14680c4"},"connectionParametersSet":{"name":"azureRelay","values":{"username":{"value":"CONTOSO\\svc-rpa"},"{KEY}":{"value":"{SECRET}"},"targetId":{"value":"42e26112-838c-471b-b09f-958e640e9303"}}}}}"#,
+                false,
+            ),
+            (r#"{"client_id":"app-one","{KEY}":"{SECRET}","scope":"https://api.powerplatform.com/.default"}"#, false),
+            (
+                r#"{"values":{"tokenRunOwnerCert:clientCertificateSecret":{"value":{"{KEY}":"{SECRET}","password":""}},"username":{"value":"u"}}}"#,
+                false,
+            ),
+            (
+                "grant_type=client_credentials&client_id=app-one&{KEY}={SECRET}&scope=https%3A%2F%2Fapi.powerplatform.com%2F.default",
+                true,
+            ),
+        ];
+
+        #[derive(Debug, Clone)]
+        enum Corruption {
+            /// Cut at this fraction of the bytes after the value's first byte.
+            Truncate(f64),
+            Trailing(String),
+            /// Drop the n-th (modulo their count) brace or quote.
+            DropDelimiter(usize),
+            /// Insert a broken escape at this fraction of the body.
+            BrokenPercent(f64, &'static str),
+        }
+
+        fn corruption() -> impl Strategy<Value = Corruption> {
+            prop_oneof![
+                (0.0..=1.0f64).prop_map(Corruption::Truncate),
+                "[ -~]{1,12}".prop_map(Corruption::Trailing),
+                any::<usize>().prop_map(Corruption::DropDelimiter),
+                ((0.0..=1.0f64), prop_oneof![Just("%"), Just("%4"), Just("%G1"), Just("%%"), Just("%e2%82")])
+                    .prop_map(|(at, s)| Corruption::BrokenPercent(at, s)),
+            ]
+        }
+
+        /// A corrupted body; the corruptions keep the secret-named key and the value's first byte.
+        struct Body {
+            text: Vec<u8>,
+            key: std::ops::Range<usize>,
+            first: usize,
+            /// What the corruptions added: part of the request, so the secret shares nothing with it.
+            added: Vec<String>,
+        }
+
+        impl Body {
+            fn corrupt(&mut self, c: &Corruption) {
+                let at = |f: f64, lo: usize, hi: usize| lo + (((hi - lo) as f64) * f) as usize;
+                match c {
+                    Corruption::Truncate(f) => {
+                        let len = self.text.len();
+                        self.text.truncate(at(*f, self.first + 1, len));
+                    }
+                    Corruption::Trailing(s) => {
+                        self.text.extend_from_slice(s.as_bytes());
+                        self.added.push(s.clone());
+                    }
+                    Corruption::DropDelimiter(n) => {
+                        let delimiters: Vec<usize> =
+                            (0..self.text.len()).filter(|&i| b"{}\"".contains(&self.text[i])).collect();
+                        if let Some(&i) = delimiters.get(n % delimiters.len().max(1)) {
+                            self.text.remove(i);
+                            if i < self.key.start {
+                                self.key = self.key.start - 1..self.key.end - 1;
+                            }
+                            if i < self.first {
+                                self.first -= 1;
+                            }
+                        }
+                    }
+                    Corruption::BrokenPercent(f, s) => {
+                        let i = at(*f, 0, self.text.len());
+                        // Inside or against the key it would no longer be that key.
+                        if (self.key.start..=self.key.end).contains(&i) {
+                            return;
+                        }
+                        self.text.splice(i..i, s.bytes());
+                        if i < self.key.start {
+                            self.key = self.key.start + s.len()..self.key.end + s.len();
+                        }
+                        if i <= self.first {
+                            self.first += s.len();
+                        }
+                        self.added.push((*s).to_owned());
+                    }
+                }
+            }
+        }
+
+        fn pieces(secret: &str) -> impl Iterator<Item = &str> {
+            (0..=secret.len() - 6).map(move |i| &secret[i..i + 6])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn no_piece_of_a_secret_after_a_secret_named_key_survives_any_corruption(
+                secret in "[A-Za-z0-9~!#%*+-]{12,40}",
+                key in proptest::sample::select(SECRET_NAMES),
+                template in proptest::sample::select(TEMPLATES),
+                encode in any::<bool>(),
+                content_type in proptest::sample::select(&["application/json", "application/x-www-form-urlencoded", "text/plain"][..]),
+                known_secret in any::<bool>(),
+                corruptions in proptest::collection::vec(corruption(), 1..4),
+            ) {
+                let (template, form) = template;
+                let written = if form && encode {
+                    serde_urlencoded::to_string([("v", secret.as_str())]).unwrap()[2..].to_owned()
+                } else {
+                    secret.clone()
+                };
+                let (before, after) = template.split_once("{SECRET}").unwrap();
+                let before = before.replace("{KEY}", key);
+                let key_start = before.rfind(key).unwrap();
+                let mut body = Body {
+                    text: format!("{before}{written}{after}").into_bytes(),
+                    key: key_start..key_start + key.len(),
+                    first: before.len(),
+                    added: Vec::new(),
+                };
+                for c in &corruptions {
+                    body.corrupt(c);
+                }
+                let rest = [before.as_str(), after, FIXED_WORDS].into_iter().chain(body.added.iter().map(String::as_str));
+                let rest: Vec<&str> = rest.collect();
+                prop_assume!(pieces(&secret).all(|p| rest.iter().all(|r| !r.contains(p))));
+
+                let r = Redactor::new();
+                let known = if known_secret { vec![("password", secret.clone())] } else { Vec::new() };
+                let mut x = exchange("/c", "", "", "");
+                x.body = (Some(content_type.into()), body.text.clone());
+                x.response = (
+                    Some("application/json".into()),
+                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec(),
+                );
+                let e = r.record(x, &known, 1, "default", "t".into());
+
+                let raw = serde_json::to_string(&e).unwrap();
+                let normalised = serde_json::to_string(&normalise(&serde_json::to_value(&e).unwrap())).unwrap();
+                let sent = String::from_utf8_lossy(&body.text);
+                for p in pieces(&secret) {
+                    prop_assert!(!raw.contains(p), "raw journal holds {p:?} of {secret:?}\nsent: {sent}\njournal: {}", e.body);
+                    prop_assert!(!normalised.contains(p), "normalised journal holds {p:?}\nsent: {sent}\njournal: {normalised}");
+                }
+                prop_assert!(raw.contains("<redacted:"), "sent: {sent}\njournal: {}", e.body);
+                prop_assert!(e.leaks.is_empty(), "a secret in its field is no leak: {:?}\nsent: {sent}", e.leaks);
+            }
+        }
     }
 }

@@ -171,7 +171,7 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
             "fixture": sb.fixture.name,
             "clock": clock_view(sb),
             "settings": sb.settings,
-            "journal": { "entries": sb.journal.entries().count(), "evicted": sb.journal.evicted(), "capacity": sb.journal.capacity() },
+            "journal": { "entries": sb.journal.entries().count(), "evicted": sb.journal.evicted(), "leaks": sb.journal.leaks(), "capacity": sb.journal.capacity() },
             "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
             "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
             "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
@@ -222,7 +222,7 @@ async fn get_journal(
             ));
         }
     };
-    let (entries, evicted, capacity) = {
+    let (entries, evicted, leaks, capacity) = {
         let reg = app.registry();
         let sb = reg.get(&route.sandbox)?;
         let entries: Vec<Value> = sb
@@ -239,13 +239,13 @@ async fn get_journal(
             })
             .filter_map(|e| serde_json::to_value(e).ok())
             .collect();
-        (entries, sb.journal.evicted(), sb.journal.capacity())
+        (entries, sb.journal.evicted(), sb.journal.leaks(), sb.journal.capacity())
     };
     // Normalising happens outside the lock: it is the slowest thing here.
     let entries = if normalised { crate::normalise::normalise_all(&entries) } else { entries };
     Ok(json(
         StatusCode::OK,
-        json!({ "sandbox": route.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": evicted, "capacity": capacity, "entries": entries }),
+        json!({ "sandbox": route.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": evicted, "leaks": leaks, "capacity": capacity, "entries": entries }),
     ))
 }
 

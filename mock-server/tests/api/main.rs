@@ -16,4 +16,5 @@ mod journal;
 mod newcomer;
 mod routing;
 mod rules;
+mod secrets;
 mod token_checks;
