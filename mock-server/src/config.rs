@@ -37,6 +37,12 @@ pub struct Cli {
     /// Journal entries kept per sandbox.
     #[arg(long, env = "MOCK_JOURNAL_CAPACITY", default_value_t = crate::journal::DEFAULT_CAPACITY)]
     pub journal_capacity: usize,
+    /// Journal bytes kept per sandbox, counted at stored size (oldest entries evicted first).
+    #[arg(long, env = "MOCK_JOURNAL_BYTES", default_value_t = crate::journal::DEFAULT_SANDBOX_BYTES, value_name = "BYTES")]
+    pub journal_bytes: usize,
+    /// Journal bytes kept over all sandboxes; a sandbox over it evicts its own oldest entries.
+    #[arg(long, env = "MOCK_JOURNAL_TOTAL_BYTES", default_value_t = crate::journal::DEFAULT_TOTAL_BYTES, value_name = "BYTES")]
+    pub journal_total_bytes: usize,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG works too.
     #[arg(long, env = "MOCK_LOG", default_value = "mock_server=info")]
     pub log: String,

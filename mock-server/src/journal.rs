@@ -26,6 +26,8 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 pub struct JournalEntry {
     /// Sequence number within the sandbox (survives eviction, so gaps show what was evicted).
     pub seq: u64,
+    /// Always `request` (events are [`EventEntry`]).
+    pub kind: EntryKind,
     /// The sandbox the request belongs to.
     pub sandbox: String,
     /// Which surface answered (`identity`, `powerplatform`, `dataverse`, `bap`, `runtime`, `unknown`).
@@ -143,6 +145,28 @@ impl Redactor {
         Self { key }
     }
 
+    /// A redacted body as stored: itself up to [`MAX_STORED_BODY`] bytes of JSON, else
+    /// `{"$truncated": {"length", "hash", "head"}}` (mock-defined), where `head` is the first
+    /// [`STORED_HEAD`] bytes of the redacted JSON text and `hash` a keyed hash of all of it.
+    /// Redaction has already happened, so the cut cannot expose a secret.
+    fn bounded(&self, body: Value) -> Value {
+        let text = match &body {
+            Value::Null => return body,
+            Value::String(s) if s.len() <= MAX_STORED_BODY => return body,
+            Value::String(s) => s.clone(),
+            other => {
+                let text = other.to_string();
+                if text.len() <= MAX_STORED_BODY {
+                    return body;
+                }
+                text
+            }
+        };
+        let tag = aws_lc_rs::hmac::sign(&self.key, text.as_bytes());
+        let hash: String = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::json!({ "$truncated": { "length": text.len(), "hash": hash, "head": head(&text, STORED_HEAD) } })
+    }
+
     /// The placeholder for a secret value.
     pub fn mark(&self, kind: &str, value: &str) -> String {
         let tag = aws_lc_rs::hmac::sign(&self.key, value.as_bytes());
@@ -193,10 +217,11 @@ impl Redactor {
             };
             headers.insert(name, Value::String(v));
         }
-        let body = scan.body(x.body.0.as_deref(), &x.body.1, "body");
-        let response = scan.body(x.response.0.as_deref(), &x.response.1, "response");
+        let body = self.bounded(scan.body(x.body.0.as_deref(), &x.body.1, "body"));
+        let response = self.bounded(scan.body(x.response.0.as_deref(), &x.response.1, "response"));
         JournalEntry {
             seq,
+            kind: EntryKind::Request,
             sandbox: sandbox.to_owned(),
             surface: x.surface.to_owned(),
             environment: None,
@@ -317,7 +342,7 @@ impl Scan<'_> {
             return v;
         }
         match std::str::from_utf8(bytes) {
-            Ok(text) => Value::String(truncated(self.lenient(text, at), text.len())),
+            Ok(text) => Value::String(self.lenient(text, at)),
             // A binary body may be a certificate: nothing of it is kept.
             Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
         }
@@ -329,7 +354,7 @@ impl Scan<'_> {
     fn form(&mut self, text: &str, at: &str) -> Value {
         let pairs = form_pairs(text);
         if !pairs.iter().all(|(k, _)| is_plain_name(k)) {
-            return Value::String(truncated(self.lenient(text, at), text.len()));
+            return Value::String(self.lenient(text, at));
         }
         let mut map = Map::new();
         for (k, v) in pairs {
@@ -448,14 +473,19 @@ fn is_plain_name(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.$:@[]".contains(c))
 }
 
-/// Text bodies are kept up to 64 KiB: cut after redaction, so that no cut splits a secret
-/// out of its mark, and never inside a mark. `len` is the body's length as sent.
-fn truncated(s: String, len: usize) -> String {
-    const MAX_TEXT: usize = 64 * 1024;
-    if s.len() <= MAX_TEXT {
+/// A stored body larger than this (its redacted JSON form) keeps only a head, its length and
+/// a keyed hash (DECISIONS, Journal).
+pub const MAX_STORED_BODY: usize = 16 * 1024;
+/// How much of such a body is kept.
+pub const STORED_HEAD: usize = 4 * 1024;
+
+/// The first `max` bytes of `s`, cut on a character boundary and never inside a mark, so no
+/// piece of a secret is left outside its `<redacted:…>`.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
         return s;
     }
-    let mut cut = MAX_TEXT;
+    let mut cut = max;
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -464,7 +494,7 @@ fn truncated(s: String, len: usize) -> String {
     {
         cut = open;
     }
-    format!("{}… ({len} bytes in all)", &s[..cut])
+    &s[..cut]
 }
 
 /// Splits `a=1&b=2` into decoded pairs. Invalid encodings are kept as written.
@@ -480,12 +510,194 @@ pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     })
 }
 
-/// A bounded journal.
+/// What an entry records: a request to an emulated surface, or something the mock did on its
+/// own (run transitions, callback attempts, fault hits, Retry-After verdicts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A request and its answer.
+    Request,
+    /// Something that happened without a request.
+    Event,
+}
+
+impl EntryKind {
+    /// The name in the journal and its `kind=` filter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Event => "event",
+        }
+    }
+}
+
+/// An event entry: what happened, with its details.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEntry {
+    /// Sequence number within the sandbox, shared with requests.
+    pub seq: u64,
+    /// Always `event`.
+    pub kind: EntryKind,
+    /// The sandbox it happened in.
+    pub sandbox: String,
+    /// The sandbox's virtual time when it happened.
+    pub virtual_time: String,
+    /// Milliseconds since the server started, on a monotonic clock.
+    pub real_ms: u64,
+    /// What happened (`run.queued`, `callback.attempt`, …).
+    pub event: String,
+    /// Its details, redacted like a body.
+    pub detail: Value,
+}
+
+/// Limits of every journal of a server: entries and bytes per sandbox, and bytes over all
+/// sandboxes (DECISIONS, Journal). Cheap to clone; the clones share the global count.
+#[derive(Debug, Clone)]
+pub struct JournalLimits {
+    /// Entries kept per sandbox.
+    pub entries: usize,
+    /// Bytes kept per sandbox, counted at stored size.
+    pub bytes: usize,
+    /// Bytes kept over all sandboxes.
+    pub total_bytes: usize,
+    total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Default bytes kept per sandbox.
+pub const DEFAULT_SANDBOX_BYTES: usize = 16 * 1024 * 1024;
+/// Default bytes kept over all sandboxes.
+pub const DEFAULT_TOTAL_BYTES: usize = 48 * 1024 * 1024;
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY, DEFAULT_SANDBOX_BYTES, DEFAULT_TOTAL_BYTES)
+    }
+}
+
+impl JournalLimits {
+    /// Limits with a fresh global count (one per server).
+    pub fn new(entries: usize, bytes: usize, total_bytes: usize) -> Self {
+        Self { entries: entries.max(1), bytes, total_bytes, total: Default::default() }
+    }
+
+    /// Bytes stored over all journals sharing these limits.
+    pub fn total_stored(&self) -> usize {
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The fields the journal's filters read, kept beside the stored JSON.
+#[derive(Debug)]
+struct Stored {
+    seq: u64,
+    kind: EntryKind,
+    request: Option<RequestFacts>,
+    /// The entry as JSON text: what reads return, and compact.
+    json: Box<str>,
+}
+
+#[derive(Debug)]
+struct RequestFacts {
+    method: String,
+    path: String,
+    surface: String,
+    environment: Option<String>,
+    status: u16,
+}
+
+impl Stored {
+    /// The bytes this entry counts for.
+    fn size(&self) -> usize {
+        let facts = self.request.as_ref().map_or(0, |r| {
+            r.method.len() + r.path.len() + r.surface.len() + r.environment.as_ref().map_or(0, String::len)
+        });
+        std::mem::size_of::<Self>() + self.json.len() + facts
+    }
+}
+
+/// What a journal read asks for. Every field is optional; filters of requests (`method`,
+/// `path`, `surface`, `environment`, `status`) leave events out.
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
+    /// Entries with a `seq` above this.
+    pub since: Option<u64>,
+    /// At most this many (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
+    pub limit: Option<usize>,
+    /// `request` or `event`.
+    pub kind: Option<EntryKind>,
+    /// Request method, any case.
+    pub method: Option<String>,
+    /// Path prefix, as sent.
+    pub path: Option<String>,
+    /// Surface name.
+    pub surface: Option<String>,
+    /// Environment id, any case.
+    pub environment: Option<String>,
+    /// Response status.
+    pub status: Option<u16>,
+}
+
+/// Entries per page unless asked.
+pub const DEFAULT_PAGE: usize = 1000;
+/// The largest page.
+pub const MAX_PAGE: usize = 10_000;
+
+impl JournalFilter {
+    fn matches(&self, e: &Stored) -> bool {
+        if self.since.is_some_and(|s| e.seq <= s) || self.kind.is_some_and(|k| e.kind != k) {
+            return false;
+        }
+        let asks_request = self.method.is_some()
+            || self.path.is_some()
+            || self.surface.is_some()
+            || self.environment.is_some()
+            || self.status.is_some();
+        let Some(r) = &e.request else { return !asks_request };
+        self.method.as_deref().is_none_or(|m| r.method.eq_ignore_ascii_case(m))
+            && self.path.as_deref().is_none_or(|p| r.path.starts_with(p))
+            && self.surface.as_deref().is_none_or(|s| r.surface == s)
+            && self
+                .environment
+                .as_deref()
+                .is_none_or(|env| r.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
+            && self.status.is_none_or(|s| r.status == s)
+    }
+}
+
+/// One page of a journal read.
+#[derive(Debug)]
+pub struct JournalPage {
+    /// The entries, oldest first, as JSON text.
+    pub entries: Vec<Box<serde_json::value::RawValue>>,
+    /// The `since` of the next page; `None` at the end.
+    pub next: Option<u64>,
+}
+
+/// Evictions since the last clear, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Evictions {
+    /// Requests evicted.
+    pub request: u64,
+    /// Events evicted.
+    pub event: u64,
+}
+
+impl Evictions {
+    /// All evictions.
+    pub fn total(&self) -> u64 {
+        self.request + self.event
+    }
+}
+
+/// A sandbox's journal, bounded in entries and bytes. Entries are stored as JSON text: a
+/// read returns them as they are, and text is several times smaller than a `Value` tree.
 #[derive(Debug)]
 pub struct Journal {
-    entries: VecDeque<JournalEntry>,
-    capacity: usize,
-    evicted: u64,
+    entries: VecDeque<Stored>,
+    limits: JournalLimits,
+    bytes: usize,
+    evicted: Evictions,
     /// Entries flagged with a leak since the last clear (evicted ones included).
     leaks: u64,
     next_seq: u64,
@@ -493,14 +705,25 @@ pub struct Journal {
 
 impl Default for Journal {
     fn default() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::new(JournalLimits::default())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.limits.total.fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Journal {
-    /// A journal keeping at most `capacity` entries.
+    /// An empty journal within `limits`.
+    pub fn new(limits: JournalLimits) -> Self {
+        Self { entries: VecDeque::new(), limits, bytes: 0, evicted: Evictions::default(), leaks: 0, next_seq: 1 }
+    }
+
+    /// A journal keeping at most `capacity` entries, with the default byte limits.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { entries: VecDeque::new(), capacity: capacity.max(1), evicted: 0, leaks: 0, next_seq: 1 }
+        Self::new(JournalLimits::new(capacity, DEFAULT_SANDBOX_BYTES, DEFAULT_TOTAL_BYTES))
     }
 
     /// The number the next entry will get.
@@ -510,25 +733,97 @@ impl Journal {
         s
     }
 
-    /// Appends, evicting the oldest entry when full.
+    /// Appends a request entry, evicting the oldest entries while over a limit.
     pub fn push(&mut self, e: JournalEntry) {
-        if self.entries.len() >= self.capacity {
-            self.entries.pop_front();
-            self.evicted += 1;
-        }
         if !e.leaks.is_empty() {
             self.leaks += 1;
         }
-        self.entries.push_back(e);
+        let request = RequestFacts {
+            method: e.method.clone(),
+            path: e.path.clone(),
+            surface: e.surface.clone(),
+            environment: e.environment.clone(),
+            status: e.status,
+        };
+        self.store(e.seq, EntryKind::Request, Some(request), serde_json::to_string(&e));
     }
 
-    /// Entries, oldest first.
-    pub fn entries(&self) -> impl Iterator<Item = &JournalEntry> {
-        self.entries.iter()
+    /// Appends an event entry.
+    pub fn push_event(&mut self, e: EventEntry) {
+        self.store(e.seq, EntryKind::Event, None, serde_json::to_string(&e));
     }
 
-    /// How many entries were evicted since the last clear.
-    pub fn evicted(&self) -> u64 {
+    fn store(&mut self, seq: u64, kind: EntryKind, request: Option<RequestFacts>, json: serde_json::Result<String>) {
+        // Serialising plain data cannot fail; an entry that somehow did is not worth a panic.
+        let Ok(json) = json else { return };
+        let stored = Stored { seq, kind, request, json: json.into_boxed_str() };
+        let size = stored.size();
+        self.bytes += size;
+        self.limits.total.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        self.entries.push_back(stored);
+        // The newest entry always stays: a journal that drops what just happened is useless.
+        while self.entries.len() > 1
+            && (self.entries.len() > self.limits.entries
+                || self.bytes > self.limits.bytes
+                || self.limits.total_stored() > self.limits.total_bytes)
+        {
+            self.evict_oldest();
+        }
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(old) = self.entries.pop_front() {
+            let size = old.size();
+            self.bytes -= size;
+            self.limits.total.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+            match old.kind {
+                EntryKind::Request => self.evicted.request += 1,
+                EntryKind::Event => self.evicted.event += 1,
+            }
+        }
+    }
+
+    /// One page of the entries `filter` selects, oldest first.
+    pub fn page(&self, filter: &JournalFilter) -> JournalPage {
+        let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let mut matching = self.matching(filter);
+        let picked: Vec<&Stored> = matching.by_ref().take(limit).collect();
+        let next = if matching.next().is_some() { picked.last().map(|e| e.seq) } else { None };
+        let entries = picked
+            .into_iter()
+            .filter_map(|e| serde_json::value::RawValue::from_string(e.json.to_string()).ok())
+            .collect();
+        JournalPage { entries, next }
+    }
+
+    /// How many entries `filter` selects (its `limit` aside).
+    pub fn count(&self, filter: &JournalFilter) -> usize {
+        self.matching(filter).count()
+    }
+
+    fn matching<'a>(&'a self, filter: &'a JournalFilter) -> impl Iterator<Item = &'a Stored> + 'a {
+        // Entries are in `seq` order: skip straight to `since`.
+        let start = filter.since.map_or(0, |s| self.entries.partition_point(|e| e.seq <= s));
+        self.entries.range(start..).filter(move |e| filter.matches(e))
+    }
+
+    /// Entries kept now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes it holds, counted at stored size.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Evictions since the last clear, per kind.
+    pub fn evicted(&self) -> Evictions {
         self.evicted
     }
 
@@ -537,15 +832,17 @@ impl Journal {
         self.leaks
     }
 
-    /// The capacity.
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// Its limits.
+    pub fn limits(&self) -> &JournalLimits {
+        &self.limits
     }
 
     /// Empties the journal (sequence numbers keep counting).
     pub fn clear(&mut self) {
+        self.limits.total.fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
         self.entries.clear();
-        self.evicted = 0;
+        self.bytes = 0;
+        self.evicted = Evictions::default();
         self.leaks = 0;
     }
 }
@@ -621,16 +918,89 @@ mod tests {
         assert_eq!(e.body["values"]["username"]["value"], "u");
     }
 
+    fn seqs(page: &JournalPage) -> Vec<u64> {
+        page.entries.iter().map(|e| serde_json::from_str::<Value>(e.get()).unwrap()["seq"].as_u64().unwrap()).collect()
+    }
+
+    fn push_request(j: &mut Journal, r: &Redactor, path: &str, body: &str) {
+        let seq = j.next_seq();
+        j.push(r.record(exchange(path, "", body, ""), &[], seq, "default", "t".into()));
+    }
+
+    fn push_event(j: &mut Journal, name: &str) {
+        let seq = j.next_seq();
+        let e = EventEntry {
+            seq,
+            kind: EntryKind::Event,
+            sandbox: "default".into(),
+            virtual_time: "t".into(),
+            real_ms: 0,
+            event: name.into(),
+            detail: Value::Null,
+        };
+        j.push_event(e);
+    }
+
     #[test]
-    fn the_journal_is_bounded_and_counts_evictions() {
+    fn the_journal_is_bounded_in_entries_and_counts_evictions_per_kind() {
         let r = Redactor::new();
         let mut j = Journal::with_capacity(2);
+        push_event(&mut j, "run.queued");
         for _ in 0..3 {
-            let seq = j.next_seq();
-            j.push(r.record(exchange("/x", "", "", ""), &[], seq, "default", "t".into()));
+            push_request(&mut j, &r, "/x", "");
         }
-        assert_eq!(j.entries().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(j.evicted(), 1);
+        assert_eq!(seqs(&j.page(&JournalFilter::default())), vec![3, 4]);
+        assert_eq!(j.evicted(), Evictions { request: 1, event: 1 });
+    }
+
+    #[test]
+    fn the_journal_is_bounded_in_bytes_per_sandbox_and_over_all() {
+        let r = Redactor::new();
+        let body = format!("{{\"note\":\"{}\"}}", "x".repeat(1000));
+        let limits = JournalLimits::new(10_000, 20_000, 30_000);
+        let (mut a, mut b) = (Journal::new(limits.clone()), Journal::new(limits.clone()));
+        for _ in 0..100 {
+            push_request(&mut a, &r, "/a", &body);
+        }
+        assert!(a.bytes() <= 20_000 && a.len() < 100 && a.evicted().request > 0, "{} bytes", a.bytes());
+        for _ in 0..100 {
+            push_request(&mut b, &r, "/b", &body);
+        }
+        assert!(limits.total_stored() <= 30_000, "{} bytes over all", limits.total_stored());
+        assert_eq!(limits.total_stored(), a.bytes() + b.bytes());
+        drop(a);
+        assert_eq!(limits.total_stored(), b.bytes(), "a dropped journal gives its bytes back");
+        b.clear();
+        assert_eq!(limits.total_stored(), 0);
+    }
+
+    #[test]
+    fn pages_follow_since_and_limit_to_the_end_and_filters_count() {
+        let r = Redactor::new();
+        let mut j = Journal::default();
+        for i in 0..25 {
+            push_request(&mut j, &r, if i % 2 == 0 { "/even" } else { "/odd" }, "");
+        }
+        push_event(&mut j, "run.started");
+        let mut filter = JournalFilter { limit: Some(10), ..Default::default() };
+        let mut all = Vec::new();
+        loop {
+            let page = j.page(&filter);
+            all.extend(seqs(&page));
+            match page.next {
+                Some(next) => filter.since = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(all, (1..=26).collect::<Vec<_>>());
+        let even = JournalFilter { path: Some("/even".into()), ..Default::default() };
+        assert_eq!(j.count(&even), 13);
+        let events = JournalFilter { kind: Some(EntryKind::Event), ..Default::default() };
+        assert_eq!(seqs(&j.page(&events)), vec![26]);
+        let posts = JournalFilter { method: Some("post".into()), ..Default::default() };
+        assert_eq!(j.count(&posts), 25, "a request filter leaves events out");
+        let exact = JournalFilter { limit: Some(26), ..Default::default() };
+        assert_eq!(j.page(&exact).next, None, "a page that ends with the last entry has no next");
     }
 
     /// The body an exchange was journaled with, as text.
@@ -722,17 +1092,33 @@ mod tests {
     }
 
     #[test]
-    fn a_text_body_is_cut_after_redaction_and_never_inside_a_mark() {
+    fn a_large_body_is_stored_as_a_head_its_length_and_a_keyed_hash_cut_after_redaction() {
         let r = Redactor::new();
-        let body = format!("{} password=Qz7~vK2#mW9+tR4!xB and more", "x".repeat(64 * 1024 - 20));
-        let e = journaled_body(&r, "text/plain", &body, &[]);
-        let text = e.body.as_str().unwrap();
-        assert!(!text.contains("Qz7~vK"));
-        assert!(
-            !text.contains("<redacted:") || text.contains(&r.mark("password", "Qz7~vK2#mW9+tR4!xB")),
-            "no half mark"
+        // The mark of the password straddles the head's end: the cut must come before it.
+        let body = format!(
+            "{} password=Qz7~vK2#mW9+tR4!xB\nand more {}",
+            "x".repeat(STORED_HEAD - 20),
+            "y".repeat(MAX_STORED_BODY)
         );
-        assert!(text.ends_with(&format!("… ({} bytes in all)", body.len())), "{}", &text[text.len() - 60..]);
+        let e = journaled_body(&r, "text/plain", &body, &[]);
+        let t = &e.body["$truncated"];
+        let head = t["head"].as_str().unwrap();
+        assert!(!e.body.to_string().contains("Qz7~vK"));
+        assert!(
+            head.len() <= STORED_HEAD && !head.contains("<redacted:p"),
+            "no half mark: {}",
+            &head[head.len() - 40..]
+        );
+        assert!(t["length"].as_u64().unwrap() > MAX_STORED_BODY as u64);
+        let again = journaled_body(&r, "text/plain", &body, &[]);
+        assert_eq!(again.body["$truncated"]["hash"], t["hash"], "equal bodies, equal hashes");
+        let json = format!(
+            "{{\"values\":{{\"password\":\"Qz7~vK2#mW9+tR4!xB\"}},\"zpad\":\"{}\"}}",
+            "z".repeat(MAX_STORED_BODY)
+        );
+        let e = journaled_body(&r, "application/json", &json, &[]);
+        let head = e.body["$truncated"]["head"].as_str().unwrap();
+        assert!(head.contains("<redacted:password:") && !head.contains("Qz7~vK"), "{head}");
     }
 
     mod unparsable_bodies {

@@ -30,6 +30,8 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .http(SocketAddr::new(cli.bind, cli.port))
         .https((!cli.no_tls).then_some(SocketAddr::new(cli.bind, cli.https_port)))
         .journal_capacity(cli.journal_capacity)
+        .journal_bytes(cli.journal_bytes)
+        .journal_total_bytes(cli.journal_total_bytes)
         .header_timeout(Duration::from_secs(cli.header_timeout))
         .body_timeout(Duration::from_secs(cli.body_timeout))
         .idle_timeout(Duration::from_secs(cli.idle_timeout));

@@ -6,7 +6,7 @@
 use crate::domain::clock::{ClockMode, VirtualClock};
 use crate::domain::id_gen::IdGenerator;
 use crate::domain::world::World;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalLimits};
 use fixtures::{FixtureError, WorldFile};
 use std::collections::BTreeMap;
 
@@ -54,7 +54,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A sandbox from a validated fixture.
-    pub fn new(name: &str, fixture: WorldFile, seed: u16, journal_capacity: usize) -> Result<Self, FixtureError> {
+    pub fn new(name: &str, fixture: WorldFile, seed: u16, journal: JournalLimits) -> Result<Self, FixtureError> {
         let world = World::from_fixture(&fixture.name, &fixture)?;
         Ok(Self {
             name: name.to_owned(),
@@ -62,7 +62,7 @@ impl Sandbox {
             fixture,
             world,
             clock: VirtualClock::default(),
-            journal: Journal::with_capacity(journal_capacity),
+            journal: Journal::new(journal),
             ids: IdGenerator::sequential(seed),
             settings: Settings::default(),
             seed,
@@ -131,16 +131,17 @@ pub enum SandboxError {
 #[derive(Debug)]
 pub struct Registry {
     sandboxes: BTreeMap<String, Sandbox>,
-    journal_capacity: usize,
+    journal_limits: JournalLimits,
     next_seed: u16,
 }
 
 impl Registry {
     /// A registry whose `default` sandbox holds `fixture`.
-    pub fn new(fixture: WorldFile, journal_capacity: usize) -> Result<Self, FixtureError> {
+    pub fn new(fixture: WorldFile, journal_limits: JournalLimits) -> Result<Self, FixtureError> {
         let mut sandboxes = BTreeMap::new();
-        sandboxes.insert(DEFAULT_SANDBOX.to_owned(), Sandbox::new(DEFAULT_SANDBOX, fixture, 0, journal_capacity)?);
-        Ok(Self { sandboxes, journal_capacity, next_seed: 1 })
+        sandboxes
+            .insert(DEFAULT_SANDBOX.to_owned(), Sandbox::new(DEFAULT_SANDBOX, fixture, 0, journal_limits.clone())?);
+        Ok(Self { sandboxes, journal_limits, next_seed: 1 })
     }
 
     /// A sandbox by name.
@@ -163,7 +164,7 @@ impl Registry {
         self.check_unique(&fixture, Some(name))?;
         let old = self.get(name)?;
         let (seed, incarnation) = (old.seed, old.incarnation.clone());
-        let sandbox = Sandbox { incarnation, ..Sandbox::new(name, fixture, seed, self.journal_capacity)? };
+        let sandbox = Sandbox { incarnation, ..Sandbox::new(name, fixture, seed, self.journal_limits.clone())? };
         self.sandboxes.insert(name.to_owned(), sandbox);
         Ok(())
     }
@@ -195,7 +196,7 @@ impl Registry {
         self.check_unique(&fixture, None)?;
         let seed = self.next_seed;
         self.next_seed = self.next_seed.wrapping_add(1);
-        let sandbox = Sandbox::new(&name, fixture, seed, self.journal_capacity)?;
+        let sandbox = Sandbox::new(&name, fixture, seed, self.journal_limits.clone())?;
         self.sandboxes.insert(name.clone(), sandbox);
         self.get(&name)
     }
@@ -377,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_sandbox_from_the_template_shares_no_tenant_environment_or_org_with_default() {
-        let mut r = Registry::new(fixtures::default_world(), 10).unwrap();
+        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         let sb = r.create(Some("team-a"), &fixtures::default_world()).unwrap();
         let t = sb.world.tenants[0].id.to_string();
         let org = sb.world.environments[0].org.clone();
@@ -404,7 +405,7 @@ mod tests {
 
     #[test]
     fn reset_and_load_keep_the_incarnation_and_a_new_sandbox_of_the_same_name_gets_another() {
-        let mut r = Registry::new(fixtures::default_world(), 10).unwrap();
+        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         let first = r.create(Some("x"), &fixtures::default_world()).unwrap().incarnation().to_owned();
         r.get_mut("x").unwrap().reset();
         assert_eq!(r.get("x").unwrap().incarnation(), first);
@@ -418,7 +419,7 @@ mod tests {
 
     #[test]
     fn loading_a_world_that_clashes_with_another_sandbox_is_refused() {
-        let mut r = Registry::new(fixtures::default_world(), 10).unwrap();
+        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         r.create(Some("b"), &fixtures::default_world()).unwrap();
         let clash = instantiate(&fixtures::default_world(), "b");
         assert!(r.load(DEFAULT_SANDBOX, clash).is_err());

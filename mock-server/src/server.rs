@@ -374,7 +374,7 @@ pub struct MockServerBuilder {
     https: Option<SocketAddr>,
     ca_dir: Option<PathBuf>,
     signing_key_pem: Option<String>,
-    journal_capacity: usize,
+    journal: (usize, usize, usize),
     timeouts: Timeouts,
 }
 
@@ -386,7 +386,11 @@ impl Default for MockServerBuilder {
             https: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ca_dir: None,
             signing_key_pem: None,
-            journal_capacity: crate::journal::DEFAULT_CAPACITY,
+            journal: (
+                crate::journal::DEFAULT_CAPACITY,
+                crate::journal::DEFAULT_SANDBOX_BYTES,
+                crate::journal::DEFAULT_TOTAL_BYTES,
+            ),
             timeouts: Timeouts::default(),
         }
     }
@@ -423,9 +427,21 @@ impl MockServerBuilder {
         self
     }
 
-    /// Journal entries kept per sandbox.
+    /// Journal entries kept per sandbox (default 10 000).
     pub fn journal_capacity(mut self, n: usize) -> Self {
-        self.journal_capacity = n;
+        self.journal.0 = n;
+        self
+    }
+
+    /// Journal bytes kept per sandbox, counted at stored size (default 16 MiB).
+    pub fn journal_bytes(mut self, n: usize) -> Self {
+        self.journal.1 = n;
+        self
+    }
+
+    /// Journal bytes kept over all sandboxes (default 48 MiB).
+    pub fn journal_total_bytes(mut self, n: usize) -> Self {
+        self.journal.2 = n;
         self
     }
 
@@ -450,7 +466,8 @@ impl MockServerBuilder {
     /// Binds and starts serving.
     pub async fn start(self) -> Result<MockServer, StartError> {
         let fixture = self.fixture.unwrap_or_else(fixtures::default_world);
-        let registry = Registry::new(fixture, self.journal_capacity)?;
+        let (entries, bytes, total) = self.journal;
+        let registry = Registry::new(fixture, crate::journal::JournalLimits::new(entries, bytes, total))?;
         let keys = match &self.signing_key_pem {
             Some(pem) => Keys::from_pkcs8_pem(pem).map_err(StartError::Key)?,
             None => Keys::fixed_test_key(),

@@ -171,7 +171,7 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
             "fixture": sb.fixture.name,
             "clock": clock_view(sb),
             "settings": sb.settings,
-            "journal": { "entries": sb.journal.entries().count(), "evicted": sb.journal.evicted(), "leaks": sb.journal.leaks(), "capacity": sb.journal.capacity() },
+            "journal": { "entries": sb.journal.len(), "bytes": sb.journal.bytes(), "evicted": sb.journal.evicted().total(), "evictedByKind": sb.journal.evicted(), "leaks": sb.journal.leaks(), "capacity": sb.journal.limits().entries },
             "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
             "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
             "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
@@ -201,10 +201,41 @@ struct JournalQuery {
     /// Prefix of the path as the client sent it.
     path: Option<String>,
     surface: Option<String>,
+    /// `request` or `event`.
+    kind: Option<crate::journal::EntryKind>,
+    status: Option<u16>,
     /// `raw` (default) or `normalised`.
     view: Option<String>,
     /// Only entries with `seq` greater than this.
     since: Option<u64>,
+    /// Page size (default 1000, at most 10 000).
+    limit: Option<usize>,
+    /// `true`: only `{"count": n}` for the filters given.
+    count: Option<bool>,
+}
+
+/// A page of the journal; raw entries go out as stored, without re-parsing.
+#[derive(serde::Serialize)]
+struct JournalAnswer<'a> {
+    sandbox: &'a str,
+    view: &'static str,
+    /// All evictions since the last clear; `evictedByKind` splits them.
+    evicted: u64,
+    #[serde(rename = "evictedByKind")]
+    evicted_by_kind: crate::journal::Evictions,
+    leaks: u64,
+    capacity: usize,
+    bytes: usize,
+    /// The `since` of the next page; `null` at the end.
+    next: Option<u64>,
+    entries: JournalEntries,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum JournalEntries {
+    Raw(Vec<Box<serde_json::value::RawValue>>),
+    Normalised(Vec<Value>),
 }
 
 async fn get_journal(
@@ -222,31 +253,51 @@ async fn get_journal(
             ));
         }
     };
-    let (entries, evicted, leaks, capacity) = {
-        let reg = app.registry();
-        let sb = reg.get(&route.sandbox)?;
-        let entries: Vec<Value> = sb
-            .journal
-            .entries()
-            .filter(|e| q.since.is_none_or(|s| e.seq > s))
-            .filter(|e| q.method.as_deref().is_none_or(|m| e.method.eq_ignore_ascii_case(m)))
-            .filter(|e| q.path.as_deref().is_none_or(|p| e.path.starts_with(p)))
-            .filter(|e| q.surface.as_deref().is_none_or(|s| e.surface == s))
-            .filter(|e| {
-                q.environment
-                    .as_deref()
-                    .is_none_or(|env| e.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
-            })
-            .filter_map(|e| serde_json::to_value(e).ok())
-            .collect();
-        (entries, sb.journal.evicted(), sb.journal.leaks(), sb.journal.capacity())
+    if q.limit.is_some_and(|l| l == 0 || l > crate::journal::MAX_PAGE) {
+        return Err(ApiError::bad_request(
+            "InvalidQueryParameter",
+            format!("The query parameter 'limit' must be 1 to {}.", crate::journal::MAX_PAGE),
+        ));
+    }
+    let filter = crate::journal::JournalFilter {
+        since: q.since,
+        limit: q.limit,
+        kind: q.kind,
+        method: q.method,
+        path: q.path,
+        surface: q.surface,
+        environment: q.environment,
+        status: q.status,
     };
+    let reg = app.registry();
+    let sb = reg.get(&route.sandbox)?;
+    if q.count == Some(true) {
+        return Ok(json(StatusCode::OK, json!({ "count": sb.journal.count(&filter) })));
+    }
+    let page = sb.journal.page(&filter);
+    let (evicted, leaks, capacity, bytes) =
+        (sb.journal.evicted(), sb.journal.leaks(), sb.journal.limits().entries, sb.journal.bytes());
+    drop(reg);
     // Normalising happens outside the lock: it is the slowest thing here.
-    let entries = if normalised { crate::normalise::normalise_all(&entries) } else { entries };
-    Ok(json(
-        StatusCode::OK,
-        json!({ "sandbox": route.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": evicted, "leaks": leaks, "capacity": capacity, "entries": entries }),
-    ))
+    let (view, entries) = if normalised {
+        let values: Vec<Value> = page.entries.iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect();
+        ("normalised", JournalEntries::Normalised(crate::normalise::normalise_all(&values)))
+    } else {
+        ("raw", JournalEntries::Raw(page.entries))
+    };
+    let answer = JournalAnswer {
+        sandbox: &route.sandbox,
+        view,
+        evicted: evicted.total(),
+        evicted_by_kind: evicted,
+        leaks,
+        capacity,
+        bytes,
+        next: page.next,
+        entries,
+    };
+    let body = serde_json::to_vec(&answer).map_err(|_| ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn delete_journal(

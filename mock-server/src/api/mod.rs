@@ -406,7 +406,8 @@ mod tests {
     }
 
     async fn answer_of(path: &str) -> (u16, serde_json::Value) {
-        let registry = crate::sandbox::Registry::new(fixtures::default_world(), 10).unwrap();
+        let registry =
+            crate::sandbox::Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         let state = AppState::new(registry, crate::tokens::Keys::fixed_test_key(), None);
         let surfaces = Router::new()
             .route("/dataverse/{org}/api/data/{version}/{*rest}", any(panicking))

@@ -94,3 +94,60 @@ async fn the_journal_is_bounded_and_reports_evictions() {
     assert_eq!(s, 204);
     assert_eq!(t.journal("").await["entries"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn the_journal_is_read_in_pages_counted_and_filtered_by_kind_and_status() {
+    // Arrange: 7 requests, 3 of them answered 404.
+    let t = spawn_server().await;
+    for _ in 0..3 {
+        t.client.get(format!("{}/nothing", t.http)).send().await.unwrap();
+    }
+    for _ in 0..4 {
+        t.token(TENANT, &cc_form(SP_APP_ID, SP_SECRET, PP_SCOPE)).await;
+    }
+    // Act: read to the end, three at a time.
+    let mut seqs = Vec::new();
+    let mut since = String::new();
+    loop {
+        let page = t.journal(&format!("limit=3{since}")).await;
+        seqs.extend(page["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()));
+        match page["next"].as_u64() {
+            Some(n) => since = format!("&since={n}"),
+            None => break,
+        }
+    }
+    // Assert
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert_eq!(t.journal("count=true").await, serde_json::json!({"count": 7}));
+    assert_eq!(t.journal("count=true&status=404").await["count"], 3);
+    assert_eq!(t.journal("count=true&kind=request").await["count"], 7);
+    assert_eq!(t.journal("count=true&kind=event").await["count"], 0);
+    let (s, e) = t.control(reqwest::Method::GET, "/_mock/journal?limit=0", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("InvalidQueryParameter")));
+    let (s, _) = t.control(reqwest::Method::GET, "/_mock/journal?kind=gossip", None).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn the_journal_is_bounded_in_bytes_and_keeps_large_bodies_as_a_head_and_a_hash() {
+    // Arrange: room for a few entries only.
+    let t = spawn_with(MockServer::builder().journal_bytes(12 * 1024)).await;
+    let big = format!("{{\"note\": \"{}\"}}", "n".repeat(40 * 1024));
+    // Act
+    for _ in 0..10 {
+        t.client
+            .post(format!("{}/nothing", t.http))
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    // Assert
+    let j = t.journal("").await;
+    assert!(j["bytes"].as_u64().unwrap() <= 12 * 1024, "{}", j["bytes"]);
+    assert!(j["evicted"].as_u64().unwrap() > 0 && j["evictedByKind"]["request"] == j["evicted"]);
+    let body = &j["entries"][0]["body"]["$truncated"];
+    assert_eq!(body["length"], big.len() - 1, "the redacted JSON form, re-serialised without the space");
+    assert_eq!(body["head"].as_str().unwrap().len(), 4 * 1024);
+}
