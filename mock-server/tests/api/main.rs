@@ -6,6 +6,7 @@ mod accounts_and_credentials;
 mod addressing;
 mod bad_input;
 mod bodies;
+mod concurrency;
 mod connections;
 mod control;
 mod dataverse;

@@ -40,7 +40,7 @@ pub(crate) fn relay(user: &str, password: &str, group: &str) -> Value {
     )
 }
 
-fn run_owner(user: &str, password: &str, group: &str, app: &str) -> Value {
+pub(crate) fn run_owner(user: &str, password: &str, group: &str, app: &str) -> Value {
     body(
         "azureRelayRunOwner",
         json!({
@@ -782,7 +782,7 @@ async fn silent_registration_makes_the_service_principal_the_owner_of_the_machin
 
 // ---- connection sharing ---------------------------------------------------------------------
 
-fn share_with(principal: &str, kind: &str, role: &str) -> Value {
+pub(crate) fn share_with(principal: &str, kind: &str, role: &str) -> Value {
     json!({ "put": [ { "properties": {
         "roleName": role, "capabilities": [],
         "principal": { "id": principal, "type": kind, "tenantId": null },
