@@ -91,7 +91,7 @@ async fn client(t: Arc<TestServer>, w: World, n: usize) -> Done {
     for round in 0..ROUNDS {
         let id = format!("00000000-0000-4000-8000-{n:06}{round:06}");
         // In the default sandbox half the clients make run-owner connections and share them.
-        let shared = w.sandbox == "default" && n % 2 == 0;
+        let shared = w.sandbox == "default" && n.is_multiple_of(2);
         let body = if shared { run_owner(&w.account.0, &w.account.1, &w.group, SP_APP_ID) } else { relay_in(&w) };
         let (s, c) = send(Method::PUT, url(&id, ""), Some(body.clone())).await;
         assert_eq!(s, 201, "{}: create {id}: {c}", w.sandbox);
