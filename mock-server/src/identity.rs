@@ -80,7 +80,7 @@ pub struct IssueContext<'a> {
     pub sandbox_incarnation: &'a str,
 }
 
-/// An identity error: an AADSTS code, the OAuth `error` string and the HTTP status.
+/// An identity error: an AADSTS code and the OAuth `error` string (the api layer picks the HTTP status).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     /// AADSTS90002.
@@ -188,14 +188,6 @@ impl IdentityError {
             Self::UnknownUser(..) | Self::InvalidPassword | Self::InvalidRefreshToken | Self::ExpiredRefreshToken => {
                 "invalid_grant"
             }
-        }
-    }
-
-    /// HTTP status: 401 for client authentication failures (RFC 6749 5.2), else 400.
-    pub fn status(&self) -> u16 {
-        match self.oauth_error() {
-            "invalid_client" => 401,
-            _ => 400,
         }
     }
 }
@@ -615,7 +607,7 @@ mod tests {
             &ctx(&keys),
         )
         .unwrap_err();
-        assert_eq!((e.aadsts(), e.oauth_error(), e.status()), (7_000_215, "invalid_client", 401));
+        assert_eq!((e.aadsts(), e.oauth_error()), (7_000_215, "invalid_client"));
     }
 
     #[test]
