@@ -397,25 +397,27 @@ async fn put_connection(
     let put: PutBody = json_body(&headers, &body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
     let parameters = parameters(put.properties.connection_parameters_set, put.properties.credential_id.as_deref())?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, body_env.as_deref())?;
-    let cmd = PutConnection {
-        environment,
-        connector: path.get("connector").cloned().unwrap_or_default(),
-        id,
-        body_environment: body_env,
-        display_name: put.properties.display_name,
-        parameters,
-    };
-    let (now, correlation) = (sb.clock.now(), sb.ids.next_id());
-    let (outcome, c) = sb.world.put_connection(&who, cmd, now, correlation)?;
-    let c = c.clone();
+    let connector = path.get("connector").cloned().unwrap_or_default();
+    let (outcome, out) = route.cell()?.apply(|st| -> Result<_, ApiError> {
+        let (environment, who) = scope(&st.world, &route, &path, &claims, body_env.as_deref())?;
+        let cmd = PutConnection {
+            environment,
+            connector,
+            id,
+            body_environment: body_env,
+            display_name: put.properties.display_name,
+            parameters,
+        };
+        // The connection keeps the correlation id of the request that set its credentials.
+        let (outcome, c) = st.world.put_connection(&who, cmd, st.clock.now(), route.correlation)?;
+        let c = c.clone();
+        Ok((outcome, connection_json(&st.world, &c, &route.origin)))
+    })?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
     };
-    Ok(json(status, connection_json(&sb.world, &c, &route.origin)))
+    Ok(json(status, out))
 }
 
 async fn get_connection(
@@ -439,12 +441,13 @@ fn read_one(
 ) -> Result<Response, ApiError> {
     let claims = admit(app, route, q, headers)?;
     let id = connection_id(path)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, route, path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, render(&sb.world, c)))
+    let out = route.cell()?.apply(|st| -> Result<_, ApiError> {
+        let (environment, who) = scope(&st.world, route, path, &claims, None)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        let c = st.world.connection(&who, &environment, connector, &id)?;
+        Ok(render(&st.world, c))
+    })?;
+    Ok(json(StatusCode::OK, out))
 }
 
 async fn delete_connection(
@@ -456,11 +459,11 @@ async fn delete_connection(
 ) -> Result<Response, ApiError> {
     let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    sb.world.delete_connection(&who, &environment, connector, &id)?;
+    route.cell()?.apply(|st| -> Result<_, ApiError> {
+        let (environment, who) = scope(&st.world, &route, &path, &claims, None)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        Ok(st.world.delete_connection(&who, &environment, connector, &id)?)
+    })?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -472,11 +475,11 @@ async fn list_connections(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = admit(&app, &route, &q, &headers)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let list = sb.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
-    let value: Vec<Value> = list.into_iter().map(|c| connection_json(&sb.world, c, &route.origin)).collect();
+    let value = route.cell()?.apply(|st| -> Result<Vec<Value>, ApiError> {
+        let (environment, who) = scope(&st.world, &route, &path, &claims, None)?;
+        let list = st.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
+        Ok(list.into_iter().map(|c| connection_json(&st.world, c, &route.origin)).collect())
+    })?;
     Ok(json(StatusCode::OK, json!({ "value": value })))
 }
 
@@ -584,11 +587,12 @@ async fn modify_permissions(
             .collect(),
         delete: m.delete.into_iter().map(|d| d.id.rsplit('/').next().unwrap_or_default().to_owned()).collect(),
     };
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    sb.world.modify_permissions(&who, &environment, connector, &id, &change)?;
-    let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
+    let out = route.cell()?.apply(|st| -> Result<_, ApiError> {
+        let (environment, who) = scope(&st.world, &route, &path, &claims, None)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        st.world.modify_permissions(&who, &environment, connector, &id, &change)?;
+        let c = st.world.connection(&who, &environment, connector, &id)?;
+        Ok(permissions_json(&st.world, c))
+    })?;
+    Ok(json(StatusCode::OK, out))
 }

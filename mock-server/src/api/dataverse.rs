@@ -770,15 +770,14 @@ async fn dataverse(
     };
     let (max_page, representation) = prefer(&headers);
 
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let env_id = sb.world.environment_by_org(&org).map(|e| e.id.clone()).ok_or_else(|| ApiError::NotFound {
+    route.cell()?.apply(|st| {
+    let env_id = st.world.environment_by_org(&org).map(|e| e.id.clone()).ok_or_else(|| ApiError::NotFound {
         code: "0x8006088a",
         message: format!("No Dataverse organization named '{org}' in this sandbox."),
     })?;
-    let who = caller(&sb.world, &claims)?;
-    let me = sb.world.member(&env_id, &who)?;
-    let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
+    let who = caller(&st.world, &claims)?;
+    let me = st.world.member(&env_id, &who)?;
+    let env = st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
 
     match (&method, target) {
         (&Method::GET, Target::WhoAmI) => Ok(json(
@@ -834,7 +833,7 @@ async fn dataverse(
         }
         (&Method::GET, Target::Rows(table)) => {
             let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let all = rows(&sb.world, env, table, &who);
+            let all = rows(&st.world, env, table, &who);
             let page =
                 odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)?;
             let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
@@ -861,7 +860,7 @@ async fn dataverse(
         }
         (&Method::GET, Target::Row(table, id)) => {
             let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let row = rows(&sb.world, env, table, &who)
+            let row = rows(&st.world, env, table, &who)
                 .into_iter()
                 .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
                 .ok_or_else(|| {
@@ -880,10 +879,10 @@ async fn dataverse(
             let map = write_body(table, &headers, &body)?;
             let name = string_field(&map, "name")?;
             let description = string_field(&map, "description")?;
-            let new_id = sb.ids.next_id();
+            let new_id = st.ids.next_id();
             let row = match table {
                 t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::create(&mut sb.world, &who, &env_id, t, new_id, &map)?
+                    credentials::create(&mut st.world, &who, &env_id, t, new_id, &map)?
                 }
                 Table::FlowMachineGroup => {
                     let new = NewGroup {
@@ -892,15 +891,15 @@ async fn dataverse(
                         description,
                         group_type: group_type(&map)?,
                     };
-                    let g = sb.world.create_machine_group(&who, &env_id, new)?.clone();
-                    group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
+                    let g = st.world.create_machine_group(&who, &env_id, new)?.clone();
+                    group_row(st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
                 }
                 Table::FlowMachine => {
                     let group = group_bind(&map)?;
-                    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+                    let default_group = MachineGroupId::from_uuid(st.ids.next_id());
                     let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
-                    let m = sb.world.create_machine(&who, &env_id, new)?.clone();
-                    machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
+                    let m = st.world.create_machine(&who, &env_id, new)?.clone();
+                    machine_row(st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
                 }
                 Table::SystemUser | Table::Team => {
                     return Err(ApiError::NotImplemented(format!(
@@ -916,19 +915,19 @@ async fn dataverse(
             let expect = if_match(&headers)?;
             let (done, row) = match table {
                 t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::upsert(&mut sb.world, &who, &env_id, t, id, &map, expect)?
+                    credentials::upsert(&mut st.world, &who, &env_id, t, id, &map, expect)?
                 }
                 Table::FlowMachineGroup => {
                     let up = Upsert { id: MachineGroupId::from_uuid(id), change: change_of(&map)?, expect };
-                    let (done, g) = sb.world.upsert_machine_group(&who, &env_id, up)?;
+                    let (done, g) = st.world.upsert_machine_group(&who, &env_id, up)?;
                     let g = g.clone();
-                    (done, group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g))
+                    (done, group_row(st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g))
                 }
                 Table::FlowMachine => {
                     let up = Upsert { id: MachineId::from_uuid(id), change: change_of(&map)?, expect };
-                    let (done, m) = sb.world.upsert_machine(&who, &env_id, up, group_bind(&map)?, &mut sb.ids)?;
+                    let (done, m) = st.world.upsert_machine(&who, &env_id, up, group_bind(&map)?, &mut st.ids)?;
                     let m = m.clone();
-                    (done, machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
+                    (done, machine_row(st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
                 }
                 Table::SystemUser | Table::Team => {
                     return Err(ApiError::NotImplemented(format!(
@@ -943,12 +942,12 @@ async fn dataverse(
             let expect = if_match(&headers)?;
             match table {
                 t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::delete(&mut sb.world, &who, &env_id, t, id, expect)?
+                    credentials::delete(&mut st.world, &who, &env_id, t, id, expect)?
                 }
                 Table::FlowMachineGroup => {
-                    sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
+                    st.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
                 }
-                Table::FlowMachine => sb.world.delete_machine(&who, &env_id, MachineId::from_uuid(id), expect)?,
+                Table::FlowMachine => st.world.delete_machine(&who, &env_id, MachineId::from_uuid(id), expect)?,
                 Table::SystemUser | Table::Team => {
                     return Err(ApiError::NotImplemented(format!(
                         "Deleting {} is not implemented by the mock.",
@@ -960,13 +959,13 @@ async fn dataverse(
         }
         (&Method::POST, Target::Sharing(msg)) => {
             let (target, who_gets, change) = sharing_request(env, msg, &headers, &body)?;
-            sb.world.change_access(&who, &env_id, target, who_gets, change)?;
+            st.world.change_access(&who, &env_id, target, who_gets, change)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (&Method::GET, Target::SharedPrincipals(args)) => {
             let target = shared_principals_target(&args, &pairs)?;
-            let shares = sb.world.shared_access(&who, &env_id, target)?;
-            let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
+            let shares = st.world.shared_access(&who, &env_id, target)?;
+            let env = st.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
             let accesses: Vec<Value> = shares
                 .iter()
                 .map(|s| json!({ "AccessMask": s.rights.names(), "Principal": principal_json(env, s.grantee) }))
@@ -981,8 +980,8 @@ async fn dataverse(
         }
         (&Method::POST, Target::LeaveGroup(id)) => {
             no_parameters(&headers, &body)?;
-            let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-            sb.world.leave_group(&who, &env_id, MachineId::from_uuid(id), default_group)?;
+            let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+            st.world.leave_group(&who, &env_id, MachineId::from_uuid(id), default_group)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (m, t) => Err(ApiError::MethodNotAllowed {
@@ -996,6 +995,7 @@ async fn dataverse(
             ),
         }),
     }
+    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 use super::ApiError;
 use crate::domain::ids::EnvironmentId;
 use crate::hosts::{BAP_HOST, ENV_HOST_SUFFIX, IDENTITY_HOSTS, TENANT_API_HOST, crm_org, host_name, is_microsoft_host};
-use crate::sandbox::{DEFAULT_SANDBOX, Registry};
+use crate::sandbox::{DEFAULT_SANDBOX, Registry, Sandbox};
 use axum::http::HeaderMap;
+use std::sync::Arc;
 
 /// The emulated surfaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,18 @@ pub struct RouteInfo {
     pub origin: String,
     /// Environment named by host or path, when any.
     pub environment: Option<String>,
+    /// The sandbox itself, found once by the pipeline (`None` on the control surface, whose
+    /// calls name a sandbox that may not exist).
+    pub cell: Option<Arc<Sandbox>>,
+    /// This request's correlation id (nil on the control surface).
+    pub correlation: uuid::Uuid,
+}
+
+impl RouteInfo {
+    /// The sandbox the request belongs to.
+    pub fn cell(&self) -> Result<&Arc<Sandbox>, ApiError> {
+        self.cell.as_ref().ok_or_else(|| crate::sandbox::SandboxError::NotFound(self.sandbox.clone()).into())
+    }
 }
 
 /// What a request names, before the registry is consulted.
@@ -226,26 +239,23 @@ pub fn attribute(
     reg: &Registry,
     c: &Classified,
     query: &str,
-) -> (String, Option<String>, Result<Option<String>, ApiError>) {
-    let default = || DEFAULT_SANDBOX.to_owned();
+) -> (Arc<Sandbox>, Option<String>, Result<Option<String>, ApiError>) {
+    let or_default = |sb: Option<Arc<Sandbox>>| sb.unwrap_or_else(|| reg.default_sandbox());
     match &c.attribution {
-        Attribution::Tenant(t) => (reg.by_tenant(t).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
-        Attribution::Upn(u) => (reg.by_upn(u).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
-        Attribution::Environment(e) => {
-            (reg.by_environment(e).map_or_else(default, str::to_owned), Some(e.clone()), Ok(c.rewrite.clone()))
-        }
-        Attribution::Org(o) => {
-            let sandbox = reg.by_org(o).map_or_else(default, str::to_owned);
-            let env = reg.get(&sandbox).ok().and_then(|s| s.world.environment_by_org(o)).map(|e| e.id.to_string());
-            (sandbox, env, Ok(c.rewrite.clone()))
-        }
+        Attribution::Tenant(t) => (or_default(reg.by_tenant(t)), None, Ok(c.rewrite.clone())),
+        Attribution::Upn(u) => (or_default(reg.by_upn(u)), None, Ok(c.rewrite.clone())),
+        Attribution::Environment(e) => (or_default(reg.by_environment(e)), Some(e.clone()), Ok(c.rewrite.clone())),
+        Attribution::Org(o) => match reg.by_org(o) {
+            Some((sandbox, env)) => (sandbox, Some(env.to_string()), Ok(c.rewrite.clone())),
+            None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
+        },
         Attribution::EnvironmentHost { prefix, rest } => match reg.by_environment_host(prefix) {
             Some((sandbox, env)) => {
                 let path = format!("/connectivity/environments/{env}{rest}");
-                (sandbox.to_owned(), Some(env), Ok(Some(path)))
+                (sandbox, Some(env.to_string()), Ok(Some(path)))
             }
             None => (
-                default(),
+                reg.default_sandbox(),
                 None,
                 Err(ApiError::NotFound {
                     code: "UnknownEnvironmentHost",
@@ -256,10 +266,10 @@ pub fn attribute(
             ),
         },
         Attribution::EnvironmentFilter => match environment_from_filter(query) {
-            Some(e) => (reg.by_environment(&e).map_or_else(default, str::to_owned), Some(e), Ok(c.rewrite.clone())),
-            None => (default(), None, Ok(c.rewrite.clone())),
+            Some(e) => (or_default(reg.by_environment(&e)), Some(e), Ok(c.rewrite.clone())),
+            None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
         },
-        Attribution::None => (default(), None, Ok(c.rewrite.clone())),
+        Attribution::None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
     }
 }
 

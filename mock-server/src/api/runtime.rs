@@ -31,11 +31,12 @@ async fn test_connection(
 ) -> Result<Response, ApiError> {
     let claims = verify_bearer(&app, &headers, &route, None)?;
     let id = connection_id(&path)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, None, &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
-    let c = sb.world.connection(&who, &environment, UIFLOW, &id)?;
-    sb.world.status(c).test()?;
-    Ok(json(StatusCode::OK, json!({ "status": "Connected", "connectionName": c.id.as_written() })))
+    let name = route.cell()?.apply(|st| -> Result<String, ApiError> {
+        let environment = resolve_environment(&route, &path, None, &st.world)?;
+        let who = caller(&st.world, &claims)?;
+        let c = st.world.connection(&who, &environment, UIFLOW, &id)?;
+        st.world.status(c).test()?;
+        Ok(c.id.as_written().to_owned())
+    })?;
+    Ok(json(StatusCode::OK, json!({ "status": "Connected", "connectionName": name })))
 }

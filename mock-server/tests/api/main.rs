@@ -8,6 +8,7 @@ mod bad_input;
 mod bodies;
 mod connections;
 mod control;
+mod created_ids;
 mod dataverse;
 mod helpers;
 mod identity;
