@@ -5,7 +5,7 @@
 
 use crate::journal::Redactor;
 use crate::sandbox::Registry;
-use crate::tokens::Keys;
+use crate::tokens::{Keys, VerifiedTokens};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -20,6 +20,7 @@ pub struct AppState {
 struct Shared {
     registry: Registry,
     keys: Keys,
+    verified: VerifiedTokens,
     redactor: Redactor,
     started: Instant,
     ca_pem: Option<String>,
@@ -33,6 +34,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 registry,
                 keys,
+                verified: VerifiedTokens::default(),
                 redactor: Redactor::new(),
                 started: crate::domain::clock::monotonic(),
                 ca_pem,
@@ -49,6 +51,11 @@ impl AppState {
     /// Token keys.
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// Bearer tokens whose signature was verified.
+    pub fn verified_tokens(&self) -> &VerifiedTokens {
+        &self.inner.verified
     }
 
     /// The journal's redactor.

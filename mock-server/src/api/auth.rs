@@ -2,7 +2,8 @@
 //! `nbf`, the issuer's form, audience for the surface, the sandbox incarnation, and that the
 //! issuing tenant exists in the request's sandbox. 401 with
 //! `WWW-Authenticate: Bearer …` otherwise. Whether the principal may act on the environment
-//! is a domain rule, checked later.
+//! is a domain rule, checked later. A token's signature is verified once and remembered
+//! (`tokens::VerifiedTokens`); everything else is checked on every request.
 
 use super::{ApiError, RouteInfo, Surface};
 use crate::domain::connection::Caller;
@@ -12,6 +13,7 @@ use crate::hosts::{Audience, issuer_ok};
 use crate::state::AppState;
 use crate::tokens::{CLOCK_SKEW_SECS, Claims, TokenError};
 use axum::http::{HeaderMap, header};
+use std::sync::Arc;
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized { code: "InvalidAuthenticationToken", message: message.into() }
@@ -58,7 +60,7 @@ pub fn verify_bearer(
     headers: &HeaderMap,
     route: &RouteInfo,
     org: Option<&str>,
-) -> Result<Claims, ApiError> {
+) -> Result<Arc<Claims>, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("The request has no Authorization header; send 'Authorization: Bearer {token}'."))?
@@ -70,7 +72,7 @@ pub fn verify_bearer(
         .ok_or_else(|| unauthorized("The Authorization header must use the Bearer scheme."))?
         .trim();
     let now = crate::domain::clock::wall_clock().timestamp();
-    let claims = app.keys().verify_access_token(token, now).map_err(|e| match e {
+    let claims = app.keys().verify_access_token_cached(app.verified_tokens(), token, now).map_err(|e| match e {
         TokenError::Expired => unauthorized("The token is expired."),
         TokenError::WrongKind => unauthorized("The token is not an access token."),
         TokenError::Invalid => unauthorized("The token is malformed or was not issued by this mock."),

@@ -71,7 +71,7 @@ pub(crate) fn admit(
     route: &RouteInfo,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Claims, ApiError> {
+) -> Result<std::sync::Arc<Claims>, ApiError> {
     check_api_version(q)?;
     verify_bearer(app, headers, route, None)
 }
