@@ -9,6 +9,7 @@
 //! secrets stay equal and none can be recovered. A known secret found outside its proper
 //! field (a password in a query string) flags the entry as a leak.
 
+use crate::operation::Operation;
 use crate::tokens::find_jwts;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -27,6 +28,8 @@ pub struct JournalEntry {
     pub sandbox: String,
     /// Which surface answered (`identity`, `powerplatform`, `dataverse`, `bap`, `runtime`, `unknown`).
     pub surface: String,
+    /// The named operation (`connections.put`, …, `unmatched`; docs/operations.md).
+    pub operation: Operation,
     /// The environment the request named, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -63,6 +66,8 @@ pub struct JournalEntry {
 pub struct Exchange {
     /// Surface name.
     pub surface: &'static str,
+    /// The named operation.
+    pub operation: Operation,
     /// `http` / `https`.
     pub scheme: &'static str,
     /// Host header.
@@ -190,6 +195,7 @@ impl Redactor {
             seq,
             sandbox: sandbox.to_owned(),
             surface: x.surface.to_owned(),
+            operation: x.operation,
             environment: None,
             virtual_time,
             real_ms: x.real_ms,
@@ -374,6 +380,7 @@ mod tests {
     fn exchange(path: &str, query: &str, body: &str, response: &str) -> Exchange {
         Exchange {
             surface: "identity",
+            operation: Operation::IdentityToken,
             scheme: "https",
             host: "127.0.0.1:1".into(),
             method: "POST".into(),

@@ -13,6 +13,7 @@
 //!   that owns and indexes them.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
+//! - [`operation`] — the named operations every request is classified into (journal, docs).
 //! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
 //! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
@@ -29,6 +30,7 @@ pub mod identity;
 pub mod journal;
 pub mod normalise;
 pub mod odata;
+pub mod operation;
 pub mod sandbox;
 pub mod server;
 pub mod state;

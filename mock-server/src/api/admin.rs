@@ -203,6 +203,8 @@ struct JournalQuery {
     /// Prefix of the path as the client sent it.
     path: Option<String>,
     surface: Option<String>,
+    /// A named operation (`connections.put`, …; docs/operations.md).
+    operation: Option<String>,
     /// `raw` (default) or `normalised`.
     view: Option<String>,
     /// Only entries with `seq` greater than this.
@@ -224,6 +226,16 @@ async fn get_journal(
             ));
         }
     };
+    if let Some(name) = q.operation.as_deref()
+        && crate::operation::Operation::parse(name).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "InvalidJournalFilter",
+            format!(
+                "'{name}' is not a named operation; docs/operations.md lists them (connections.put, dataverse.query, …)."
+            ),
+        ));
+    }
     let (entries, evicted, capacity) = {
         let sb = app.registry().get(&route.sandbox)?;
         sb.journal(|journal| {
@@ -233,6 +245,7 @@ async fn get_journal(
                 .filter(|e| q.method.as_deref().is_none_or(|m| e.method.eq_ignore_ascii_case(m)))
                 .filter(|e| q.path.as_deref().is_none_or(|p| e.path.starts_with(p)))
                 .filter(|e| q.surface.as_deref().is_none_or(|s| e.surface == s))
+                .filter(|e| q.operation.as_deref().is_none_or(|o| e.operation.as_str() == o))
                 .filter(|e| {
                     q.environment
                         .as_deref()

@@ -14,6 +14,7 @@ use crate::domain::machine::{Expect, NewGroup, NewMachine, RowChange, Upsert, Wr
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
 use crate::odata::{self, ODataError};
+use crate::operation::Operation;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -321,6 +322,47 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
             })?;
             Ok(Target::Row(table, id))
         }
+    }
+}
+
+/// The named operation of a Dataverse request: `rest` is the path after `/api/data/{version}/`.
+pub(crate) fn operation(method: &str, rest: &str) -> Operation {
+    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    let rest = rest.trim_end_matches('/');
+    if let Some(op) = run_operation(rest, is("GET"), is("POST")) {
+        return op;
+    }
+    match parse_target(rest) {
+        Ok(Target::WhoAmI) if is("GET") => Operation::DataverseWhoAmI,
+        Ok(Target::Definitions | Target::Definition(_) | Target::Picklists(_)) if is("GET") => {
+            Operation::DataverseEntityDefinitions
+        }
+        Ok(Target::Rows(_)) if is("GET") => Operation::DataverseQuery,
+        Ok(Target::Rows(_)) if is("POST") => Operation::DataverseCreate,
+        Ok(Target::Row(..)) if is("GET") => Operation::DataverseGet,
+        Ok(Target::Row(..)) if is("PATCH") => Operation::DataverseUpdate,
+        Ok(Target::Row(..)) if is("DELETE") => Operation::DataverseDelete,
+        Ok(Target::Sharing(SharingMessage::Grant)) if is("POST") => Operation::DataverseGrantAccess,
+        Ok(Target::Sharing(SharingMessage::Modify)) if is("POST") => Operation::DataverseModifyAccess,
+        Ok(Target::Sharing(SharingMessage::Revoke)) if is("POST") => Operation::DataverseRevokeAccess,
+        Ok(Target::SharedPrincipals(_)) if is("GET") => Operation::DataverseRetrieveSharedPrincipalsAndAccess,
+        Ok(Target::LeaveGroup(_)) if is("POST") => Operation::DataverseLeaveGroup,
+        _ => Operation::Unmatched,
+    }
+}
+
+/// The operations of desktop-flow runs (api-facts 5.1), named before they are served.
+fn run_operation(rest: &str, get: bool, post: bool) -> Option<Operation> {
+    let (set, after) = rest.split_once('(')?;
+    let (_, tail) = after.split_once(')')?;
+    let bound = tail.strip_prefix("/Microsoft.Dynamics.CRM.").or_else(|| tail.strip_prefix('/'));
+    let set = set.to_ascii_lowercase();
+    match (set.as_str(), bound, tail) {
+        ("workflows", Some("RunDesktopFlow"), _) if post => Some(Operation::DataverseRunDesktopFlow),
+        ("flowsessions", _, "") if get => Some(Operation::DataverseGetFlowSession),
+        ("flowsessions", _, "/outputs" | "/outputs/$value") if get => Some(Operation::DataverseGetFlowSessionOutputs),
+        ("flowsessions", Some("CancelDesktopFlowRun"), _) if post => Some(Operation::DataverseCancelDesktopFlowRun),
+        _ => None,
     }
 }
 

@@ -302,6 +302,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
                 let mut req = Request::from_parts(parts, Body::from(body));
                 req.extensions_mut().insert(RouteInfo {
                     surface,
+                    operation: crate::operation::Operation::Control,
                     sandbox,
                     origin,
                     environment: None,
@@ -320,11 +321,18 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         Ok(c) => routing::attribute(app.registry(), c, &query),
         Err(_) => (app.registry().default_sandbox(), None, Ok(None)),
     };
+    // Classified once, on the path the handler will see.
+    let operation = match (&classified, &rewrite) {
+        (Ok(_), Ok(Some(new_path))) => routing::operation(surface, &method, new_path),
+        (Ok(_), _) => routing::operation(surface, &method, &path),
+        (Err(_), _) => crate::operation::Operation::Unmatched,
+    };
     let correlation_id = cell.next_correlation();
     let correlation = correlation_id.to_string();
     let (virtual_time, known) = cell.apply(|st| (st.clock.now(), st.known_secrets()));
     let route = RouteInfo {
         surface,
+        operation,
         sandbox: cell.name.clone(),
         origin,
         environment,
@@ -362,6 +370,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {
         surface: surface.name(),
+        operation,
         scheme,
         host,
         method,

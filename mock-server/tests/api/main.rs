@@ -15,6 +15,7 @@ mod identity;
 mod interop;
 mod journal;
 mod newcomer;
+mod operations;
 mod routing;
 mod rules;
 mod token_checks;
