@@ -5,6 +5,8 @@
 //!   DECISIONS.md's addressing table) and which sandbox it belongs to.
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
+//! - `context` — `RequestContext`: the request as routing resolved it plus its authenticated
+//!   caller, the one extractor every emulated-surface handler takes.
 //! - `auth` — bearer-token checks per surface (kid, signature, exp/nbf, issuer, audience,
 //!   sandbox incarnation, tenant).
 //! - `connections` — the Power Platform API connections endpoints and connection sharing.
@@ -23,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod bap;
 pub mod connections;
+pub mod context;
 pub mod dataverse;
 pub mod error;
 pub mod extract;
@@ -30,6 +33,7 @@ pub mod identity;
 pub mod routing;
 pub mod runtime;
 
+pub use context::RequestContext;
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
 
