@@ -80,12 +80,12 @@ pub struct Exchange {
     pub query: String,
     /// Selected headers.
     pub headers: Vec<(String, String)>,
-    /// Request content type and body.
-    pub body: (Option<String>, Vec<u8>),
+    /// Request content type and body (shared with the request, not copied).
+    pub body: (Option<String>, axum::body::Bytes),
     /// Status.
     pub status: u16,
-    /// Response content type and body.
-    pub response: (Option<String>, Vec<u8>),
+    /// Response content type and body (shared with the response, not copied).
+    pub response: (Option<String>, axum::body::Bytes),
     /// Monotonic milliseconds since start.
     pub real_ms: u64,
 }
@@ -387,9 +387,9 @@ mod tests {
             path: path.into(),
             query: query.into(),
             headers: vec![("authorization".into(), "Basic dXNlcjpwYXNz".into())],
-            body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec()),
+            body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec().into()),
             status: 200,
-            response: (Some("application/json".into()), response.as_bytes().to_vec()),
+            response: (Some("application/json".into()), response.as_bytes().to_vec().into()),
             real_ms: 5,
         }
     }
@@ -434,7 +434,7 @@ mod tests {
         let mut x = exchange("/c", "", "", "");
         x.body = (
             Some("application/json".into()),
-            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec(),
+            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec().into(),
         );
         let e = r.record(x, &[], 1, "default", "t".into());
         assert_eq!(e.body["values"]["password"]["value"], Value::String(r.mark("password", "p")));

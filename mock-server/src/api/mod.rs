@@ -381,9 +381,9 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         path,
         query,
         headers,
-        body: (content_type, if refused_body { Vec::new() } else { body.to_vec() }),
+        body: (content_type, if refused_body { axum::body::Bytes::new() } else { body }),
         status: rparts.status.as_u16(),
-        response: (rct, rbytes.to_vec()),
+        response: (rct, rbytes.clone()),
         real_ms,
     };
     let vt = crate::domain::clock::format_timestamp(virtual_time);
