@@ -338,35 +338,45 @@ impl Registry {
     /// Instantiates `template` as a fresh sandbox: new ids, hosts and test credentials for
     /// everything in it, so it can run beside every other sandbox.
     pub fn create(&self, name: Option<&str>, template: &WorldFile) -> Result<Arc<Sandbox>, SandboxError> {
-        let mut index = self.write();
-        let name = match name {
-            Some(n) => n.to_owned(),
-            None => {
-                let mut i = index.next_seed;
-                while index.sandboxes.contains_key(&format!("sb{i}")) {
-                    i += 1;
+        // Name and seed under the write lock; the world is built outside it, so requests to
+        // other sandboxes are not held up while it loads.
+        let (name, seed) = {
+            let mut index = self.write();
+            let name = match name {
+                Some(n) => n.to_owned(),
+                None => {
+                    let mut i = index.next_seed;
+                    while index.sandboxes.contains_key(&format!("sb{i}")) {
+                        i += 1;
+                    }
+                    format!("sb{i}")
                 }
-                format!("sb{i}")
+            };
+            if name.is_empty()
+                || name.len() > 40
+                || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(SandboxError::BadName(name));
             }
+            if index.sandboxes.contains_key(&name) {
+                return Err(SandboxError::Exists(name));
+            }
+            let seed = index.next_seed;
+            index.next_seed = index.next_seed.wrapping_add(1);
+            (name, seed)
         };
-        if name.is_empty()
-            || name.len() > 40
-            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(SandboxError::BadName(name));
-        }
+        let fixture = instantiate(template, &name);
+        fixture.validate(&format!("sandbox {name}"))?;
+        let sandbox = Arc::new(Sandbox::new(&name, fixture, seed, self.journal_capacity)?);
+        let claimed = sandbox.apply(|st| Claimed::of(&st.world));
+        let mut index = self.write();
+        // Another call may have taken the name meanwhile.
         if index.sandboxes.contains_key(&name) {
             return Err(SandboxError::Exists(name));
         }
-        let fixture = instantiate(template, &name);
-        fixture.validate(&format!("sandbox {name}"))?;
-        let seed = index.next_seed;
-        let sandbox = Arc::new(Sandbox::new(&name, fixture, seed, self.journal_capacity)?);
-        let claimed = sandbox.apply(|st| Claimed::of(&st.world));
         if let Some(clash) = index.clash(&claimed, &name) {
             return Err(sandbox.apply(|st| fixture_clash(&st.fixture, clash)));
         }
-        index.next_seed = index.next_seed.wrapping_add(1);
         index.insert(sandbox.clone(), claimed);
         Ok(sandbox)
     }
@@ -572,6 +582,20 @@ mod tests {
         let second = r.create(Some("x"), &fixtures::default_world()).unwrap().incarnation().to_owned();
         assert_ne!(first, second);
         assert_ne!(r.get(DEFAULT_SANDBOX).unwrap().incarnation(), second);
+    }
+
+    #[test]
+    fn correlation_ids_use_no_created_id_and_start_again_on_reset() {
+        let r = Registry::new(fixtures::default_world(), 10).unwrap();
+        let sb = r.create(Some("c"), &fixtures::default_world()).unwrap();
+        let first = sb.next_correlation();
+        assert_ne!(sb.next_correlation(), first);
+        let created = sb.apply(|st| st.ids.next_id());
+        assert_eq!(created.to_string(), "00000000-0000-4000-8000-000100000001", "two correlations drew no id");
+        assert_ne!(created, first);
+        sb.reset();
+        assert_eq!(sb.next_correlation(), first);
+        assert_eq!(sb.apply(|st| st.ids.next_id()), created);
     }
 
     #[test]
