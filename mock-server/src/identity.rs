@@ -62,6 +62,34 @@ pub struct TokenResponse {
     pub client_info: Option<String>,
 }
 
+/// A token request granted, before signing: what the answer will say. Signing is the slow
+/// part (RSA), so it happens after the sandbox's lock is released ([`Grant::sign`]).
+#[derive(Debug)]
+pub struct Grant {
+    scope: String,
+    expires_in: u64,
+    access: Claims,
+    refresh: Option<Claims>,
+    id: Option<Claims>,
+    client_info: Option<String>,
+}
+
+impl Grant {
+    /// Signs the tokens and makes the token endpoint's answer.
+    pub fn sign(self, keys: &Keys) -> TokenResponse {
+        TokenResponse {
+            token_type: "Bearer",
+            scope: self.scope,
+            expires_in: self.expires_in,
+            ext_expires_in: self.expires_in,
+            access_token: keys.sign(&self.access),
+            refresh_token: self.refresh.map(|c| keys.sign(&c)),
+            id_token: self.id.map(|c| keys.sign(&c)),
+            client_info: self.client_info,
+        }
+    }
+}
+
 /// Everything the rules need besides the world and the request.
 #[derive(Debug)]
 pub struct IssueContext<'a> {
@@ -80,7 +108,7 @@ pub struct IssueContext<'a> {
     pub sandbox_incarnation: &'a str,
 }
 
-/// An identity error: an AADSTS code, the OAuth `error` string and the HTTP status.
+/// An identity error: an AADSTS code and the OAuth `error` string (the api layer picks the HTTP status).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
     /// AADSTS90002.
@@ -190,14 +218,6 @@ impl IdentityError {
             }
         }
     }
-
-    /// HTTP status: 401 for client authentication failures (RFC 6749 5.2), else 400.
-    pub fn status(&self) -> u16 {
-        match self.oauth_error() {
-            "invalid_client" => 401,
-            _ => 400,
-        }
-    }
 }
 
 /// Scopes that ask for sign-in artefacts, not for a resource.
@@ -262,13 +282,24 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> Result<&'a str, Id
     v.as_deref().filter(|s| !s.is_empty()).ok_or(IdentityError::MissingParameter(name))
 }
 
-/// Handles one token request against `world` for the tenant named in the path.
+/// Handles one token request against `world` for the tenant named in the path, and signs.
 pub fn issue_token(
     world: &World,
     tenant_ref: &str,
     req: &TokenRequest,
     ctx: &IssueContext<'_>,
 ) -> Result<TokenResponse, IdentityError> {
+    grant_token(world, tenant_ref, req, ctx).map(|g| g.sign(ctx.keys))
+}
+
+/// Decides one token request against `world` for the tenant named in the path; nothing is
+/// signed yet.
+pub fn grant_token(
+    world: &World,
+    tenant_ref: &str,
+    req: &TokenRequest,
+    ctx: &IssueContext<'_>,
+) -> Result<Grant, IdentityError> {
     let tenant = resolve_tenant(world, tenant_ref)?;
     let grant = required(&req.grant_type, "grant_type")?;
     match grant {
@@ -285,7 +316,7 @@ fn client_credentials(
     tenant_ref: &str,
     req: &TokenRequest,
     ctx: &IssueContext<'_>,
-) -> Result<TokenResponse, IdentityError> {
+) -> Result<Grant, IdentityError> {
     let client_id = required(&req.client_id, "client_id")?;
     let unknown = || IdentityError::UnknownClient { client_id: client_id.to_owned(), tenant: tenant_ref.to_owned() };
     let app_id = AppId::parse(client_id).map_err(|_| unknown())?;
@@ -336,14 +367,12 @@ fn client_credentials(
         xms_mock_sbx: ctx.sandbox_incarnation.to_owned(),
         ..Default::default()
     };
-    Ok(TokenResponse {
-        token_type: "Bearer",
+    Ok(Grant {
         scope: format!("{resource}/.default"),
         expires_in: ctx.lifetime_secs,
-        ext_expires_in: ctx.lifetime_secs,
-        access_token: ctx.keys.sign(&claims),
-        refresh_token: None,
-        id_token: None,
+        access: claims,
+        refresh: None,
+        id: None,
         client_info: None,
     })
 }
@@ -405,7 +434,7 @@ fn user_response(
     client_id: &str,
     scope: &str,
     ctx: &IssueContext<'_>,
-) -> Result<TokenResponse, IdentityError> {
+) -> Result<Grant, IdentityError> {
     let (resource, permission, oidc) = parse_scope(scope)?;
     let resource = resource.unwrap_or_else(|| "https://graph.microsoft.com".to_owned());
     let Some(audience) = known_audience(world, &resource) else {
@@ -456,14 +485,12 @@ fn user_response(
     });
     let mut scope_out = vec![granted];
     scope_out.extend(oidc.iter().filter(|s| *s != "offline_access").cloned());
-    Ok(TokenResponse {
-        token_type: "Bearer",
+    Ok(Grant {
         scope: scope_out.join(" "),
         expires_in: ctx.lifetime_secs,
-        ext_expires_in: ctx.lifetime_secs,
-        access_token: ctx.keys.sign(&access),
-        refresh_token: Some(ctx.keys.sign(&refresh)),
-        id_token: id.map(|c| ctx.keys.sign(&c)),
+        access,
+        refresh: Some(refresh),
+        id,
         client_info: None,
     })
 }
@@ -498,7 +525,7 @@ fn password(
     tenant_ref: &str,
     req: &TokenRequest,
     ctx: &IssueContext<'_>,
-) -> Result<TokenResponse, IdentityError> {
+) -> Result<Grant, IdentityError> {
     let username = required(&req.username, "username")?;
     let password = req.password.as_ref().ok_or(IdentityError::MissingParameter("password"))?;
     let scope = required(&req.scope, "scope")?;
@@ -527,7 +554,7 @@ fn refresh(
     tenant: Option<&Tenant>,
     req: &TokenRequest,
     ctx: &IssueContext<'_>,
-) -> Result<TokenResponse, IdentityError> {
+) -> Result<Grant, IdentityError> {
     let token = req.refresh_token.as_ref().ok_or(IdentityError::MissingParameter("refresh_token"))?;
     let client_id = required(&req.client_id, "client_id")?;
     let claims = ctx.keys.verify_any(token.expose_secret(), ctx.now_unix).map_err(|e| match e {
@@ -615,7 +642,7 @@ mod tests {
             &ctx(&keys),
         )
         .unwrap_err();
-        assert_eq!((e.aadsts(), e.oauth_error(), e.status()), (7_000_215, "invalid_client", 401));
+        assert_eq!((e.aadsts(), e.oauth_error()), (7_000_215, "invalid_client"));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! in a query string), or any query parameter named like a secret, flags the entry as a
 //! leak; the journal counts flagged entries.
 
+use crate::operation::Operation;
 use crate::tokens::find_jwts;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -32,6 +33,8 @@ pub struct JournalEntry {
     pub sandbox: String,
     /// Which surface answered (`identity`, `powerplatform`, `dataverse`, `bap`, `runtime`, `unknown`).
     pub surface: String,
+    /// The named operation (`connections.put`, …, `unmatched`; docs/operations.md).
+    pub operation: Operation,
     /// The environment the request named, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
@@ -68,6 +71,8 @@ pub struct JournalEntry {
 pub struct Exchange {
     /// Surface name.
     pub surface: &'static str,
+    /// The named operation.
+    pub operation: Operation,
     /// `http` / `https`.
     pub scheme: &'static str,
     /// Host header.
@@ -80,12 +85,12 @@ pub struct Exchange {
     pub query: String,
     /// Selected headers.
     pub headers: Vec<(String, String)>,
-    /// Request content type and body.
-    pub body: (Option<String>, Vec<u8>),
+    /// Request content type and body (shared with the request, not copied).
+    pub body: (Option<String>, axum::body::Bytes),
     /// Status.
     pub status: u16,
-    /// Response content type and body.
-    pub response: (Option<String>, Vec<u8>),
+    /// Response content type and body (shared with the response, not copied).
+    pub response: (Option<String>, axum::body::Bytes),
     /// Monotonic milliseconds since start.
     pub real_ms: u64,
 }
@@ -224,6 +229,7 @@ impl Redactor {
             kind: EntryKind::Request,
             sandbox: sandbox.to_owned(),
             surface: x.surface.to_owned(),
+            operation: x.operation,
             environment: None,
             virtual_time,
             real_ms: x.real_ms,
@@ -599,6 +605,7 @@ struct Stored {
 
 #[derive(Debug)]
 struct RequestFacts {
+    operation: Operation,
     method: String,
     path: String,
     surface: String,
@@ -626,6 +633,8 @@ pub struct JournalFilter {
     pub limit: Option<usize>,
     /// `request` or `event`.
     pub kind: Option<EntryKind>,
+    /// The named operation of a request.
+    pub operation: Option<Operation>,
     /// Request method, any case.
     pub method: Option<String>,
     /// Path prefix, as sent.
@@ -648,13 +657,15 @@ impl JournalFilter {
         if self.since.is_some_and(|s| e.seq <= s) || self.kind.is_some_and(|k| e.kind != k) {
             return false;
         }
-        let asks_request = self.method.is_some()
+        let asks_request = self.operation.is_some()
+            || self.method.is_some()
             || self.path.is_some()
             || self.surface.is_some()
             || self.environment.is_some()
             || self.status.is_some();
         let Some(r) = &e.request else { return !asks_request };
-        self.method.as_deref().is_none_or(|m| r.method.eq_ignore_ascii_case(m))
+        self.operation.is_none_or(|o| r.operation == o)
+            && self.method.as_deref().is_none_or(|m| r.method.eq_ignore_ascii_case(m))
             && self.path.as_deref().is_none_or(|p| r.path.starts_with(p))
             && self.surface.as_deref().is_none_or(|s| r.surface == s)
             && self
@@ -739,6 +750,7 @@ impl Journal {
             self.leaks += 1;
         }
         let request = RequestFacts {
+            operation: e.operation,
             method: e.method.clone(),
             path: e.path.clone(),
             surface: e.surface.clone(),
@@ -854,15 +866,16 @@ mod tests {
     fn exchange(path: &str, query: &str, body: &str, response: &str) -> Exchange {
         Exchange {
             surface: "identity",
+            operation: Operation::IdentityToken,
             scheme: "https",
             host: "127.0.0.1:1".into(),
             method: "POST".into(),
             path: path.into(),
             query: query.into(),
             headers: vec![("authorization".into(), "Basic dXNlcjpwYXNz".into())],
-            body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec()),
+            body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec().into()),
             status: 200,
-            response: (Some("application/json".into()), response.as_bytes().to_vec()),
+            response: (Some("application/json".into()), response.as_bytes().to_vec().into()),
             real_ms: 5,
         }
     }
@@ -907,7 +920,7 @@ mod tests {
         let mut x = exchange("/c", "", "", "");
         x.body = (
             Some("application/json".into()),
-            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec(),
+            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec().into(),
         );
         let e = r.record(x, &[], 1, "default", "t".into());
         assert_eq!(e.body["values"]["password"]["value"], Value::String(r.mark("password", "p")));
@@ -1006,7 +1019,7 @@ mod tests {
     /// The body an exchange was journaled with, as text.
     fn journaled_body(r: &Redactor, content_type: &str, body: &str, known: &[(&'static str, String)]) -> JournalEntry {
         let mut x = exchange("/c", "", "", "");
-        x.body = (Some(content_type.into()), body.as_bytes().to_vec());
+        x.body = (Some(content_type.into()), body.as_bytes().to_vec().into());
         r.record(x, known, 1, "default", "t".into())
     }
 
@@ -1280,10 +1293,10 @@ mod tests {
                 let r = Redactor::new();
                 let known = if known_secret { vec![("password", secret.clone())] } else { Vec::new() };
                 let mut x = exchange("/c", "", "", "");
-                x.body = (Some(content_type.into()), body.text.clone());
+                x.body = (Some(content_type.into()), body.text.clone().into());
                 x.response = (
                     Some("application/json".into()),
-                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec(),
+                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec().into(),
                 );
                 let e = r.record(x, &known, 1, "default", "t".into());
 

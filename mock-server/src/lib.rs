@@ -9,14 +9,16 @@
 //! - [`identity`] — who gets which token; AADSTS errors.
 //! - [`tokens`] — signing and verifying JWTs; JWKS.
 //! - [`hosts`] — the host names the mock knows, and which audience a scope names.
-//! - [`sandbox`] — sandboxes (the unit of isolation) and the registry that owns them.
+//! - [`sandbox`] — sandboxes (the unit of isolation, each behind its own lock) and the registry
+//!   that owns and indexes them.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
+//! - [`operation`] — the named operations every request is classified into (journal, docs).
 //! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
 //! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
-//! - [`state`] — `AppState`: one mutex over the registry, keys, redactor.
+//! - [`state`] — `AppState`: the registry (a lock per sandbox), keys, the verified-token cache, redactor.
 //! - [`config`], [`telemetry`], [`banner`] — the binary's flags, logging and start banner.
 
 pub mod api;
@@ -28,6 +30,7 @@ pub mod identity;
 pub mod journal;
 pub mod normalise;
 pub mod odata;
+pub mod operation;
 pub mod sandbox;
 pub mod server;
 pub mod state;

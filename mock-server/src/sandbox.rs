@@ -5,10 +5,13 @@
 
 use crate::domain::clock::{ClockMode, VirtualClock};
 use crate::domain::id_gen::IdGenerator;
+use crate::domain::ids::EnvironmentId;
 use crate::domain::world::World;
 use crate::journal::{Journal, JournalLimits};
 use fixtures::{FixtureError, WorldFile};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The name of the sandbox the loaded fixture becomes.
 pub const DEFAULT_SANDBOX: &str = "default";
@@ -27,53 +30,41 @@ impl Default for Settings {
     }
 }
 
-/// One isolated world.
+/// What a sandbox's rules act on: reached only through [`Sandbox::apply`], under the
+/// sandbox's own lock.
 #[derive(Debug)]
-pub struct Sandbox {
-    /// Name.
-    pub name: String,
+pub struct SandboxState {
     /// The fixture it was made from (what reset returns to and `/_mock/fixture` shows).
     pub fixture: WorldFile,
     /// Current state.
     pub world: World,
     /// Virtual clock.
     pub clock: VirtualClock,
-    /// Journal.
-    pub journal: Journal,
-    /// Ids the mock makes up.
+    /// Ids of what the sandbox creates (records, groups, machines). Only operations that
+    /// create something draw from it, so created ids do not depend on how many reads came before.
     pub ids: IdGenerator,
     /// Settings.
     pub settings: Settings,
-    seed: u16,
-    /// Random id of this incarnation, carried by its tokens (`xms_mock_sbx`): deleting the
-    /// sandbox kills its tokens even if one of the same name (same ids) is made again.
-    incarnation: String,
     /// Cached for redaction: every credential of the world.
-    pub known_secrets: std::sync::Arc<Vec<(&'static str, String)>>,
+    known_secrets: Arc<Vec<(&'static str, String)>>,
 }
 
-impl Sandbox {
-    /// A sandbox from a validated fixture.
-    pub fn new(name: &str, fixture: WorldFile, seed: u16, journal: JournalLimits) -> Result<Self, FixtureError> {
+impl SandboxState {
+    fn new(fixture: WorldFile, seed: u16) -> Result<Self, FixtureError> {
         let world = World::from_fixture(&fixture.name, &fixture)?;
         Ok(Self {
-            name: name.to_owned(),
-            known_secrets: std::sync::Arc::new(world.known_secrets()),
+            known_secrets: Arc::new(world.known_secrets()),
             fixture,
             world,
             clock: VirtualClock::default(),
-            journal: Journal::new(journal),
             ids: IdGenerator::sequential(seed),
             settings: Settings::default(),
-            seed,
-            incarnation: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
 
-    /// The incarnation id its tokens carry. Reset and loading a world keep it: the sandbox
-    /// is the same one; only deleting it ends it.
-    pub fn incarnation(&self) -> &str {
-        &self.incarnation
+    /// Every credential of the world, longest first, for the journal's redactor.
+    pub fn known_secrets(&self) -> Arc<Vec<(&'static str, String)>> {
+        self.known_secrets.clone()
     }
 
     /// Re-reads the world's credentials after a control call changed them (a rotated password
@@ -86,24 +77,92 @@ impl Sandbox {
             }
         }
         all.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-        self.known_secrets = std::sync::Arc::new(all);
+        self.known_secrets = Arc::new(all);
+    }
+}
+
+/// One isolated world, behind its own lock: requests to different sandboxes never wait on
+/// each other, and a request holds its sandbox only while the rules run (signing, verifying,
+/// redacting and serialising happen outside).
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Name.
+    pub name: String,
+    seed: u16,
+    /// Random id of this incarnation, carried by its tokens (`xms_mock_sbx`): deleting the
+    /// sandbox kills its tokens even if one of the same name (same ids) is made again.
+    incarnation: String,
+    state: Mutex<SandboxState>,
+    /// Its own lock, so recording a request never waits for the rules of another.
+    journal: Mutex<Journal>,
+    /// Correlation ids: one per request, from their own counter so they use up no created ids.
+    correlations: AtomicU64,
+}
+
+impl Sandbox {
+    /// A sandbox from a validated fixture.
+    pub fn new(name: &str, fixture: WorldFile, seed: u16, journal: JournalLimits) -> Result<Self, FixtureError> {
+        Ok(Self {
+            name: name.to_owned(),
+            seed,
+            incarnation: uuid::Uuid::new_v4().simple().to_string(),
+            state: Mutex::new(SandboxState::new(fixture, seed)?),
+            journal: Mutex::new(Journal::new(journal)),
+            correlations: AtomicU64::new(0),
+        })
+    }
+
+    /// The incarnation id its tokens carry. Reset and loading a world keep it: the sandbox
+    /// is the same one; only deleting it ends it.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
+    }
+
+    /// The one entry point to the sandbox's state: runs `f` under the sandbox's lock. Keep
+    /// `f` to the rules; anything slow belongs before or after it. A poisoned lock is
+    /// recovered: every command checks before it writes, so a panic cannot have left a
+    /// half-written record behind.
+    pub fn apply<R>(&self, f: impl FnOnce(&mut SandboxState) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs `f` on the journal, under the journal's own lock.
+    pub fn journal<R>(&self, f: impl FnOnce(&mut Journal) -> R) -> R {
+        f(&mut self.journal.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The next correlation id (`00000000-0000-4000-9000-{seed}{n}`: never a created id).
+    pub fn next_correlation(&self) -> uuid::Uuid {
+        let n = self.correlations.fetch_add(1, Ordering::Relaxed) + 1;
+        IdGenerator::correlation(self.seed, n)
     }
 
     /// Back to the fixture: state, clock, journal, ids and settings.
-    pub fn reset(&mut self) {
-        // The fixture was valid when loaded and has not changed, so this cannot fail.
-        if let Ok(world) = World::from_fixture(&self.fixture.name, &self.fixture) {
-            self.known_secrets = std::sync::Arc::new(world.known_secrets());
-            self.world = world;
-        }
-        let mode = self.clock.mode();
-        self.clock = VirtualClock::default();
-        if mode == ClockMode::System {
-            self.clock.set_mode(ClockMode::System);
-        }
-        self.journal.clear();
-        self.ids = IdGenerator::sequential(self.seed);
-        self.settings = Settings::default();
+    pub fn reset(&self) {
+        self.apply(|st| {
+            // The fixture was valid when loaded and has not changed, so this cannot fail.
+            if let Ok(world) = World::from_fixture(&st.fixture.name, &st.fixture) {
+                st.known_secrets = Arc::new(world.known_secrets());
+                st.world = world;
+            }
+            let mode = st.clock.mode();
+            st.clock = VirtualClock::default();
+            if mode == ClockMode::System {
+                st.clock.set_mode(ClockMode::System);
+            }
+            st.ids = IdGenerator::sequential(self.seed);
+            st.settings = Settings::default();
+        });
+        self.journal(Journal::clear);
+        self.correlations.store(0, Ordering::Relaxed);
+    }
+
+    /// Replaces the world with another fixture's: clock, ids and settings start again, the
+    /// journal is emptied.
+    fn replace(&self, state: SandboxState) {
+        self.apply(|st| *st = state);
+        self.journal(Journal::clear);
+        self.correlations.store(0, Ordering::Relaxed);
     }
 }
 
@@ -127,142 +186,241 @@ pub enum SandboxError {
     Fixture(#[from] FixtureError),
 }
 
-/// All sandboxes of the server.
+/// The names a sandbox's world claims: tenants (ids and domains), environments (ids and host
+/// prefixes) and orgs, lower-cased. They must be unique across sandboxes, or a request could
+/// not be attributed.
+#[derive(Debug, Default)]
+struct Claimed {
+    tenants: Vec<String>,
+    /// (environment id, host prefix, org).
+    environments: Vec<(EnvironmentId, String, String)>,
+}
+
+impl Claimed {
+    fn of(world: &World) -> Self {
+        Self {
+            tenants: world
+                .tenants
+                .iter()
+                .flat_map(|t| [t.id.to_string().to_ascii_lowercase(), t.domain.to_ascii_lowercase()])
+                .collect(),
+            environments: world
+                .environments
+                .iter()
+                .map(|e| (e.id.clone(), e.id.host_prefix(), e.org.to_ascii_lowercase()))
+                .collect(),
+        }
+    }
+}
+
+/// The sandboxes and the indexes that attribute a request to one of them, kept up to date on
+/// create, load and delete.
+#[derive(Debug, Default)]
+struct Index {
+    sandboxes: BTreeMap<String, Arc<Sandbox>>,
+    /// Tenant id or domain → sandbox.
+    tenants: HashMap<String, Arc<Sandbox>>,
+    /// Environment id → sandbox.
+    environments: HashMap<EnvironmentId, Arc<Sandbox>>,
+    /// Environment host prefix → sandbox and environment.
+    env_hosts: HashMap<String, (Arc<Sandbox>, EnvironmentId)>,
+    /// Org → sandbox and environment.
+    orgs: HashMap<String, (Arc<Sandbox>, EnvironmentId)>,
+    next_seed: u16,
+}
+
+impl Index {
+    /// The first name of `claimed` another sandbox than `except` holds.
+    fn clash(&self, claimed: &Claimed, except: &str) -> Option<(&'static str, String, String)> {
+        let other = |sb: &Arc<Sandbox>| (sb.name != except).then(|| sb.name.clone());
+        for t in &claimed.tenants {
+            if let Some(owner) = self.tenants.get(t).and_then(other) {
+                return Some(("tenant", t.clone(), owner));
+            }
+        }
+        for (id, _, org) in &claimed.environments {
+            if let Some(owner) = self.environments.get(id).and_then(other) {
+                return Some(("environment", id.to_string(), owner));
+            }
+            if let Some(owner) = self.orgs.get(org).and_then(|(sb, _)| other(sb)) {
+                return Some(("org", org.clone(), owner));
+            }
+        }
+        None
+    }
+
+    fn insert(&mut self, sandbox: Arc<Sandbox>, claimed: Claimed) {
+        self.remove_claims(&sandbox.name);
+        for t in claimed.tenants {
+            self.tenants.insert(t, sandbox.clone());
+        }
+        for (id, prefix, org) in claimed.environments {
+            self.environments.insert(id.clone(), sandbox.clone());
+            self.env_hosts.insert(prefix, (sandbox.clone(), id.clone()));
+            self.orgs.insert(org, (sandbox.clone(), id));
+        }
+        self.sandboxes.insert(sandbox.name.clone(), sandbox);
+    }
+
+    fn remove_claims(&mut self, name: &str) {
+        self.tenants.retain(|_, sb| sb.name != name);
+        self.environments.retain(|_, sb| sb.name != name);
+        self.env_hosts.retain(|_, (sb, _)| sb.name != name);
+        self.orgs.retain(|_, (sb, _)| sb.name != name);
+    }
+}
+
+/// All sandboxes of the server. A read lock finds a sandbox; only create, load and delete
+/// take the write lock.
 #[derive(Debug)]
 pub struct Registry {
-    sandboxes: BTreeMap<String, Sandbox>,
+    index: RwLock<Index>,
+    /// `default`, which is never deleted: where unattributed requests go.
+    default: Arc<Sandbox>,
     journal_limits: JournalLimits,
-    next_seed: u16,
+}
+
+fn fixture_clash(fixture: &WorldFile, (what, value, owner): (&str, String, String)) -> SandboxError {
+    SandboxError::Fixture(FixtureError {
+        file: fixture.name.clone(),
+        path: String::new(),
+        message: format!("{what} '{value}' already belongs to sandbox '{owner}'"),
+    })
 }
 
 impl Registry {
     /// A registry whose `default` sandbox holds `fixture`.
     pub fn new(fixture: WorldFile, journal_limits: JournalLimits) -> Result<Self, FixtureError> {
-        let mut sandboxes = BTreeMap::new();
-        sandboxes
-            .insert(DEFAULT_SANDBOX.to_owned(), Sandbox::new(DEFAULT_SANDBOX, fixture, 0, journal_limits.clone())?);
-        Ok(Self { sandboxes, journal_limits, next_seed: 1 })
+        let sandbox = Arc::new(Sandbox::new(DEFAULT_SANDBOX, fixture, 0, journal_limits.clone())?);
+        let claimed = sandbox.apply(|st| Claimed::of(&st.world));
+        let mut index = Index { next_seed: 1, ..Index::default() };
+        index.insert(sandbox.clone(), claimed);
+        Ok(Self { index: RwLock::new(index), default: sandbox, journal_limits })
+    }
+
+    /// The sandbox `default`.
+    pub fn default_sandbox(&self) -> Arc<Sandbox> {
+        self.default.clone()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A sandbox by name.
-    pub fn get(&self, name: &str) -> Result<&Sandbox, SandboxError> {
-        self.sandboxes.get(name).ok_or_else(|| SandboxError::NotFound(name.to_owned()))
+    pub fn get(&self, name: &str) -> Result<Arc<Sandbox>, SandboxError> {
+        self.read().sandboxes.get(name).cloned().ok_or_else(|| SandboxError::NotFound(name.to_owned()))
     }
 
-    /// A sandbox by name, mutably.
-    pub fn get_mut(&mut self, name: &str) -> Result<&mut Sandbox, SandboxError> {
-        self.sandboxes.get_mut(name).ok_or_else(|| SandboxError::NotFound(name.to_owned()))
-    }
-
-    /// All sandboxes.
-    pub fn all(&self) -> impl Iterator<Item = &Sandbox> {
-        self.sandboxes.values()
+    /// All sandboxes, by name.
+    pub fn all(&self) -> Vec<Arc<Sandbox>> {
+        self.read().sandboxes.values().cloned().collect()
     }
 
     /// Replaces the world of a sandbox (load a fixture at run time); resets its clock and journal.
-    pub fn load(&mut self, name: &str, fixture: WorldFile) -> Result<(), SandboxError> {
-        self.check_unique(&fixture, Some(name))?;
-        let old = self.get(name)?;
-        let (seed, incarnation) = (old.seed, old.incarnation.clone());
-        let sandbox = Sandbox { incarnation, ..Sandbox::new(name, fixture, seed, self.journal_limits.clone())? };
-        self.sandboxes.insert(name.to_owned(), sandbox);
+    pub fn load(&self, name: &str, fixture: WorldFile) -> Result<(), SandboxError> {
+        let sandbox = self.get(name)?;
+        let state = SandboxState::new(fixture, sandbox.seed)?;
+        let claimed = Claimed::of(&state.world);
+        let mut index = self.write();
+        if let Some(clash) = index.clash(&claimed, name) {
+            return Err(fixture_clash(&state.fixture, clash));
+        }
+        sandbox.replace(state);
+        index.insert(sandbox, claimed);
         Ok(())
     }
 
     /// Instantiates `template` as a fresh sandbox: new ids, hosts and test credentials for
     /// everything in it, so it can run beside every other sandbox.
-    pub fn create(&mut self, name: Option<&str>, template: &WorldFile) -> Result<&Sandbox, SandboxError> {
-        let name = match name {
-            Some(n) => n.to_owned(),
-            None => {
-                let mut i = self.next_seed;
-                while self.sandboxes.contains_key(&format!("sb{i}")) {
-                    i += 1;
+    pub fn create(&self, name: Option<&str>, template: &WorldFile) -> Result<Arc<Sandbox>, SandboxError> {
+        // Name and seed under the write lock; the world is built outside it, so requests to
+        // other sandboxes are not held up while it loads.
+        let (name, seed) = {
+            let mut index = self.write();
+            let name = match name {
+                Some(n) => n.to_owned(),
+                None => {
+                    let mut i = index.next_seed;
+                    while index.sandboxes.contains_key(&format!("sb{i}")) {
+                        i += 1;
+                    }
+                    format!("sb{i}")
                 }
-                format!("sb{i}")
+            };
+            if name.is_empty()
+                || name.len() > 40
+                || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(SandboxError::BadName(name));
             }
+            if index.sandboxes.contains_key(&name) {
+                return Err(SandboxError::Exists(name));
+            }
+            let seed = index.next_seed;
+            index.next_seed = index.next_seed.wrapping_add(1);
+            (name, seed)
         };
-        if name.is_empty()
-            || name.len() > 40
-            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(SandboxError::BadName(name));
-        }
-        if self.sandboxes.contains_key(&name) {
-            return Err(SandboxError::Exists(name));
-        }
         let fixture = instantiate(template, &name);
         fixture.validate(&format!("sandbox {name}"))?;
-        self.check_unique(&fixture, None)?;
-        let seed = self.next_seed;
-        self.next_seed = self.next_seed.wrapping_add(1);
-        let sandbox = Sandbox::new(&name, fixture, seed, self.journal_limits.clone())?;
-        self.sandboxes.insert(name.clone(), sandbox);
-        self.get(&name)
+        let sandbox = Arc::new(Sandbox::new(&name, fixture, seed, self.journal_limits.clone())?);
+        let claimed = sandbox.apply(|st| Claimed::of(&st.world));
+        let mut index = self.write();
+        // Another call may have taken the name meanwhile.
+        if index.sandboxes.contains_key(&name) {
+            return Err(SandboxError::Exists(name));
+        }
+        if let Some(clash) = index.clash(&claimed, &name) {
+            return Err(sandbox.apply(|st| fixture_clash(&st.fixture, clash)));
+        }
+        index.insert(sandbox.clone(), claimed);
+        Ok(sandbox)
     }
 
     /// Deletes a sandbox (never `default`).
-    pub fn delete(&mut self, name: &str) -> Result<(), SandboxError> {
+    pub fn delete(&self, name: &str) -> Result<(), SandboxError> {
         if name == DEFAULT_SANDBOX {
             return Err(SandboxError::DefaultIsPermanent);
         }
-        self.sandboxes.remove(name).map(|_| ()).ok_or_else(|| SandboxError::NotFound(name.to_owned()))
-    }
-
-    /// Tenants, environments and orgs must be unique across sandboxes, or a request could
-    /// not be attributed.
-    fn check_unique(&self, fixture: &WorldFile, replacing: Option<&str>) -> Result<(), SandboxError> {
-        for sb in self.sandboxes.values().filter(|s| Some(s.name.as_str()) != replacing) {
-            let clash = |what: &str, v: &str| {
-                Err(SandboxError::Fixture(FixtureError {
-                    file: fixture.name.clone(),
-                    path: String::new(),
-                    message: format!("{what} '{v}' already belongs to sandbox '{}'", sb.name),
-                }))
-            };
-            for t in &fixture.tenants {
-                if sb.world.tenant_by_ref(&t.id).is_some() || sb.world.tenant_by_ref(&t.domain).is_some() {
-                    return clash("tenant", &t.id);
-                }
-            }
-            for e in &fixture.environments {
-                if sb.world.environments.iter().any(|x| x.id.as_str().eq_ignore_ascii_case(&e.id)) {
-                    return clash("environment", &e.id);
-                }
-                if sb.world.environment_by_org(&e.dataverse.org).is_some() {
-                    return clash("org", &e.dataverse.org);
-                }
-            }
-        }
+        let mut index = self.write();
+        index.sandboxes.remove(name).ok_or_else(|| SandboxError::NotFound(name.to_owned()))?;
+        index.remove_claims(name);
         Ok(())
     }
 
     /// The sandbox owning a tenant (GUID or domain).
-    pub fn by_tenant(&self, reference: &str) -> Option<&str> {
-        self.sandboxes.values().find(|s| s.world.tenant_by_ref(reference).is_some()).map(|s| s.name.as_str())
+    pub fn by_tenant(&self, reference: &str) -> Option<Arc<Sandbox>> {
+        let key = match crate::domain::ids::TenantId::parse(reference) {
+            Ok(id) => id.to_string().to_ascii_lowercase(),
+            Err(_) => reference.to_ascii_lowercase(),
+        };
+        self.read().tenants.get(&key).cloned()
     }
 
     /// The sandbox owning the tenant of a UPN.
-    pub fn by_upn(&self, upn: &str) -> Option<&str> {
-        self.sandboxes.values().find(|s| s.world.tenant_of_upn(upn).is_some()).map(|s| s.name.as_str())
+    pub fn by_upn(&self, upn: &str) -> Option<Arc<Sandbox>> {
+        let domain = upn.rsplit_once('@')?.1;
+        self.read().tenants.get(&domain.to_ascii_lowercase()).cloned()
     }
 
     /// The sandbox owning an environment (id in either form).
-    pub fn by_environment(&self, id: &str) -> Option<&str> {
-        let id = crate::domain::ids::EnvironmentId::parse(id).ok()?;
-        self.sandboxes.values().find(|s| s.world.environment(&id).is_some()).map(|s| s.name.as_str())
+    pub fn by_environment(&self, id: &str) -> Option<Arc<Sandbox>> {
+        let id = EnvironmentId::parse(id).ok()?;
+        self.read().environments.get(&id).cloned()
     }
 
     /// The sandbox and environment id behind an environment host prefix.
-    pub fn by_environment_host(&self, prefix: &str) -> Option<(&str, String)> {
-        self.sandboxes.values().find_map(|s| {
-            s.world.environment_by_host_prefix(prefix).map(|e| (s.name.as_str(), e.id.as_str().to_owned()))
-        })
+    pub fn by_environment_host(&self, prefix: &str) -> Option<(Arc<Sandbox>, EnvironmentId)> {
+        self.read().env_hosts.get(&prefix.to_ascii_lowercase()).cloned()
     }
 
-    /// The sandbox owning a Dataverse org.
-    pub fn by_org(&self, org: &str) -> Option<&str> {
-        self.sandboxes.values().find(|s| s.world.environment_by_org(org).is_some()).map(|s| s.name.as_str())
+    /// The sandbox owning a Dataverse org, and the org's environment.
+    pub fn by_org(&self, org: &str) -> Option<(Arc<Sandbox>, EnvironmentId)> {
+        self.read().orgs.get(&org.to_ascii_lowercase()).cloned()
     }
 
     /// Every host the fixtures name (for the default TLS certificate).
@@ -272,11 +430,13 @@ impl Registry {
             "api.bap.microsoft.com".to_owned(),
             "api.powerplatform.com".to_owned(),
         ];
-        for s in self.sandboxes.values() {
-            for e in &s.world.environments {
-                hosts.push(e.id.api_host());
-                hosts.push(e.org_host());
-            }
+        for s in self.all() {
+            s.apply(|st| {
+                for e in &st.world.environments {
+                    hosts.push(e.id.api_host());
+                    hosts.push(e.org_host());
+                }
+            });
         }
         hosts
     }
@@ -378,16 +538,23 @@ mod tests {
 
     #[test]
     fn a_sandbox_from_the_template_shares_no_tenant_environment_or_org_with_default() {
-        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
+        let r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         let sb = r.create(Some("team-a"), &fixtures::default_world()).unwrap();
-        let t = sb.world.tenants[0].id.to_string();
-        let org = sb.world.environments[0].org.clone();
+        let (t, org) = sb.apply(|st| (st.world.tenants[0].id.to_string(), st.world.environments[0].org.clone()));
         assert_eq!(org, "contosodev-team-a");
-        assert_eq!(r.by_tenant(&t), Some("team-a"));
-        assert_eq!(r.by_tenant("c7263f1a-afcd-4e8a-a7ce-66b19698caaa"), Some("default"));
-        assert_eq!(r.by_org("contosodev"), Some("default"));
-        assert_eq!(r.by_org(&org), Some("team-a"));
+        let name = |s: Option<Arc<Sandbox>>| s.map(|s| s.name.clone());
+        assert_eq!(name(r.by_tenant(&t)).as_deref(), Some("team-a"));
+        assert_eq!(name(r.by_tenant("c7263f1a-afcd-4e8a-a7ce-66b19698caaa")).as_deref(), Some("default"));
+        assert_eq!(name(r.by_tenant("CONTOSO.onmicrosoft.com")).as_deref(), Some("default"));
+        assert_eq!(name(r.by_upn("megan@contoso.onmicrosoft.com")).as_deref(), Some("default"));
+        assert_eq!(name(r.by_org("contosodev").map(|o| o.0)).as_deref(), Some("default"));
+        assert_eq!(name(r.by_org(&org).map(|o| o.0)).as_deref(), Some("team-a"));
+        let env = sb.apply(|st| st.world.environments[0].id.clone());
+        assert_eq!(name(r.by_environment(env.as_str())).as_deref(), Some("team-a"));
+        assert_eq!(name(r.by_environment_host(&env.host_prefix()).map(|h| h.0)).as_deref(), Some("team-a"));
         assert!(matches!(r.create(Some("team-a"), &fixtures::default_world()), Err(SandboxError::Exists(_))));
+        r.delete("team-a").unwrap();
+        assert!(r.by_tenant(&t).is_none() && r.by_org(&org).is_none(), "deleting forgets the sandbox's names");
     }
 
     #[test]
@@ -405,9 +572,9 @@ mod tests {
 
     #[test]
     fn reset_and_load_keep_the_incarnation_and_a_new_sandbox_of_the_same_name_gets_another() {
-        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
+        let r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         let first = r.create(Some("x"), &fixtures::default_world()).unwrap().incarnation().to_owned();
-        r.get_mut("x").unwrap().reset();
+        r.get("x").unwrap().reset();
         assert_eq!(r.get("x").unwrap().incarnation(), first);
         r.load("x", instantiate(&fixtures::default_world(), "x")).unwrap();
         assert_eq!(r.get("x").unwrap().incarnation(), first);
@@ -418,8 +585,22 @@ mod tests {
     }
 
     #[test]
+    fn correlation_ids_use_no_created_id_and_start_again_on_reset() {
+        let r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
+        let sb = r.create(Some("c"), &fixtures::default_world()).unwrap();
+        let first = sb.next_correlation();
+        assert_ne!(sb.next_correlation(), first);
+        let created = sb.apply(|st| st.ids.next_id());
+        assert_eq!(created.to_string(), "00000000-0000-4000-8000-000100000001", "two correlations drew no id");
+        assert_ne!(created, first);
+        sb.reset();
+        assert_eq!(sb.next_correlation(), first);
+        assert_eq!(sb.apply(|st| st.ids.next_id()), created);
+    }
+
+    #[test]
     fn loading_a_world_that_clashes_with_another_sandbox_is_refused() {
-        let mut r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
+        let r = Registry::new(fixtures::default_world(), crate::journal::JournalLimits::default()).unwrap();
         r.create(Some("b"), &fixtures::default_world()).unwrap();
         let clash = instantiate(&fixtures::default_world(), "b");
         assert!(r.load(DEFAULT_SANDBOX, clash).is_err());

@@ -1,12 +1,13 @@
-//! `AppState`: what every handler shares. One `std::sync::Mutex` over the sandbox registry:
-//! a request locks it once, does its check-and-write, and unlocks before any `.await`
-//! (mini-redis's reasoning: the critical sections are short and never wait on I/O).
+//! `AppState`: what every handler shares: the sandbox registry (each sandbox behind its own
+//! lock, see [`crate::sandbox`]), the signing keys, the verified-token cache and the
+//! journal's redactor. No lock is held across an `.await` (mini-redis's reasoning: the
+//! critical sections are short and never wait on I/O).
 
 use crate::journal::Redactor;
 use crate::sandbox::Registry;
-use crate::tokens::Keys;
+use crate::tokens::{Keys, VerifiedTokens};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Shared server state; cheap to clone.
@@ -17,8 +18,9 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Shared {
-    registry: Mutex<Registry>,
+    registry: Registry,
     keys: Keys,
+    verified: VerifiedTokens,
     redactor: Redactor,
     started: Instant,
     ca_pem: Option<String>,
@@ -30,8 +32,9 @@ impl AppState {
     pub fn new(registry: Registry, keys: Keys, ca_pem: Option<String>) -> Self {
         Self {
             inner: Arc::new(Shared {
-                registry: Mutex::new(registry),
+                registry,
                 keys,
+                verified: VerifiedTokens::default(),
                 redactor: Redactor::new(),
                 started: crate::domain::clock::monotonic(),
                 ca_pem,
@@ -40,15 +43,19 @@ impl AppState {
         }
     }
 
-    /// Locks the registry. A poisoned lock is recovered: every command checks before it
-    /// writes, so a panic cannot have left a half-written record behind.
-    pub fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.inner.registry.lock().unwrap_or_else(|p| p.into_inner())
+    /// The sandboxes.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
     }
 
     /// Token keys.
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// Bearer tokens whose signature was verified.
+    pub fn verified_tokens(&self) -> &VerifiedTokens {
+        &self.inner.verified
     }
 
     /// The journal's redactor.

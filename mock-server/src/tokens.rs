@@ -6,6 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Claims of every token the mock issues. Optional claims are left out when empty, as Entra does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -150,26 +152,50 @@ impl Keys {
         Ok(claims)
     }
 
+    /// [`Keys::verify_access_token`] through `cache`: the signature is checked once per
+    /// token, expiry, `nbf` and the kind on every call.
+    pub fn verify_access_token_cached(
+        &self,
+        cache: &VerifiedTokens,
+        token: &str,
+        now_unix: i64,
+    ) -> Result<Arc<Claims>, TokenError> {
+        let claims = match cache.get(token) {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify_signature(token)?);
+                cache.insert(token, c.clone());
+                c
+            }
+        };
+        check_times(&claims, now_unix)?;
+        if claims.mock_typ != "access" {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(claims)
+    }
+
     /// Checks key id, signature, `nbf` and expiry of any token the mock issued.
     pub fn verify_any(&self, token: &str, now_unix: i64) -> Result<Claims, TokenError> {
+        let claims = self.verify_signature(token)?;
+        check_times(&claims, now_unix)?;
+        Ok(claims)
+    }
+
+    /// Checks key id and signature only: what never changes for a given token, so it can be
+    /// cached ([`VerifiedTokens`]); the times are checked on every use.
+    pub fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.kid.as_deref() != Some(self.kid.as_str()) {
             return Err(TokenError::UnknownKey);
         }
         let mut v = Validation::new(Algorithm::RS256);
-        // Expiry is checked below against the caller's clock, with no leeway, so an
-        // "expired token" scenario is exact.
+        // Expiry is checked against the caller's clock, with no leeway, so an "expired
+        // token" scenario is exact.
         v.validate_exp = false;
         v.validate_aud = false;
         v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|_| TokenError::Invalid)?;
-        if data.claims.exp <= now_unix {
-            return Err(TokenError::Expired);
-        }
-        if data.claims.nbf > now_unix + CLOCK_SKEW_SECS {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(data.claims)
+        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &v).map_err(|_| TokenError::Invalid)?.claims)
     }
 
     /// The JSON Web Key Set document.
@@ -231,6 +257,72 @@ pub fn find_jwts(s: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// Expiry (no leeway) and `nbf` (with [`CLOCK_SKEW_SECS`]) at `now_unix`.
+fn check_times(claims: &Claims, now_unix: i64) -> Result<(), TokenError> {
+    if claims.exp <= now_unix {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf > now_unix + CLOCK_SKEW_SECS {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The most tokens [`VerifiedTokens`] remembers.
+pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
+
+/// Tokens whose signature was verified, with their claims, so RS256 is not redone on every
+/// request. Only tokens that verified are kept (a bad token costs its verification each
+/// time, so garbage cannot fill the cache); at capacity an arbitrary entry makes room.
+/// Claims of a token never change, so the cache needs no invalidation: the sandbox
+/// incarnation, expiry, `nbf`, issuer and audience are checked on every use.
+#[derive(Debug)]
+pub struct VerifiedTokens {
+    map: Mutex<HashMap<Box<str>, Arc<Claims>>>,
+    capacity: usize,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::with_capacity(VERIFIED_TOKENS_CAPACITY)
+    }
+}
+
+impl VerifiedTokens {
+    /// A cache of at most `capacity` tokens.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { map: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, token: &str) -> Option<Arc<Claims>> {
+        self.lock().get(token).cloned()
+    }
+
+    fn insert(&self, token: &str, claims: Arc<Claims>) {
+        let mut map = self.lock();
+        if map.len() >= self.capacity
+            && let Some(k) = map.keys().next().cloned()
+        {
+            map.remove(&k);
+        }
+        map.insert(token.into(), claims);
+    }
+
+    /// How many tokens it holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +354,25 @@ mod tests {
         tampered.replace_range(token.len() - 4.., "AAAA");
         assert_eq!(keys.verify_access_token(&tampered, 1_000), Err(TokenError::Invalid));
         assert_eq!(keys.verify_access_token("not-a-token", 1_000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn the_cache_verifies_a_signature_once_and_still_checks_expiry_and_kind_on_every_use() {
+        let keys = Keys::fixed_test_key();
+        let cache = VerifiedTokens::with_capacity(2);
+        let token = keys.sign(&claims(2_000));
+        assert_eq!(*keys.verify_access_token_cached(&cache, &token, 1_000).unwrap(), claims(2_000));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(keys.verify_access_token_cached(&cache, &token, 2_000), Err(TokenError::Expired));
+        let refresh = keys.sign(&Claims { mock_typ: "refresh".into(), ..claims(2_000) });
+        assert_eq!(keys.verify_access_token_cached(&cache, &refresh, 1_000), Err(TokenError::WrongKind));
+        let mut tampered = token.clone();
+        tampered.replace_range(token.len() - 4.., "AAAA");
+        assert_eq!(keys.verify_access_token_cached(&cache, &tampered, 1_000), Err(TokenError::Invalid));
+        assert_eq!(cache.len(), 2, "the tampered token is not kept");
+        let third = keys.sign(&claims(3_000));
+        assert!(keys.verify_access_token_cached(&cache, &third, 1_000).is_ok());
+        assert_eq!(cache.len(), 2, "bounded");
     }
 
     #[test]

@@ -19,10 +19,12 @@
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::domain::access::{Grantee, Share};
+use crate::domain::clock::VirtualClock;
 use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
 use crate::domain::membership::{MachineFacts, Registration};
-use crate::domain::world::{Machine, WindowsAccount};
+use crate::domain::world::{Machine, WindowsAccount, World};
+use crate::journal::Journal;
 use crate::sandbox::{Sandbox, Settings};
 use crate::state::AppState;
 use axum::Router;
@@ -54,7 +56,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn get_health(State(app): State<AppState>) -> Response {
-    let sandboxes: Vec<String> = app.registry().all().map(|s| s.name.clone()).collect();
+    let sandboxes: Vec<String> = app.registry().all().iter().map(|s| s.name.clone()).collect();
     json(
         StatusCode::OK,
         json!({ "status": "ready", "sandboxes": sandboxes, "surfaces": super::routing::surfaces_served() }),
@@ -65,8 +67,8 @@ async fn get_fixture(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    let fixture = serde_json::to_value(&reg.get(&route.sandbox)?.fixture).unwrap_or(Value::Null);
+    let sb = app.registry().get(&route.sandbox)?;
+    let fixture = sb.apply(|st| serde_json::to_value(&st.fixture)).unwrap_or(Value::Null);
     Ok(json(StatusCode::OK, fixture))
 }
 
@@ -88,9 +90,10 @@ async fn put_fixture(
             world
         }
     };
-    let mut reg = app.registry();
+    let reg = app.registry();
     reg.load(&route.sandbox, world)?;
-    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": reg.get(&route.sandbox)?.fixture.name })))
+    let loaded = reg.get(&route.sandbox)?.apply(|st| st.fixture.name.clone());
+    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": loaded })))
 }
 
 async fn post_reset(
@@ -98,8 +101,7 @@ async fn post_reset(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    reg.get_mut(&route.sandbox)?.reset();
+    app.registry().get(&route.sandbox)?.reset();
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
 }
 
@@ -134,16 +136,19 @@ fn machine_json(m: &Machine) -> Value {
     })
 }
 
-fn clock_view(sb: &Sandbox) -> Value {
-    json!({ "sandbox": sb.name, "now": format_timestamp(sb.clock.now()), "mode": sb.clock.mode() })
+fn clock_view(sandbox: &str, clock: &VirtualClock) -> Value {
+    json!({ "sandbox": sandbox, "now": format_timestamp(clock.now()), "mode": clock.mode() })
 }
 
 /// What a sandbox holds now: the world as the domain sees it (credentials are the fixture's
 /// test data), its clock, settings and journal counters.
 async fn get_state(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let w = &sb.world;
+    let sb = app.registry().get(&route.sandbox)?;
+    let journal = sb.journal(|j| {
+        json!({ "entries": j.len(), "bytes": j.bytes(), "evicted": j.evicted().total(), "evictedByKind": j.evicted(), "leaks": j.leaks(), "capacity": j.limits().entries })
+    });
+    let state = sb.apply(|st| {
+    let w = &st.world;
     let environments: Vec<Value> = w
         .environments
         .iter()
@@ -164,14 +169,12 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
             })
         })
         .collect();
-    Ok(json(
-        StatusCode::OK,
         json!({
             "sandbox": sb.name,
-            "fixture": sb.fixture.name,
-            "clock": clock_view(sb),
-            "settings": sb.settings,
-            "journal": { "entries": sb.journal.len(), "bytes": sb.journal.bytes(), "evicted": sb.journal.evicted().total(), "evictedByKind": sb.journal.evicted(), "leaks": sb.journal.leaks(), "capacity": sb.journal.limits().entries },
+            "fixture": st.fixture.name,
+            "clock": clock_view(&sb.name, &st.clock),
+            "settings": st.settings,
+            "journal": journal,
             "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
             "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
             "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
@@ -189,8 +192,9 @@ async fn get_state(State(app): State<AppState>, Extension(route): Extension<Rout
                 "status": w.status(c).code().unwrap_or("Connected"),
                 "shares": c.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": s.role.name()})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
-        }),
-    ))
+        })
+    });
+    Ok(json(StatusCode::OK, state))
 }
 
 /// Journal filters. Unknown parameters are ignored, like the real APIs do.
@@ -201,6 +205,8 @@ struct JournalQuery {
     /// Prefix of the path as the client sent it.
     path: Option<String>,
     surface: Option<String>,
+    /// A named operation (`connections.put`, …; docs/operations.md).
+    operation: Option<String>,
     /// `request` or `event`.
     kind: Option<crate::journal::EntryKind>,
     status: Option<u16>,
@@ -253,6 +259,17 @@ async fn get_journal(
             ));
         }
     };
+    let operation = match q.operation.as_deref() {
+        None => None,
+        Some(name) => Some(crate::operation::Operation::parse(name).ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidJournalFilter",
+                format!(
+                    "'{name}' is not a named operation; docs/operations.md lists them (connections.put, dataverse.query, …)."
+                ),
+            )
+        })?),
+    };
     if q.limit.is_some_and(|l| l == 0 || l > crate::journal::MAX_PAGE) {
         return Err(ApiError::bad_request(
             "InvalidQueryParameter",
@@ -263,21 +280,19 @@ async fn get_journal(
         since: q.since,
         limit: q.limit,
         kind: q.kind,
+        operation,
         method: q.method,
         path: q.path,
         surface: q.surface,
         environment: q.environment,
         status: q.status,
     };
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
+    let sb = app.registry().get(&route.sandbox)?;
     if q.count == Some(true) {
-        return Ok(json(StatusCode::OK, json!({ "count": sb.journal.count(&filter) })));
+        return Ok(json(StatusCode::OK, json!({ "count": sb.journal(|j| j.count(&filter)) })));
     }
-    let page = sb.journal.page(&filter);
-    let (evicted, leaks, capacity, bytes) =
-        (sb.journal.evicted(), sb.journal.leaks(), sb.journal.limits().entries, sb.journal.bytes());
-    drop(reg);
+    let (page, evicted, leaks, capacity, bytes) =
+        sb.journal(|j| (j.page(&filter), j.evicted(), j.leaks(), j.limits().entries, j.bytes()));
     // Normalising happens outside the lock: it is the slowest thing here.
     let (view, entries) = if normalised {
         let values: Vec<Value> = page.entries.iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect();
@@ -305,13 +320,13 @@ async fn delete_journal(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().get_mut(&route.sandbox)?.journal.clear();
+    app.registry().get(&route.sandbox)?.journal(Journal::clear);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_clock(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    Ok(json(StatusCode::OK, clock_view(reg.get(&route.sandbox)?)))
+    let sb = app.registry().get(&route.sandbox)?;
+    Ok(json(StatusCode::OK, sb.apply(|st| clock_view(&sb.name, &st.clock))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -326,18 +341,20 @@ async fn put_clock(
     Extension(route): Extension<RouteInfo>,
     ApiJson(change): ApiJson<ClockChange>,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    // Check before writing: a refused `now` must not leave a changed mode behind.
-    let mut clock = sb.clock.clone();
-    if let Some(mode) = change.mode {
-        clock.set_mode(mode);
-    }
-    if let Some(now) = change.now {
-        clock.set(now).map_err(crate::domain::Error::from)?;
-    }
-    sb.clock = clock;
-    Ok(json(StatusCode::OK, clock_view(sb)))
+    let sb = app.registry().get(&route.sandbox)?;
+    let view = sb.apply(|st| -> Result<Value, ApiError> {
+        // Check before writing: a refused `now` must not leave a changed mode behind.
+        let mut clock = st.clock.clone();
+        if let Some(mode) = change.mode {
+            clock.set_mode(mode);
+        }
+        if let Some(now) = change.now {
+            clock.set(now).map_err(crate::domain::Error::from)?;
+        }
+        st.clock = clock;
+        Ok(clock_view(&sb.name, &st.clock))
+    })?;
+    Ok(json(StatusCode::OK, view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,18 +380,20 @@ async fn post_clock_advance(
         .and_then(|hm| hm.checked_add(by.seconds))
         .and_then(|s| i64::try_from(s).ok())
         .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    sb.clock.advance(chrono::Duration::seconds(total)).map_err(crate::domain::Error::from)?;
-    Ok(json(StatusCode::OK, clock_view(sb)))
+    let sb = app.registry().get(&route.sandbox)?;
+    let view = sb.apply(|st| -> Result<Value, ApiError> {
+        st.clock.advance(chrono::Duration::seconds(total)).map_err(crate::domain::Error::from)?;
+        Ok(clock_view(&sb.name, &st.clock))
+    })?;
+    Ok(json(StatusCode::OK, view))
 }
 
 async fn get_settings(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    Ok(json(StatusCode::OK, serde_json::to_value(&reg.get(&route.sandbox)?.settings).unwrap_or(Value::Null)))
+    let settings = app.registry().get(&route.sandbox)?.apply(|st| st.settings.clone());
+    Ok(json(StatusCode::OK, serde_json::to_value(&settings).unwrap_or(Value::Null)))
 }
 
 /// Merges the given fields into the settings; unknown fields are refused by name.
@@ -383,9 +402,8 @@ async fn patch_settings(
     Extension(route): Extension<RouteInfo>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let mut merged = serde_json::to_value(&sb.settings).unwrap_or(Value::Null);
+    let sb = app.registry().get(&route.sandbox)?;
+    let mut merged = serde_json::to_value(sb.apply(|st| st.settings.clone())).unwrap_or(Value::Null);
     match (merged.as_object_mut(), patch.as_object()) {
         (Some(m), Some(p)) => {
             for (k, v) in p {
@@ -403,24 +421,24 @@ async fn patch_settings(
             "The field 'tokenLifetimeSecs' must be at least 1.",
         ));
     }
-    sb.settings = settings;
-    Ok(json(StatusCode::OK, serde_json::to_value(&sb.settings).unwrap_or(Value::Null)))
+    let out = serde_json::to_value(&settings).unwrap_or(Value::Null);
+    sb.apply(|st| st.settings = settings);
+    Ok(json(StatusCode::OK, out))
 }
 
 async fn get_sandboxes(State(app): State<AppState>) -> Response {
-    let reg = app.registry();
-    let list: Vec<Value> = reg.all().map(sandbox_summary).collect();
+    let list: Vec<Value> = app.registry().all().iter().map(|sb| sandbox_summary(sb)).collect();
     json(StatusCode::OK, json!({ "value": list }))
 }
 
 /// One line of the sandbox list: its name, template and the hosts of its environments.
 fn sandbox_summary(sb: &Sandbox) -> Value {
-    json!({ "name": sb.name, "fixture": sb.fixture.name, "hosts": sandbox_hosts(sb) })
+    sb.apply(|st| json!({ "name": sb.name, "fixture": st.fixture.name, "hosts": sandbox_hosts(&st.world) }))
 }
 
 /// Where each environment of a sandbox is served on the real-host doors.
-fn sandbox_hosts(sb: &Sandbox) -> Vec<Value> {
-    sb.world
+fn sandbox_hosts(world: &World) -> Vec<Value> {
+    world
         .environments
         .iter()
         .map(|e| json!({ "environment": e.id.as_str(), "apiHost": e.id.api_host(), "orgHost": e.org_host() }))
@@ -430,12 +448,14 @@ fn sandbox_hosts(sb: &Sandbox) -> Vec<Value> {
 /// What a new sandbox gives a test (DECISIONS, Fixtures): the instantiated world in the fixture
 /// format, as `GET /_mock/fixture` returns it, plus its name and hosts.
 fn instantiated_world(sb: &Sandbox) -> Value {
-    let mut world = serde_json::to_value(&sb.fixture).unwrap_or_else(|_| json!({}));
-    if let Some(o) = world.as_object_mut() {
-        o.insert("sandbox".into(), json!(sb.name));
-        o.insert("hosts".into(), json!(sandbox_hosts(sb)));
-    }
-    world
+    sb.apply(|st| {
+        let mut world = serde_json::to_value(&st.fixture).unwrap_or_else(|_| json!({}));
+        if let Some(o) = world.as_object_mut() {
+            o.insert("sandbox".into(), json!(sb.name));
+            o.insert("hosts".into(), json!(sandbox_hosts(&st.world)));
+        }
+        world
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -455,9 +475,8 @@ async fn post_sandbox(
     let req: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
     let template =
         fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
-    let mut reg = app.registry();
-    let sb = reg.create(req.name.as_deref(), &template)?;
-    Ok(json(StatusCode::CREATED, instantiated_world(sb)))
+    let sb = app.registry().create(req.name.as_deref(), &template)?;
+    Ok(json(StatusCode::CREATED, instantiated_world(&sb)))
 }
 
 async fn delete_sandbox(
@@ -569,28 +588,29 @@ async fn post_register_machine(
         return Err(bad_field("name", "must be 1 to 100 characters"));
     }
     let facts = facts.into_facts()?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let tenant = sb.world.environment(&env).map(|e| e.tenant).ok_or_else(|| ApiError::NotFound {
-        code: "EnvironmentNotFound",
-        message: format!("No environment '{env}' in this sandbox."),
+    let out = app.registry().get(&route.sandbox)?.apply(|sb| -> Result<Value, ApiError> {
+        let tenant = sb.world.environment(&env).map(|e| e.tenant).ok_or_else(|| ApiError::NotFound {
+            code: "EnvironmentNotFound",
+            message: format!("No environment '{env}' in this sandbox."),
+        })?;
+        let registrant = sb
+            .world
+            .registrant(tenant, app_id)
+            .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
+        let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
+        let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
+        let registration = Registration { id, name: r.name, group, default_group, facts };
+        let m = sb.world.register_machine(&registrant, &env, registration)?;
+        let out = json!({
+            "machineId": m.id.to_string(),
+            "name": m.name,
+            "groupId": m.group.to_string(),
+            "owner": m.owner.to_string(),
+            "environment": env.to_string(),
+        });
+        sb.refresh_secrets();
+        Ok(out)
     })?;
-    let registrant = sb
-        .world
-        .registrant(tenant, app_id)
-        .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
-    let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
-    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-    let registration = Registration { id, name: r.name, group, default_group, facts };
-    let m = sb.world.register_machine(&registrant, &env, registration)?;
-    let out = json!({
-        "machineId": m.id.to_string(),
-        "name": m.name,
-        "groupId": m.group.to_string(),
-        "owner": m.owner.to_string(),
-        "environment": env.to_string(),
-    });
-    sb.refresh_secrets();
     Ok(json(StatusCode::CREATED, out))
 }
 
@@ -604,14 +624,15 @@ async fn patch_machine(
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
     let facts = facts.into_facts()?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let m = sb.world.patch_machine(id, facts).ok_or_else(|| ApiError::NotFound {
-        code: "MachineNotFound",
-        message: format!("No machine '{id}' in this sandbox."),
+    let out = app.registry().get(&route.sandbox)?.apply(|sb| -> Result<Value, ApiError> {
+        let m = sb.world.patch_machine(id, facts).ok_or_else(|| ApiError::NotFound {
+            code: "MachineNotFound",
+            message: format!("No machine '{id}' in this sandbox."),
+        })?;
+        let out = machine_json(m);
+        sb.refresh_secrets();
+        Ok(out)
     })?;
-    let out = machine_json(m);
-    sb.refresh_secrets();
     Ok(json(StatusCode::OK, out))
 }
 
@@ -645,9 +666,9 @@ async fn put_vault_secret(
     }
     let r = KeyVaultReference { vault: vault.clone(), name: name.clone() };
     let reference = r.to_text();
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    sb.world.set_vault_secret(r, secrecy::SecretString::from(b.value));
-    sb.refresh_secrets();
+    app.registry().get(&route.sandbox)?.apply(|sb| {
+        sb.world.set_vault_secret(r, secrecy::SecretString::from(b.value));
+        sb.refresh_secrets();
+    });
     Ok(json(StatusCode::OK, json!({ "vault": vault, "name": name, "reference": reference })))
 }

@@ -2,7 +2,8 @@
 //! `nbf`, the issuer's form, audience for the surface, the sandbox incarnation, and that the
 //! issuing tenant exists in the request's sandbox. 401 with
 //! `WWW-Authenticate: Bearer …` otherwise. Whether the principal may act on the environment
-//! is a domain rule, checked later.
+//! is a domain rule, checked later. A token's signature is verified once and remembered
+//! (`tokens::VerifiedTokens`); everything else is checked on every request.
 
 use super::{ApiError, RouteInfo, Surface};
 use crate::domain::connection::Caller;
@@ -12,6 +13,7 @@ use crate::hosts::{Audience, issuer_ok};
 use crate::state::AppState;
 use crate::tokens::{CLOCK_SKEW_SECS, Claims, TokenError};
 use axum::http::{HeaderMap, header};
+use std::sync::Arc;
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::Unauthorized { code: "InvalidAuthenticationToken", message: message.into() }
@@ -38,11 +40,10 @@ fn audience_ok(aud: &str, route: &RouteInfo, org: Option<&str>) -> bool {
 /// A token carries the incarnation of the sandbox it was issued in: one of a sandbox that
 /// is gone is refused, even when a sandbox of the same name (and so the same ids) exists again.
 fn check_incarnation(app: &AppState, route: &RouteInfo, claims: &Claims) -> Result<(), ApiError> {
-    let reg = app.registry();
-    if reg.get(&route.sandbox).is_ok_and(|sb| sb.incarnation() == claims.xms_mock_sbx) {
+    if route.cell()?.incarnation() == claims.xms_mock_sbx {
         return Ok(());
     }
-    match reg.all().find(|sb| sb.incarnation() == claims.xms_mock_sbx) {
+    match app.registry().all().into_iter().find(|sb| sb.incarnation() == claims.xms_mock_sbx) {
         Some(other) => Err(unauthorized(format!(
             "The token was issued in the sandbox '{}'; this request belongs to the sandbox '{}'.",
             other.name, route.sandbox
@@ -53,14 +54,13 @@ fn check_incarnation(app: &AppState, route: &RouteInfo, claims: &Claims) -> Resu
     }
 }
 
-/// Verifies the bearer token. Takes the registry's lock for a moment (the sandbox
-/// incarnation), so the caller must not hold it.
+/// Verifies the bearer token. Takes no sandbox lock.
 pub fn verify_bearer(
     app: &AppState,
     headers: &HeaderMap,
     route: &RouteInfo,
     org: Option<&str>,
-) -> Result<Claims, ApiError> {
+) -> Result<Arc<Claims>, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("The request has no Authorization header; send 'Authorization: Bearer {token}'."))?
@@ -72,7 +72,7 @@ pub fn verify_bearer(
         .ok_or_else(|| unauthorized("The Authorization header must use the Bearer scheme."))?
         .trim();
     let now = crate::domain::clock::wall_clock().timestamp();
-    let claims = app.keys().verify_access_token(token, now).map_err(|e| match e {
+    let claims = app.keys().verify_access_token_cached(app.verified_tokens(), token, now).map_err(|e| match e {
         TokenError::Expired => unauthorized("The token is expired."),
         TokenError::WrongKind => unauthorized("The token is not an access token."),
         TokenError::Invalid => unauthorized("The token is malformed or was not issued by this mock."),

@@ -3,20 +3,16 @@
 //! scheme and port the client used) when the client called the real BAP host, the loopback
 //! path form otherwise.
 
-use super::auth::caller;
-use super::connections::admit;
 use super::extract::ApiPath;
-use super::{ApiError, RouteInfo, json};
+use super::{ApiError, RequestContext, json};
 use crate::domain::ids::EnvironmentId;
 use crate::hosts::{BAP_HOST, host_name, port_suffix};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{Extension, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
-use std::collections::HashMap;
 
 /// Routes of the BAP surface.
 pub fn router() -> Router<AppState> {
@@ -25,50 +21,44 @@ pub fn router() -> Router<AppState> {
         .route("/providers/Microsoft.BusinessAppPlatform/environments/{env}", get(get_environment))
 }
 
-async fn get_environment(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
-    ApiPath(env): ApiPath<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let who = caller(&sb.world, &claims)?;
+async fn get_environment(ctx: RequestContext, ApiPath(env): ApiPath<String>) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound {
         code: "EnvironmentNotFound",
         message: format!("The environment '{env}' could not be found in the tenant."),
     };
     let id = EnvironmentId::parse(&env).map_err(|_| not_found())?;
-    let e = sb.world.environment(&id).filter(|e| e.tenant == who.tenant).ok_or_else(not_found)?;
+    let e = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let e = st.world.environment(&id).filter(|e| e.tenant == ctx.caller.tenant).ok_or_else(not_found)?;
+        Ok((e.id.clone(), e.tenant, e.display_name.clone(), e.org.clone(), e.org_host(), e.organization_id))
+    })?;
+    let (id, tenant, display_name, org, org_host, organization_id) = e;
     // The org host keeps the scheme and port the client used for BAP, so a client that only
     // resolves real names to the mock reaches it on the same port.
-    let (scheme, authority) = route.origin.split_once("://").unwrap_or(("https", &route.origin));
+    let (scheme, authority) = ctx.route.origin.split_once("://").unwrap_or(("https", &ctx.route.origin));
     let instance = if host_name(authority) == BAP_HOST {
-        format!("{scheme}://{}{}/", e.org_host(), port_suffix(authority))
+        format!("{scheme}://{org_host}{}/", port_suffix(authority))
     } else {
-        format!("{}/dataverse/{}/", route.origin, e.org)
+        format!("{}/dataverse/{org}/", ctx.route.origin)
     };
     Ok(json(
         StatusCode::OK,
         json!({
-            "id": format!("/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{}", e.id),
+            "id": format!("/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{}", id),
             "type": "Microsoft.BusinessAppPlatform/scopes/environments",
             "location": "unitedstates",
-            "name": e.id.to_string(),
+            "name": id.to_string(),
             "properties": {
-                "tenantId": e.tenant.to_string(),
+                "tenantId": tenant.to_string(),
                 "azureRegion": "westus",
-                "displayName": e.display_name,
+                "displayName": display_name,
                 "environmentSku": "Sandbox",
-                "isDefault": e.id.as_str().starts_with("Default-"),
+                "isDefault": id.as_str().starts_with("Default-"),
                 "linkedEnvironmentMetadata": {
                     "type": "Dynamics365Instance",
-                    "resourceId": e.organization_id.to_string(),
-                    "friendlyName": e.display_name,
-                    "uniqueName": e.org,
-                    "domainName": e.org,
+                    "resourceId": organization_id.to_string(),
+                    "friendlyName": display_name,
+                    "uniqueName": org,
+                    "domainName": org,
                     "version": "9.2.25013.00000",
                     "instanceUrl": instance,
                     "instanceApiUrl": instance,

@@ -4,9 +4,8 @@
 //! takes it from `$filter=environment eq '…'`, then the body, then the sandbox's only
 //! environment (DECISIONS.md).
 
-use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, json_body};
-use super::{ApiError, RouteInfo, json};
+use super::{ApiError, RequestContext, RouteInfo, json};
 use crate::domain::clock::format_timestamp;
 use crate::domain::connection::{
     Caller, Connection, ConnectionId, ConnectionStatus, Login, ParameterSet, PutConnection, PutOutcome, RunOwner,
@@ -15,9 +14,7 @@ use crate::domain::connection_share::{PermissionChange, PermissionPut};
 use crate::domain::ids::{AppId, CredentialId, EnvironmentId, MachineGroupId};
 use crate::domain::world::{PrincipalKind, World};
 use crate::state::AppState;
-use crate::tokens::Claims;
 use axum::Router;
-use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,8 +42,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `api-version` must be there: `1` or a date form (`2022-03-01`, `…-preview`).
-pub fn check_api_version(q: &HashMap<String, String>) -> Result<(), ApiError> {
-    let v = q.get("api-version").map(String::as_str).unwrap_or("");
+pub fn check_api_version(query: &str) -> Result<(), ApiError> {
+    let v = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v);
+    let v = v.as_deref().unwrap_or("");
     if v.is_empty() {
         return Err(ApiError::bad_request(
             "MissingApiVersionParameter",
@@ -63,28 +61,6 @@ pub fn check_api_version(q: &HashMap<String, String>) -> Result<(), ApiError> {
             format!("The api-version '{v}' is not supported. Use '1' or a date form such as '2022-03-01'."),
         ))
     }
-}
-
-/// What every Power Platform and BAP call checks first: `api-version`, then the bearer token.
-pub(crate) fn admit(
-    app: &AppState,
-    route: &RouteInfo,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Claims, ApiError> {
-    check_api_version(q)?;
-    verify_bearer(app, headers, route, None)
-}
-
-/// The environment a call names and the caller its token stands for, in the sandbox's world.
-fn scope(
-    world: &World,
-    route: &RouteInfo,
-    path: &HashMap<String, String>,
-    claims: &Claims,
-    body_env: Option<&str>,
-) -> Result<(EnvironmentId, Caller), ApiError> {
-    Ok((resolve_environment(route, path, body_env, world)?, caller(world, claims)?))
 }
 
 /// The environment of a call: the door's, else `$filter`, else the body's, else the only one.
@@ -385,98 +361,83 @@ fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
 }
 
 async fn put_connection(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
     let put: PutBody = json_body(&headers, &body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
     let parameters = parameters(put.properties.connection_parameters_set, put.properties.credential_id.as_deref())?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, body_env.as_deref())?;
-    let cmd = PutConnection {
-        environment,
-        connector: path.get("connector").cloned().unwrap_or_default(),
-        id,
-        body_environment: body_env,
-        display_name: put.properties.display_name,
-        parameters,
-    };
-    let (now, correlation) = (sb.clock.now(), sb.ids.next_id());
-    let (outcome, c) = sb.world.put_connection(&who, cmd, now, correlation)?;
-    let c = c.clone();
+    let connector = path.get("connector").cloned().unwrap_or_default();
+    let (outcome, out) = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let environment = resolve_environment(&ctx.route, &path, body_env.as_deref(), &st.world)?;
+        let cmd = PutConnection {
+            environment,
+            connector,
+            id,
+            body_environment: body_env,
+            display_name: put.properties.display_name,
+            parameters,
+        };
+        // The connection keeps the correlation id of the request that set its credentials.
+        let (outcome, c) = st.world.put_connection(&ctx.caller, cmd, st.clock.now(), ctx.route.correlation)?;
+        let c = c.clone();
+        Ok((outcome, connection_json(&st.world, &c, &ctx.route.origin)))
+    })?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
     };
-    Ok(json(status, connection_json(&sb.world, &c, &route.origin)))
+    Ok(json(status, out))
 }
 
 async fn get_connection(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_one(&app, &route, &path, &q, &headers, |world, c| connection_json(world, c, &route.origin))
+    read_one(&ctx, &path, |world, c| connection_json(world, c, &ctx.route.origin))
 }
 
 /// A GET of one connection the caller may see, rendered by `render`.
 fn read_one(
-    app: &AppState,
-    route: &RouteInfo,
+    ctx: &RequestContext,
     path: &HashMap<String, String>,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
     render: impl FnOnce(&World, &Connection) -> Value,
 ) -> Result<Response, ApiError> {
-    let claims = admit(app, route, q, headers)?;
     let id = connection_id(path)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, route, path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, render(&sb.world, c)))
+    let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let environment = resolve_environment(&ctx.route, path, None, &st.world)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
+        Ok(render(&st.world, c))
+    })?;
+    Ok(json(StatusCode::OK, out))
 }
 
 async fn delete_connection(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    sb.world.delete_connection(&who, &environment, connector, &id)?;
+    ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        Ok(st.world.delete_connection(&ctx.caller, &environment, connector, &id)?)
+    })?;
     Ok(StatusCode::OK.into_response())
 }
 
 async fn list_connections(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let list = sb.world.list_connections(&who, &environment, path.get("connector").map(String::as_str))?;
-    let value: Vec<Value> = list.into_iter().map(|c| connection_json(&sb.world, c, &route.origin)).collect();
+    let value = ctx.sandbox.apply(|st| -> Result<Vec<Value>, ApiError> {
+        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let list = st.world.list_connections(&ctx.caller, &environment, path.get("connector").map(String::as_str))?;
+        Ok(list.into_iter().map(|c| connection_json(&st.world, c, &ctx.route.origin)).collect())
+    })?;
     Ok(json(StatusCode::OK, json!({ "value": value })))
 }
 
@@ -552,24 +513,18 @@ fn permissions_json(world: &World, c: &Connection) -> Value {
 }
 
 async fn get_permissions(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_one(&app, &route, &path, &q, &headers, permissions_json)
+    read_one(&ctx, &path, permissions_json)
 }
 
 async fn modify_permissions(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let claims = admit(&app, &route, &q, &headers)?;
     let id = connection_id(&path)?;
     let m: ModifyBody = json_body(&headers, &body)?;
     let change = PermissionChange {
@@ -584,11 +539,12 @@ async fn modify_permissions(
             .collect(),
         delete: m.delete.into_iter().map(|d| d.id.rsplit('/').next().unwrap_or_default().to_owned()).collect(),
     };
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let (environment, who) = scope(&sb.world, &route, &path, &claims, None)?;
-    let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-    sb.world.modify_permissions(&who, &environment, connector, &id, &change)?;
-    let c = sb.world.connection(&who, &environment, connector, &id)?;
-    Ok(json(StatusCode::OK, permissions_json(&sb.world, c)))
+    let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
+        st.world.modify_permissions(&ctx.caller, &environment, connector, &id, &change)?;
+        let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
+        Ok(permissions_json(&st.world, c))
+    })?;
+    Ok(json(StatusCode::OK, out))
 }

@@ -2,18 +2,23 @@
 //! `flowmachinegroups`, `systemusers`, `teams`, `credentials`, `environmentvariabledefinitions`
 //! and `environmentvariablevalues` as OData tables (the last three in `credentials`), `WhoAmI`, and the `EntityDefinitions`
 //! queries client libraries make before CRUD (entity set name, primary id, picklists). One
-//! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`).
+//! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`): it
+//! parses the target once and hands the request to the handler of its (method, target), which
+//! parses the body outside the sandbox's lock and takes the lock once.
 
-use super::auth::{caller, verify_bearer};
 use super::extract::{ApiPath, json_body, no_parameters};
-use super::{ApiError, RouteInfo, json};
+use super::{ApiError, RequestContext, RouteInfo, json};
 use crate::domain::access::{AccessChange, Grantee, Rights, ShareTarget};
 use crate::domain::connection::Caller;
-use crate::domain::ids::{CredentialId, MachineGroupId, MachineId, PrincipalId, TeamId, parse_guid};
+use crate::domain::ids::{
+    CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, parse_guid,
+};
 use crate::domain::machine::{Expect, NewGroup, NewMachine, RowChange, Upsert, Written};
 use crate::domain::world::{Environment, GroupType, Machine, MachineGroup, World};
 use crate::journal::form_pairs;
 use crate::odata::{self, ODataError};
+use crate::operation::Operation;
+use crate::sandbox::SandboxState;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -321,6 +326,47 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
             })?;
             Ok(Target::Row(table, id))
         }
+    }
+}
+
+/// The named operation of a Dataverse request: `rest` is the path after `/api/data/{version}/`.
+pub(crate) fn operation(method: &str, rest: &str) -> Operation {
+    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    let rest = rest.trim_end_matches('/');
+    if let Some(op) = run_operation(rest, is("GET"), is("POST")) {
+        return op;
+    }
+    match parse_target(rest) {
+        Ok(Target::WhoAmI) if is("GET") => Operation::DataverseWhoAmI,
+        Ok(Target::Definitions | Target::Definition(_) | Target::Picklists(_)) if is("GET") => {
+            Operation::DataverseEntityDefinitions
+        }
+        Ok(Target::Rows(_)) if is("GET") => Operation::DataverseQuery,
+        Ok(Target::Rows(_)) if is("POST") => Operation::DataverseCreate,
+        Ok(Target::Row(..)) if is("GET") => Operation::DataverseGet,
+        Ok(Target::Row(..)) if is("PATCH") => Operation::DataverseUpdate,
+        Ok(Target::Row(..)) if is("DELETE") => Operation::DataverseDelete,
+        Ok(Target::Sharing(SharingMessage::Grant)) if is("POST") => Operation::DataverseGrantAccess,
+        Ok(Target::Sharing(SharingMessage::Modify)) if is("POST") => Operation::DataverseModifyAccess,
+        Ok(Target::Sharing(SharingMessage::Revoke)) if is("POST") => Operation::DataverseRevokeAccess,
+        Ok(Target::SharedPrincipals(_)) if is("GET") => Operation::DataverseRetrieveSharedPrincipalsAndAccess,
+        Ok(Target::LeaveGroup(_)) if is("POST") => Operation::DataverseLeaveGroup,
+        _ => Operation::Unmatched,
+    }
+}
+
+/// The operations of desktop-flow runs (api-facts 5.1), named before they are served.
+fn run_operation(rest: &str, get: bool, post: bool) -> Option<Operation> {
+    let (set, after) = rest.split_once('(')?;
+    let (_, tail) = after.split_once(')')?;
+    let bound = tail.strip_prefix("/Microsoft.Dynamics.CRM.").or_else(|| tail.strip_prefix('/'));
+    let set = set.to_ascii_lowercase();
+    match (set.as_str(), bound, tail) {
+        ("workflows", Some("RunDesktopFlow"), _) if post => Some(Operation::DataverseRunDesktopFlow),
+        ("flowsessions", _, "") if get => Some(Operation::DataverseGetFlowSession),
+        ("flowsessions", _, "/outputs" | "/outputs/$value") if get => Some(Operation::DataverseGetFlowSessionOutputs),
+        ("flowsessions", Some("CancelDesktopFlowRun"), _) if post => Some(Operation::DataverseCancelDesktopFlowRun),
+        _ => None,
     }
 }
 
@@ -695,10 +741,8 @@ fn principal_json(env: &Environment, g: Grantee) -> Value {
 fn sharing_request(
     env: &Environment,
     msg: SharingMessage,
-    headers: &HeaderMap,
-    body: &[u8],
+    v: &Value,
 ) -> Result<(ShareTarget, Grantee, AccessChange), ApiError> {
-    let v: Value = json_body(headers, body)?;
     let target = share_target(v.get("Target"))?;
     if msg == SharingMessage::Revoke {
         return Ok((target, grantee(env, v.get("Revokee"), "Revokee")?, AccessChange::Revoke));
@@ -743,6 +787,40 @@ fn shared_principals_target(args: &str, pairs: &[(String, String)]) -> Result<Sh
     target_of_reference(&text[start..end])
 }
 
+/// One Dataverse request, resolved once: its context, the org's environment, the base URL
+/// its answers link to, its query and body. Each handler below serves one (method, target).
+struct Dv {
+    ctx: RequestContext,
+    env: EnvironmentId,
+    base: String,
+    pairs: Vec<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+}
+
+impl Dv {
+    /// Runs `f` under the sandbox's lock once the caller is known to be a member of the
+    /// environment (its systemuser id is `f`'s second argument).
+    fn apply<R>(&self, f: impl FnOnce(&mut SandboxState, SystemUserId) -> Result<R, ApiError>) -> Result<R, ApiError> {
+        self.ctx.sandbox.apply(|st| {
+            let me = st.world.member(&self.env, &self.ctx.caller)?;
+            f(st, me)
+        })
+    }
+
+    /// Who calls, for the domain.
+    fn who(&self) -> &Caller {
+        &self.ctx.caller
+    }
+}
+
+/// The environment, which the membership check found.
+fn env_of<'w>(world: &'w World, id: &EnvironmentId) -> Result<&'w Environment, ApiError> {
+    world.environment(id).ok_or_else(|| not_found_segment(id.as_str()))
+}
+
+/// The one route of the surface: reads the Web API version, authenticates for the org, parses
+/// the target and hands the request to its handler.
 async fn dataverse(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
@@ -757,238 +835,42 @@ async fn dataverse(
             "The Web API version '{version}' is not implemented by the mock; v9.2 is."
         )));
     }
-    let claims = verify_bearer(&app, &headers, &route, Some(&org))?;
+    let ctx = RequestContext::authenticate(&app, route, &headers, Some(&org))?;
     let target = parse_target(&rest)?;
-    let query = uri.query().unwrap_or("");
-    let pairs = form_pairs(query);
-    // The org host keeps its own base; the loopback door its path form.
-    let host_base = route.origin.split_once("://").map(|(_, h)| h).unwrap_or("");
-    let base = if host_base.to_ascii_lowercase().starts_with(&format!("{}.crm", org.to_ascii_lowercase())) {
-        format!("{}/api/data/{version}", route.origin)
-    } else {
-        format!("{}/dataverse/{org}/api/data/{version}", route.origin)
-    };
-    let (max_page, representation) = prefer(&headers);
-
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let env_id = sb.world.environment_by_org(&org).map(|e| e.id.clone()).ok_or_else(|| ApiError::NotFound {
-        code: "0x8006088a",
-        message: format!("No Dataverse organization named '{org}' in this sandbox."),
+    // Routing found the org's environment when it found its sandbox.
+    let env = ctx.route.environment.as_deref().and_then(|e| EnvironmentId::parse(e).ok()).ok_or_else(|| {
+        ApiError::NotFound {
+            code: "0x8006088a",
+            message: format!("No Dataverse organization named '{org}' in this sandbox."),
+        }
     })?;
-    let who = caller(&sb.world, &claims)?;
-    let me = sb.world.member(&env_id, &who)?;
-    let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
-
+    // The org host keeps its own base; the loopback door its path form.
+    let origin = &ctx.route.origin;
+    let host_base = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    let base = if host_base.to_ascii_lowercase().starts_with(&format!("{}.crm", org.to_ascii_lowercase())) {
+        format!("{origin}/api/data/{version}")
+    } else {
+        format!("{origin}/dataverse/{org}/api/data/{version}")
+    };
+    let dv = Dv { ctx, env, base, pairs: form_pairs(uri.query().unwrap_or("")), headers, body };
     match (&method, target) {
-        (&Method::GET, Target::WhoAmI) => Ok(json(
-            StatusCode::OK,
-            json!({
-                "@odata.context": format!("{base}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse"),
-                "BusinessUnitId": Uuid::new_v5(&env.organization_id, b"root-business-unit").to_string(),
-                "UserId": me.to_string(),
-                "OrganizationId": env.organization_id.to_string(),
-            }),
-        )),
-        (&Method::GET, Target::Definitions) => {
-            let filter = pairs.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.clone());
-            let defs: Vec<Value> = match filter {
-                None => Table::ALL.iter().map(|t| definition(*t)).collect(),
-                Some(f) => {
-                    let cmp = odata::parse_filter(&f).map_err(odata_err)?;
-                    let name = match cmp.as_slice() {
-                        [c] if c.field == "LogicalName" && !c.negated => match &c.value {
-                            odata::Literal::Str(s) => s.clone(),
-                            _ => String::new(),
-                        },
-                        _ => {
-                            return Err(ApiError::NotImplemented(
-                                "Only $filter=LogicalName eq '…' is implemented by the mock on EntityDefinitions."
-                                    .into(),
-                            ));
-                        }
-                    };
-                    Table::by_logical(&name).map(definition).into_iter().collect()
-                }
-            };
-            let value: Vec<Value> = defs.into_iter().map(|d| select_keys(d, &pairs)).collect();
-            Ok(json(
-                StatusCode::OK,
-                json!({ "@odata.context": format!("{base}/$metadata#EntityDefinitions"), "value": value }),
-            ))
-        }
-        (&Method::GET, Target::Definition(name)) => {
-            let t = Table::by_logical(&name).ok_or_else(|| ApiError::NotFound {
-                code: "0x80040217",
-                message: format!("Could not find an entity with the LogicalName '{name}'."),
-            })?;
-            let mut d = select_keys(definition(t), &pairs);
-            d["@odata.context"] = json!(format!("{base}/$metadata#EntityDefinitions/$entity"));
-            Ok(json(StatusCode::OK, d))
-        }
-        (&Method::GET, Target::Picklists(name)) => {
-            let t = Table::by_logical(&name);
-            // Tables the mock does not model have no picklists it could name: an empty list,
-            // which is what client libraries expect rather than an error.
-            Ok(json(StatusCode::OK, t.map_or_else(|| json!({ "value": [] }), picklist_metadata)))
-        }
-        (&Method::GET, Target::Rows(table)) => {
-            let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let all = rows(&sb.world, env, table, &who);
-            let page =
-                odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)?;
-            let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
-            let mut out =
-                json!({ "@odata.context": format!("{base}/$metadata#{}{sel}", table.set()), "value": page.rows });
-            if q.count {
-                out["@odata.count"] = json!(page.count);
-            }
-            if let Some(next) = page.next_skip {
-                let kept: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != "$skiptoken").cloned().collect();
-                let mut qs = serde_urlencoded::to_string(&kept).unwrap_or_default();
-                if !qs.is_empty() {
-                    qs.push('&');
-                }
-                out["@odata.nextLink"] = json!(format!("{base}/{}?{qs}%24skiptoken={next}", table.set()));
-            }
-            let mut r = json(StatusCode::OK, out);
-            if let Some(n) = max_page
-                && let Ok(v) = HeaderValue::from_str(&format!("odata.maxpagesize={n}"))
-            {
-                r.headers_mut().insert("preference-applied", v);
-            }
-            Ok(r)
-        }
-        (&Method::GET, Target::Row(table, id)) => {
-            let q = odata::parse_query(&pairs).map_err(odata_err)?;
-            let row = rows(&sb.world, env, table, &who)
-                .into_iter()
-                .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
-                .ok_or_else(|| {
-                    ApiError::Domain(crate::domain::Error::RecordNotFound {
-                        entity: table.logical(),
-                        id: id.to_string(),
-                    })
-                })?;
-            let page = odata::apply(vec![row], &q, table.logical(), table.properties(), table.key(), None)
-                .map_err(odata_err)?;
-            let mut out = Value::Object(page.rows.into_iter().next().unwrap_or_default());
-            out["@odata.context"] = json!(format!("{base}/$metadata#{}/$entity", table.set()));
-            Ok(json(StatusCode::OK, out))
-        }
-        (&Method::POST, Target::Rows(table)) => {
-            let map = write_body(table, &headers, &body)?;
-            let name = string_field(&map, "name")?;
-            let description = string_field(&map, "description")?;
-            let new_id = sb.ids.next_id();
-            let row = match table {
-                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::create(&mut sb.world, &who, &env_id, t, new_id, &map)?
-                }
-                Table::FlowMachineGroup => {
-                    let new = NewGroup {
-                        id: MachineGroupId::from_uuid(new_id),
-                        name,
-                        description,
-                        group_type: group_type(&map)?,
-                    };
-                    let g = sb.world.create_machine_group(&who, &env_id, new)?.clone();
-                    group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g)
-                }
-                Table::FlowMachine => {
-                    let group = group_bind(&map)?;
-                    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-                    let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
-                    let m = sb.world.create_machine(&who, &env_id, new)?.clone();
-                    machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m)
-                }
-                Table::SystemUser | Table::Team => {
-                    return Err(ApiError::NotImplemented(format!(
-                        "Creating {} is not implemented by the mock: declare them in the fixture.",
-                        table.set()
-                    )));
-                }
-            };
-            Ok(written(&base, table, new_id, Written::Created, row, representation))
-        }
-        (&Method::PATCH, Target::Row(table, id)) => {
-            let map = write_body(table, &headers, &body)?;
-            let expect = if_match(&headers)?;
-            let (done, row) = match table {
-                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::upsert(&mut sb.world, &who, &env_id, t, id, &map, expect)?
-                }
-                Table::FlowMachineGroup => {
-                    let up = Upsert { id: MachineGroupId::from_uuid(id), change: change_of(&map)?, expect };
-                    let (done, g) = sb.world.upsert_machine_group(&who, &env_id, up)?;
-                    let g = g.clone();
-                    (done, group_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &g))
-                }
-                Table::FlowMachine => {
-                    let up = Upsert { id: MachineId::from_uuid(id), change: change_of(&map)?, expect };
-                    let (done, m) = sb.world.upsert_machine(&who, &env_id, up, group_bind(&map)?, &mut sb.ids)?;
-                    let m = m.clone();
-                    (done, machine_row(sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?, &m))
-                }
-                Table::SystemUser | Table::Team => {
-                    return Err(ApiError::NotImplemented(format!(
-                        "Updating {} is not implemented by the mock.",
-                        table.set()
-                    )));
-                }
-            };
-            Ok(written(&base, table, id, done, row, representation))
-        }
-        (&Method::DELETE, Target::Row(table, id)) => {
-            let expect = if_match(&headers)?;
-            match table {
-                t @ (Table::Credential | Table::VariableDefinition | Table::VariableValue) => {
-                    credentials::delete(&mut sb.world, &who, &env_id, t, id, expect)?
-                }
-                Table::FlowMachineGroup => {
-                    sb.world.delete_machine_group(&who, &env_id, MachineGroupId::from_uuid(id), expect)?
-                }
-                Table::FlowMachine => sb.world.delete_machine(&who, &env_id, MachineId::from_uuid(id), expect)?,
-                Table::SystemUser | Table::Team => {
-                    return Err(ApiError::NotImplemented(format!(
-                        "Deleting {} is not implemented by the mock.",
-                        table.set()
-                    )));
-                }
-            }
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        (&Method::POST, Target::Sharing(msg)) => {
-            let (target, who_gets, change) = sharing_request(env, msg, &headers, &body)?;
-            sb.world.change_access(&who, &env_id, target, who_gets, change)?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        (&Method::GET, Target::SharedPrincipals(args)) => {
-            let target = shared_principals_target(&args, &pairs)?;
-            let shares = sb.world.shared_access(&who, &env_id, target)?;
-            let env = sb.world.environment(&env_id).ok_or_else(|| not_found_segment(&org))?;
-            let accesses: Vec<Value> = shares
-                .iter()
-                .map(|s| json!({ "AccessMask": s.rights.names(), "Principal": principal_json(env, s.grantee) }))
-                .collect();
-            Ok(json(
-                StatusCode::OK,
-                json!({
-                    "@odata.context": format!("{base}/$metadata#Microsoft.Dynamics.CRM.RetrieveSharedPrincipalsAndAccessResponse"),
-                    "PrincipalAccesses": accesses,
-                }),
-            ))
-        }
-        (&Method::POST, Target::LeaveGroup(id)) => {
-            no_parameters(&headers, &body)?;
-            let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-            sb.world.leave_group(&who, &env_id, MachineId::from_uuid(id), default_group)?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        (&Method::GET, Target::WhoAmI) => who_am_i(&dv),
+        (&Method::GET, Target::Definitions) => entity_definitions(&dv),
+        (&Method::GET, Target::Definition(name)) => entity_definition(&dv, &name),
+        (&Method::GET, Target::Picklists(name)) => picklists(&dv, &name),
+        (&Method::GET, Target::Rows(table)) => query_rows(&dv, table),
+        (&Method::GET, Target::Row(table, id)) => get_row(&dv, table, id),
+        (&Method::POST, Target::Rows(table)) => create_row(&dv, table),
+        (&Method::PATCH, Target::Row(table, id)) => update_row(&dv, table, id),
+        (&Method::DELETE, Target::Row(table, id)) => delete_row(&dv, table, id),
+        (&Method::POST, Target::Sharing(msg)) => change_access(&dv, msg),
+        (&Method::GET, Target::SharedPrincipals(args)) => shared_principals(&dv, &args),
+        (&Method::POST, Target::LeaveGroup(id)) => leave_group(&dv, id),
         (m, t) => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             path: format!(
-                "{base}/{}",
+                "{}/{}",
+                dv.base,
                 match t {
                     Target::Rows(t) | Target::Row(t, _) => t.set().to_owned(),
                     _ => rest.clone(),
@@ -996,6 +878,243 @@ async fn dataverse(
             ),
         }),
     }
+}
+
+/// `GET WhoAmI`.
+fn who_am_i(dv: &Dv) -> Result<Response, ApiError> {
+    let (me, organization) = dv.apply(|st, me| Ok((me, env_of(&st.world, &dv.env)?.organization_id)))?;
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse", dv.base),
+            "BusinessUnitId": Uuid::new_v5(&organization, b"root-business-unit").to_string(),
+            "UserId": me.to_string(),
+            "OrganizationId": organization.to_string(),
+        }),
+    ))
+}
+
+/// `GET EntityDefinitions[?$filter=LogicalName eq '…']`.
+fn entity_definitions(dv: &Dv) -> Result<Response, ApiError> {
+    dv.apply(|_, _| Ok(()))?;
+    let filter = dv.pairs.iter().find(|(k, _)| k == "$filter").map(|(_, v)| v.clone());
+    let defs: Vec<Value> = match filter {
+        None => Table::ALL.iter().map(|t| definition(*t)).collect(),
+        Some(f) => {
+            let cmp = odata::parse_filter(&f).map_err(odata_err)?;
+            let name = match cmp.as_slice() {
+                [c] if c.field == "LogicalName" && !c.negated => match &c.value {
+                    odata::Literal::Str(s) => s.clone(),
+                    _ => String::new(),
+                },
+                _ => {
+                    return Err(ApiError::NotImplemented(
+                        "Only $filter=LogicalName eq '…' is implemented by the mock on EntityDefinitions.".into(),
+                    ));
+                }
+            };
+            Table::by_logical(&name).map(definition).into_iter().collect()
+        }
+    };
+    let value: Vec<Value> = defs.into_iter().map(|d| select_keys(d, &dv.pairs)).collect();
+    Ok(json(
+        StatusCode::OK,
+        json!({ "@odata.context": format!("{}/$metadata#EntityDefinitions", dv.base), "value": value }),
+    ))
+}
+
+/// `GET EntityDefinitions(LogicalName='…')`.
+fn entity_definition(dv: &Dv, name: &str) -> Result<Response, ApiError> {
+    dv.apply(|_, _| Ok(()))?;
+    let t = Table::by_logical(name).ok_or_else(|| ApiError::NotFound {
+        code: "0x80040217",
+        message: format!("Could not find an entity with the LogicalName '{name}'."),
+    })?;
+    let mut d = select_keys(definition(t), &dv.pairs);
+    d["@odata.context"] = json!(format!("{}/$metadata#EntityDefinitions/$entity", dv.base));
+    Ok(json(StatusCode::OK, d))
+}
+
+/// `GET EntityDefinitions(LogicalName='…')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata`.
+fn picklists(dv: &Dv, name: &str) -> Result<Response, ApiError> {
+    dv.apply(|_, _| Ok(()))?;
+    // Tables the mock does not model have no picklists it could name: an empty list, which
+    // is what client libraries expect rather than an error.
+    Ok(json(StatusCode::OK, Table::by_logical(name).map_or_else(|| json!({ "value": [] }), picklist_metadata)))
+}
+
+/// `GET {table}` with OData options.
+fn query_rows(dv: &Dv, table: Table) -> Result<Response, ApiError> {
+    let q = odata::parse_query(&dv.pairs).map_err(odata_err)?;
+    let (max_page, _) = prefer(&dv.headers);
+    let page = dv.apply(|st, _| {
+        let all = rows(&st.world, env_of(&st.world, &dv.env)?, table, dv.who());
+        odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)
+    })?;
+    let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
+    let mut out =
+        json!({ "@odata.context": format!("{}/$metadata#{}{sel}", dv.base, table.set()), "value": page.rows });
+    if q.count {
+        out["@odata.count"] = json!(page.count);
+    }
+    if let Some(next) = page.next_skip {
+        let kept: Vec<(String, String)> = dv.pairs.iter().filter(|(k, _)| k != "$skiptoken").cloned().collect();
+        let mut qs = serde_urlencoded::to_string(&kept).unwrap_or_default();
+        if !qs.is_empty() {
+            qs.push('&');
+        }
+        out["@odata.nextLink"] = json!(format!("{}/{}?{qs}%24skiptoken={next}", dv.base, table.set()));
+    }
+    let mut r = json(StatusCode::OK, out);
+    if let Some(n) = max_page
+        && let Ok(v) = HeaderValue::from_str(&format!("odata.maxpagesize={n}"))
+    {
+        r.headers_mut().insert("preference-applied", v);
+    }
+    Ok(r)
+}
+
+/// `GET {table}({id})`.
+fn get_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
+    let q = odata::parse_query(&dv.pairs).map_err(odata_err)?;
+    let row = dv.apply(|st, _| {
+        rows(&st.world, env_of(&st.world, &dv.env)?, table, dv.who())
+            .into_iter()
+            .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
+            .ok_or_else(|| {
+                ApiError::Domain(crate::domain::Error::RecordNotFound { entity: table.logical(), id: id.to_string() })
+            })
+    })?;
+    let page =
+        odata::apply(vec![row], &q, table.logical(), table.properties(), table.key(), None).map_err(odata_err)?;
+    let mut out = Value::Object(page.rows.into_iter().next().unwrap_or_default());
+    out["@odata.context"] = json!(format!("{}/$metadata#{}/$entity", dv.base, table.set()));
+    Ok(json(StatusCode::OK, out))
+}
+
+/// `POST {table}`: a new row; its ids are the only ones this request makes up.
+fn create_row(dv: &Dv, table: Table) -> Result<Response, ApiError> {
+    let map = write_body(table, &dv.headers, &dv.body)?;
+    let name = string_field(&map, "name")?;
+    let description = string_field(&map, "description")?;
+    if matches!(table, Table::SystemUser | Table::Team) {
+        return Err(ApiError::NotImplemented(format!(
+            "Creating {} is not implemented by the mock: declare them in the fixture.",
+            table.set()
+        )));
+    }
+    let group_type = if table == Table::FlowMachineGroup { Some(group_type(&map)?) } else { None };
+    let group = if table == Table::FlowMachine { group_bind(&map)? } else { None };
+    let who = dv.who();
+    let (new_id, row) = dv.apply(|st, _| {
+        let new_id = st.ids.next_id();
+        let row = match (table, group_type) {
+            (Table::FlowMachineGroup, Some(group_type)) => {
+                let new = NewGroup { id: MachineGroupId::from_uuid(new_id), name, description, group_type };
+                let g = st.world.create_machine_group(who, &dv.env, new)?.clone();
+                group_row(env_of(&st.world, &dv.env)?, &g)
+            }
+            (Table::FlowMachine, _) => {
+                let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+                let new = NewMachine { id: MachineId::from_uuid(new_id), name, description, group, default_group };
+                let m = st.world.create_machine(who, &dv.env, new)?.clone();
+                machine_row(env_of(&st.world, &dv.env)?, &m)
+            }
+            (t, _) => credentials::create(&mut st.world, who, &dv.env, t, new_id, &map)?,
+        };
+        Ok((new_id, row))
+    })?;
+    let (_, representation) = prefer(&dv.headers);
+    Ok(written(&dv.base, table, new_id, Written::Created, row, representation))
+}
+
+/// `PATCH {table}({id})`: update, or create with that id.
+fn update_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
+    let map = write_body(table, &dv.headers, &dv.body)?;
+    let expect = if_match(&dv.headers)?;
+    if matches!(table, Table::SystemUser | Table::Team) {
+        return Err(ApiError::NotImplemented(format!("Updating {} is not implemented by the mock.", table.set())));
+    }
+    let change =
+        if matches!(table, Table::FlowMachineGroup | Table::FlowMachine) { Some(change_of(&map)?) } else { None };
+    let group = if table == Table::FlowMachine { group_bind(&map)? } else { None };
+    let who = dv.who();
+    let (done, row) = dv.apply(|st, _| match (table, change) {
+        (Table::FlowMachineGroup, Some(change)) => {
+            let up = Upsert { id: MachineGroupId::from_uuid(id), change, expect };
+            let (done, g) = st.world.upsert_machine_group(who, &dv.env, up)?;
+            let g = g.clone();
+            Ok((done, group_row(env_of(&st.world, &dv.env)?, &g)))
+        }
+        (Table::FlowMachine, Some(change)) => {
+            let up = Upsert { id: MachineId::from_uuid(id), change, expect };
+            let (done, m) = st.world.upsert_machine(who, &dv.env, up, group, &mut st.ids)?;
+            let m = m.clone();
+            Ok((done, machine_row(env_of(&st.world, &dv.env)?, &m)))
+        }
+        (t, _) => credentials::upsert(&mut st.world, who, &dv.env, t, id, &map, expect),
+    })?;
+    let (_, representation) = prefer(&dv.headers);
+    Ok(written(&dv.base, table, id, done, row, representation))
+}
+
+/// `DELETE {table}({id})`.
+fn delete_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
+    let expect = if_match(&dv.headers)?;
+    if matches!(table, Table::SystemUser | Table::Team) {
+        return Err(ApiError::NotImplemented(format!("Deleting {} is not implemented by the mock.", table.set())));
+    }
+    let who = dv.who();
+    dv.apply(|st, _| match table {
+        Table::FlowMachineGroup => {
+            Ok(st.world.delete_machine_group(who, &dv.env, MachineGroupId::from_uuid(id), expect)?)
+        }
+        Table::FlowMachine => Ok(st.world.delete_machine(who, &dv.env, MachineId::from_uuid(id), expect)?),
+        t => credentials::delete(&mut st.world, who, &dv.env, t, id, expect),
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST GrantAccess`, `ModifyAccess` or `RevokeAccess`.
+fn change_access(dv: &Dv, msg: SharingMessage) -> Result<Response, ApiError> {
+    let body: Value = json_body(&dv.headers, &dv.body)?;
+    dv.apply(|st, _| {
+        let (target, who_gets, change) = sharing_request(env_of(&st.world, &dv.env)?, msg, &body)?;
+        Ok(st.world.change_access(dv.who(), &dv.env, target, who_gets, change)?)
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET RetrieveSharedPrincipalsAndAccess(Target=…)`.
+fn shared_principals(dv: &Dv, args: &str) -> Result<Response, ApiError> {
+    let target = shared_principals_target(args, &dv.pairs)?;
+    let accesses = dv.apply(|st, _| {
+        let shares = st.world.shared_access(dv.who(), &dv.env, target)?;
+        let env = env_of(&st.world, &dv.env)?;
+        Ok(shares
+            .iter()
+            .map(|s| json!({ "AccessMask": s.rights.names(), "Principal": principal_json(env, s.grantee) }))
+            .collect::<Vec<Value>>())
+    })?;
+    Ok(json(
+        StatusCode::OK,
+        json!({
+            "@odata.context": format!("{}/$metadata#Microsoft.Dynamics.CRM.RetrieveSharedPrincipalsAndAccessResponse", dv.base),
+            "PrincipalAccesses": accesses,
+        }),
+    ))
+}
+
+/// `POST flowmachines({id})/Microsoft.Dynamics.CRM.LeaveGroup`: the machine becomes stand-alone
+/// in a new Default group (a created id).
+fn leave_group(dv: &Dv, id: Uuid) -> Result<Response, ApiError> {
+    no_parameters(&dv.headers, &dv.body)?;
+    dv.apply(|st, _| {
+        let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+        st.world.leave_group(dv.who(), &dv.env, MachineId::from_uuid(id), default_group)?;
+        Ok(())
+    })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]

@@ -89,8 +89,8 @@ impl ApiError {
     /// The HTTP status: the one `match` that decides it.
     pub fn status(&self) -> StatusCode {
         let code = match self {
-            Self::Domain(e) => e.status(),
-            Self::Identity(e) => e.status(),
+            Self::Domain(e) => domain_status(e),
+            Self::Identity(e) => identity_status(e),
             Self::Unauthorized { .. } => 401,
             Self::BadRequest { status, .. } => *status,
             Self::NotImplemented(_) | Self::NotFound { .. } => 404,
@@ -135,6 +135,66 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             _ => self.code(),
         }
+    }
+}
+
+/// The HTTP status of a broken domain rule: the api layer decides it, not the domain.
+fn domain_status(e: &domain::Error) -> u16 {
+    use domain::Error as E;
+    match e {
+        E::Clock(_) | E::EnvironmentMismatch { .. } | E::TargetGroupNotFound { .. } => 400,
+        E::InvalidName(_)
+        | E::GroupHasMachines { .. }
+        | E::NameRequired { .. }
+        | E::DefaultGroupByHand
+        | E::AttributeRequired { .. }
+        | E::CredentialTypeNotEmulated(_)
+        | E::CredentialVariableMismatch { .. }
+        | E::InvalidKeyVaultReference(_)
+        | E::SecretVariableDefaultValue(_)
+        | E::VariableValueExists { .. }
+        | E::VariableTypeNotEmulated(_)
+        | E::VariableFixedColumn(_) => 400,
+        E::VersionMismatch | E::DuplicateRecord(_) | E::DuplicateSchemaName(_) => 412,
+        // SUP-ERR gives these statuses to the same codes on runs.
+        E::ConnectionTestFailed { code, .. } => match *code {
+            "WindowsIdentityIncorrect" => 401,
+            "XrmMachineGroupNotFound" => 404,
+            _ => 400,
+        },
+        E::SignInRequiresUser
+        | E::SignInUserTenantMismatch { .. }
+        | E::SignInConnectionRunOwner
+        | E::SignInKindCannotChange(_)
+        | E::RunOwnerCannotBeRemoved(_)
+        | E::RunOwnerNotFound { .. }
+        | E::RunOwnerCertificateRequired(_)
+        | E::RunOwnerNotApplicationUser(_)
+        | E::CredentialNotFound(_)
+        | E::CredentialParameterMismatch { .. }
+        | E::ConnectionNotShareable(_)
+        | E::ShareRecipientNotServicePrincipal(_)
+        | E::SharePrincipalNotFound(_)
+        | E::CanViewWithShareNotAllowed
+        | E::InvalidPermissionRole(_)
+        | E::OwnerPermissionCannotBeRemoved => 400,
+        E::RunOwnerAuthorizationFailed { .. } | E::CredentialNotShared { .. } | E::RegistrationForbidden { .. } => 403,
+        E::DefaultGroupMembership(_)
+        | E::MachineGroupFull { .. }
+        | E::NotInAGroup(_)
+        | E::RegistrationNeedsServicePrincipal => 400,
+        E::RecordNotFound { .. } => 404,
+        E::MissingPrivilege { .. } | E::GrantBeyondHeld { .. } | E::NotOrganizationMember(_) => 403,
+        E::CrossTenantAccess { .. } | E::ConnectionAuthorizationFailed { .. } | E::ConnectionAccessDenied { .. } => 403,
+        E::EnvironmentNotFound { .. } | E::ConnectionNotFound(_) | E::ConnectorNotFound(_) => 404,
+    }
+}
+
+/// HTTP status of an identity failure: 401 for client authentication failures (RFC 6749 5.2), else 400.
+fn identity_status(e: &IdentityError) -> u16 {
+    match e.oauth_error() {
+        "invalid_client" => 401,
+        _ => 400,
     }
 }
 

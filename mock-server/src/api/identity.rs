@@ -3,7 +3,7 @@
 
 use super::extract::ApiPath;
 use super::{ApiError, RouteInfo, json, no_store};
-use crate::identity::{IssueContext, TokenRequest, issue_token, issuer};
+use crate::identity::{IssueContext, TokenRequest, grant_token, issuer};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, Query, State};
@@ -77,23 +77,23 @@ async fn post_token(
     let req = token_request(&headers, &body);
     let now_unix = crate::domain::clock::wall_clock().timestamp();
     let uti = app.next_token_id();
-    let reg = app.registry();
-    let sandbox = reg.get(&route.sandbox)?;
-    let ctx = IssueContext {
-        origin: &route.origin,
-        now_unix,
-        lifetime_secs: sandbox.settings.token_lifetime_secs,
-        keys: app.keys(),
-        uti,
-        sandbox_incarnation: sandbox.incarnation(),
-    };
-    let resp = issue_token(&sandbox.world, &tenant, &req, &ctx)?;
-    drop(reg);
-    Ok(no_store(axum::Json(resp).into_response()))
+    let sandbox = route.cell()?;
+    let grant = sandbox.apply(|st| {
+        let ctx = IssueContext {
+            origin: &route.origin,
+            now_unix,
+            lifetime_secs: st.settings.token_lifetime_secs,
+            keys: app.keys(),
+            uti,
+            sandbox_incarnation: sandbox.incarnation(),
+        };
+        grant_token(&st.world, &tenant, &req, &ctx)
+    })?;
+    // Signed outside the sandbox's lock: RSA is the slowest thing a request does.
+    Ok(no_store(axum::Json(grant.sign(app.keys())).into_response()))
 }
 
 async fn get_openid_configuration(
-    State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
@@ -101,12 +101,9 @@ async fn get_openid_configuration(
     let (tid, iss) = if ["common", "organizations"].iter().any(|t| t.eq_ignore_ascii_case(&tenant)) {
         (tenant.to_ascii_lowercase(), format!("{o}/{{tenantid}}/v2.0"))
     } else {
-        let reg = app.registry();
-        let world = &reg.get(&route.sandbox)?.world;
-        let t = world
-            .tenant_by_ref(&tenant)
-            .ok_or_else(|| crate::identity::IdentityError::TenantNotFound(tenant.clone()))?;
-        (t.id.to_string(), issuer(o, t.id))
+        let id = route.cell()?.apply(|st| st.world.tenant_by_ref(&tenant).map(|t| t.id));
+        let id = id.ok_or_else(|| crate::identity::IdentityError::TenantNotFound(tenant.clone()))?;
+        (id.to_string(), issuer(o, id))
     };
     Ok(json(
         StatusCode::OK,
@@ -170,17 +167,15 @@ async fn get_instance_discovery(
 }
 
 async fn get_user_realm(
-    State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath(upn): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    let world = &reg.get(&route.sandbox)?.world;
-    let body = match world.tenant_of_upn(&upn) {
-        Some(t) => json!({
+    let domain = route.cell()?.apply(|st| st.world.tenant_of_upn(&upn).map(|t| t.domain.clone()));
+    let body = match domain {
+        Some(domain) => json!({
             "ver": "1.0",
             "account_type": "Managed",
-            "domain_name": t.domain,
+            "domain_name": domain,
             "cloud_instance_name": "microsoftonline.com",
             "cloud_audience_urn": "urn:federation:MicrosoftOnline"
         }),

@@ -5,6 +5,8 @@
 //!   DECISIONS.md's addressing table) and which sandbox it belongs to.
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
+//! - `context` — `RequestContext`: the request as routing resolved it plus its authenticated
+//!   caller, the one extractor every emulated-surface handler takes.
 //! - `auth` — bearer-token checks per surface (kid, signature, exp/nbf, issuer, audience,
 //!   sandbox incarnation, tenant).
 //! - `connections` — the Power Platform API connections endpoints and connection sharing.
@@ -23,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod bap;
 pub mod connections;
+pub mod context;
 pub mod dataverse;
 pub mod error;
 pub mod extract;
@@ -30,6 +33,7 @@ pub mod identity;
 pub mod routing;
 pub mod runtime;
 
+pub use context::RequestContext;
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
 
@@ -300,27 +304,46 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
             Some(e) => closing(error::render(&e, surface, "", "")),
             None => {
                 let mut req = Request::from_parts(parts, Body::from(body));
-                req.extensions_mut().insert(RouteInfo { surface, sandbox, origin, environment: None });
+                req.extensions_mut().insert(RouteInfo {
+                    surface,
+                    operation: crate::operation::Operation::Control,
+                    sandbox,
+                    origin,
+                    environment: None,
+                    cell: None,
+                    correlation: uuid::Uuid::nil(),
+                });
                 finish_errors(next.run(req).await, surface, "00000000-0000-0000-0000-000000000000", "")
             }
         };
         return resp;
     }
 
-    // One lock: attribute the request, read the sandbox's clock and make a correlation id.
-    let (route, virtual_time, correlation, known) = {
-        let mut reg = app.registry();
-        let (sandbox, environment, rewrite) = match &classified {
-            Ok(c) => routing::attribute(&reg, c, &query),
-            Err(_) => (crate::sandbox::DEFAULT_SANDBOX.to_owned(), None, Ok(None)),
-        };
-        let (vt, corr, known) = match reg.get_mut(&sandbox).ok() {
-            Some(sb) => (sb.clock.now(), sb.ids.next_id().to_string(), sb.known_secrets.clone()),
-            None => (crate::domain::clock::default_start(), String::new(), Default::default()),
-        };
-        ((RouteInfo { surface, sandbox, origin, environment }, rewrite), vt, corr, known)
+    // Attribution reads the registry's indexes; the sandbox's own lock is taken only to
+    // read its clock and the secrets its journal redacts.
+    let (cell, environment, rewrite) = match &classified {
+        Ok(c) => routing::attribute(app.registry(), c, &query),
+        Err(_) => (app.registry().default_sandbox(), None, Ok(None)),
     };
-    let (route, rewrite) = route;
+    // Classified once, on the path the handler will see.
+    let operation = match (&classified, &rewrite) {
+        (Ok(_), Ok(Some(new_path))) => routing::operation(surface, &method, new_path),
+        (Ok(_), _) => routing::operation(surface, &method, &path),
+        (Err(_), _) => crate::operation::Operation::Unmatched,
+    };
+    let correlation_id = cell.next_correlation();
+    let correlation = correlation_id.to_string();
+    let (virtual_time, known) = cell.apply(|st| (st.clock.now(), st.known_secrets()));
+    let route = RouteInfo {
+        surface,
+        operation,
+        sandbox: cell.name.clone(),
+        origin,
+        environment,
+        cell: Some(cell.clone()),
+        correlation: correlation_id,
+    };
+    let environment_named = route.environment.clone();
 
     let refused_body = refused.is_some();
     let outcome: Result<Response, ApiError> = (async {
@@ -334,7 +357,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
                 pq.parse().map_err(|_| ApiError::bad_request("InvalidPath", "The path cannot be rewritten."))?;
         }
         let mut req = Request::from_parts(parts, Body::from(body.clone()));
-        req.extensions_mut().insert(route.clone());
+        req.extensions_mut().insert(route);
         Ok(next.run(req).await)
     })
     .await;
@@ -351,27 +374,26 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {
         surface: surface.name(),
+        operation,
         scheme,
         host,
         method,
         path,
         query,
         headers,
-        body: (content_type, if refused_body { Vec::new() } else { body.to_vec() }),
+        body: (content_type, if refused_body { axum::body::Bytes::new() } else { body }),
         status: rparts.status.as_u16(),
-        response: (rct, rbytes.to_vec()),
+        response: (rct, rbytes.clone()),
         real_ms,
     };
     let vt = crate::domain::clock::format_timestamp(virtual_time);
-    {
-        let mut reg = app.registry();
-        if let Ok(sb) = reg.get_mut(&route.sandbox) {
-            let seq = sb.journal.next_seq();
-            let mut entry = app.redactor().record(exchange, &known, seq, &route.sandbox, vt);
-            entry.environment = route.environment.clone();
-            sb.journal.push(entry);
-        }
-    }
+    // Redacted before the journal's lock is taken: the lock only numbers and stores it.
+    let mut entry = app.redactor().record(exchange, &known, 0, &cell.name, vt);
+    entry.environment = environment_named;
+    cell.journal(|j| {
+        entry.seq = j.next_seq();
+        j.push(entry);
+    });
     Response::from_parts(rparts, Body::from(rbytes))
 }
 

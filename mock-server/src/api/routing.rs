@@ -6,8 +6,10 @@
 use super::ApiError;
 use crate::domain::ids::EnvironmentId;
 use crate::hosts::{BAP_HOST, ENV_HOST_SUFFIX, IDENTITY_HOSTS, TENANT_API_HOST, crm_org, host_name, is_microsoft_host};
-use crate::sandbox::{DEFAULT_SANDBOX, Registry};
+use crate::operation::Operation;
+use crate::sandbox::{DEFAULT_SANDBOX, Registry, Sandbox};
 use axum::http::HeaderMap;
+use std::sync::Arc;
 
 /// The emulated surfaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +50,26 @@ impl Surface {
 pub struct RouteInfo {
     /// Surface.
     pub surface: Surface,
+    /// The named operation, classified once here.
+    pub operation: Operation,
     /// Sandbox the request belongs to.
     pub sandbox: String,
     /// `scheme://host[:port]` the client called (identity builds issuers from it).
     pub origin: String,
     /// Environment named by host or path, when any.
     pub environment: Option<String>,
+    /// The sandbox itself, found once by the pipeline (`None` on the control surface, whose
+    /// calls name a sandbox that may not exist).
+    pub cell: Option<Arc<Sandbox>>,
+    /// This request's correlation id (nil on the control surface).
+    pub correlation: uuid::Uuid,
+}
+
+impl RouteInfo {
+    /// The sandbox the request belongs to.
+    pub fn cell(&self) -> Result<&Arc<Sandbox>, ApiError> {
+        self.cell.as_ref().ok_or_else(|| crate::sandbox::SandboxError::NotFound(self.sandbox.clone()).into())
+    }
 }
 
 /// What a request names, before the registry is consulted.
@@ -226,26 +242,23 @@ pub fn attribute(
     reg: &Registry,
     c: &Classified,
     query: &str,
-) -> (String, Option<String>, Result<Option<String>, ApiError>) {
-    let default = || DEFAULT_SANDBOX.to_owned();
+) -> (Arc<Sandbox>, Option<String>, Result<Option<String>, ApiError>) {
+    let or_default = |sb: Option<Arc<Sandbox>>| sb.unwrap_or_else(|| reg.default_sandbox());
     match &c.attribution {
-        Attribution::Tenant(t) => (reg.by_tenant(t).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
-        Attribution::Upn(u) => (reg.by_upn(u).map_or_else(default, str::to_owned), None, Ok(c.rewrite.clone())),
-        Attribution::Environment(e) => {
-            (reg.by_environment(e).map_or_else(default, str::to_owned), Some(e.clone()), Ok(c.rewrite.clone()))
-        }
-        Attribution::Org(o) => {
-            let sandbox = reg.by_org(o).map_or_else(default, str::to_owned);
-            let env = reg.get(&sandbox).ok().and_then(|s| s.world.environment_by_org(o)).map(|e| e.id.to_string());
-            (sandbox, env, Ok(c.rewrite.clone()))
-        }
+        Attribution::Tenant(t) => (or_default(reg.by_tenant(t)), None, Ok(c.rewrite.clone())),
+        Attribution::Upn(u) => (or_default(reg.by_upn(u)), None, Ok(c.rewrite.clone())),
+        Attribution::Environment(e) => (or_default(reg.by_environment(e)), Some(e.clone()), Ok(c.rewrite.clone())),
+        Attribution::Org(o) => match reg.by_org(o) {
+            Some((sandbox, env)) => (sandbox, Some(env.to_string()), Ok(c.rewrite.clone())),
+            None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
+        },
         Attribution::EnvironmentHost { prefix, rest } => match reg.by_environment_host(prefix) {
             Some((sandbox, env)) => {
                 let path = format!("/connectivity/environments/{env}{rest}");
-                (sandbox.to_owned(), Some(env), Ok(Some(path)))
+                (sandbox, Some(env.to_string()), Ok(Some(path)))
             }
             None => (
-                default(),
+                reg.default_sandbox(),
                 None,
                 Err(ApiError::NotFound {
                     code: "UnknownEnvironmentHost",
@@ -256,10 +269,85 @@ pub fn attribute(
             ),
         },
         Attribution::EnvironmentFilter => match environment_from_filter(query) {
-            Some(e) => (reg.by_environment(&e).map_or_else(default, str::to_owned), Some(e), Ok(c.rewrite.clone())),
-            None => (default(), None, Ok(c.rewrite.clone())),
+            Some(e) => (or_default(reg.by_environment(&e)), Some(e), Ok(c.rewrite.clone())),
+            None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
         },
-        Attribution::None => (default(), None, Ok(c.rewrite.clone())),
+        Attribution::None => (reg.default_sandbox(), None, Ok(c.rewrite.clone())),
+    }
+}
+
+/// The named operation of a request, from its surface, method and the path its handler sees
+/// (after a real-host rewrite). Runs have operations before they are served.
+pub fn operation(surface: Surface, method: &str, path: &str) -> Operation {
+    let segs = segments(path);
+    let is = |m: &str| method.eq_ignore_ascii_case(m);
+    let by_method =
+        |pairs: &[(&str, Operation)]| pairs.iter().find(|(m, _)| is(m)).map_or(Operation::Unmatched, |(_, op)| *op);
+    match surface {
+        Surface::Control => Operation::Control,
+        Surface::Unknown => Operation::Unmatched,
+        Surface::Identity => match segs.as_slice() {
+            [_, "oauth2", "v2.0", "token"] => by_method(&[("POST", Operation::IdentityToken)]),
+            [_, "v2.0", ".well-known", "openid-configuration"] => {
+                by_method(&[("GET", Operation::IdentityOpenidConfiguration)])
+            }
+            [_, "discovery", "v2.0", "keys"] => by_method(&[("GET", Operation::IdentityKeys)]),
+            ["common", "discovery", "instance"] => by_method(&[("GET", Operation::IdentityInstanceDiscovery)]),
+            ["common", "userrealm", _] => by_method(&[("GET", Operation::IdentityUserRealm)]),
+            _ => Operation::Unmatched,
+        },
+        Surface::PowerPlatform => {
+            let rest = match segs.as_slice() {
+                ["connectivity", "environments", _, rest @ ..] | ["connectivity", rest @ ..] => rest,
+                _ => return Operation::Unmatched,
+            };
+            match rest {
+                ["connectors", _, "connections", _, "permissions"] => {
+                    by_method(&[("GET", Operation::ConnectionsPermissions)])
+                }
+                ["connectors", _, "connections", _, "modifyPermissions"] => {
+                    by_method(&[("POST", Operation::ConnectionsModifyPermissions)])
+                }
+                ["connectors", _, "connections", _] => by_method(&[
+                    ("PUT", Operation::ConnectionsPut),
+                    ("GET", Operation::ConnectionsGet),
+                    ("DELETE", Operation::ConnectionsDelete),
+                ]),
+                ["connectors", _, "connections"] | ["connections"] => by_method(&[("GET", Operation::ConnectionsList)]),
+                _ => Operation::Unmatched,
+            }
+        }
+        Surface::Bap => {
+            let at = segs.iter().position(|s| s.eq_ignore_ascii_case("environments"));
+            match at.map(|i| segs.len() - i) {
+                Some(1) => by_method(&[("GET", Operation::BapListEnvironments)]),
+                Some(2) => by_method(&[("GET", Operation::BapGetEnvironment)]),
+                _ => Operation::Unmatched,
+            }
+        }
+        Surface::Runtime => match segs.as_slice() {
+            ["apim", "uiflow", _, _, "usersession", "testconnection"] => {
+                by_method(&[("GET", Operation::RuntimeTestConnection)])
+            }
+            ["apim", "uiflow", _, _, "uiFlowTypes", _, "uiflows"] => {
+                by_method(&[("GET", Operation::RuntimeListUIFlows)])
+            }
+            ["apim", "uiflow", _, _, "uiFlowTypes", _, "uiflows", _, "runs"] => {
+                by_method(&[("POST", Operation::RuntimeRunUIFlow)])
+            }
+            ["apim", "uiflow", _, _, "uiFlowTypes", _, "uiflows", _, "runs", _] => {
+                by_method(&[("GET", Operation::RuntimeGetRunStatus)])
+            }
+            _ => Operation::Unmatched,
+        },
+        Surface::Dataverse => {
+            // `/dataverse/{org}/api/data/{version}/{rest}`
+            let rest = path.splitn(7, '/').nth(6).unwrap_or("");
+            match segs.as_slice() {
+                ["dataverse", _, "api", "data", _, _, ..] => super::dataverse::operation(method, rest),
+                _ => Operation::Unmatched,
+            }
+        }
     }
 }
 
@@ -418,6 +506,65 @@ mod tests {
             "",
         );
         assert!(matches!(other, Err(ApiError::BadRequest { code: "EnvironmentHostMismatch", .. })));
+    }
+
+    #[test]
+    fn operations_are_named_from_surface_method_and_path() {
+        fn op(surface: Surface, method: &str, path: &str) -> &'static str {
+            operation(surface, method, path).as_str()
+        }
+        let env = "/connectivity/environments/e1";
+        assert_eq!(op(Surface::Identity, "POST", "/contoso.onmicrosoft.com/oauth2/v2.0/token"), "identity.token");
+        assert_eq!(op(Surface::Identity, "GET", "/contoso.onmicrosoft.com/oauth2/v2.0/token"), "unmatched");
+        assert_eq!(op(Surface::Identity, "GET", "/common/userrealm/a@b.c"), "identity.userRealm");
+        let one = format!("{env}/connectors/shared_uiflow/connections/c1");
+        assert_eq!(op(Surface::PowerPlatform, "PUT", &one), "connections.put");
+        assert_eq!(op(Surface::PowerPlatform, "GET", &one), "connections.get");
+        assert_eq!(op(Surface::PowerPlatform, "DELETE", &one), "connections.delete");
+        assert_eq!(op(Surface::PowerPlatform, "GET", &format!("{one}/permissions")), "connections.permissions");
+        assert_eq!(
+            op(Surface::PowerPlatform, "POST", &format!("{one}/modifyPermissions")),
+            "connections.modifyPermissions"
+        );
+        assert_eq!(op(Surface::PowerPlatform, "GET", "/connectivity/connections"), "connections.list");
+        let bap = "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments";
+        assert_eq!(op(Surface::Bap, "GET", &format!("{bap}/e1")), "bap.getEnvironment");
+        assert_eq!(op(Surface::Bap, "GET", bap), "bap.listEnvironments");
+        let rt = "/apim/uiflow/e1/c1";
+        assert_eq!(op(Surface::Runtime, "GET", &format!("{rt}/usersession/testconnection")), "runtime.testConnection");
+        let flows = format!("{rt}/uiFlowTypes/desktopV2/uiflows");
+        assert_eq!(op(Surface::Runtime, "GET", &flows), "runtime.listUIFlows");
+        assert_eq!(op(Surface::Runtime, "POST", &format!("{flows}/w1/runs")), "runtime.runUIFlow");
+        assert_eq!(op(Surface::Runtime, "GET", &format!("{flows}/w1/runs/r1")), "runtime.getRunStatus");
+        let dv = "/dataverse/contosodev/api/data/v9.2";
+        let id = "42e26112-838c-471b-b09f-958e640e9303";
+        for (method, rest, name) in [
+            ("GET", "flowmachines", "dataverse.query"),
+            ("POST", "flowmachines", "dataverse.create"),
+            ("GET", &format!("flowmachines({id})") as &str, "dataverse.get"),
+            ("PATCH", &format!("flowmachines({id})"), "dataverse.update"),
+            ("DELETE", &format!("flowmachines({id})"), "dataverse.delete"),
+            ("GET", "WhoAmI", "dataverse.whoAmI"),
+            ("POST", "GrantAccess", "dataverse.grantAccess"),
+            ("POST", "Microsoft.Dynamics.CRM.ModifyAccess", "dataverse.modifyAccess"),
+            ("POST", "RevokeAccess", "dataverse.revokeAccess"),
+            ("GET", "RetrieveSharedPrincipalsAndAccess(Target=@t)", "dataverse.retrieveSharedPrincipalsAndAccess"),
+            ("GET", "EntityDefinitions(LogicalName='flowmachine')", "dataverse.entityDefinitions"),
+            ("POST", &format!("flowmachines({id})/Microsoft.Dynamics.CRM.LeaveGroup"), "dataverse.leaveGroup"),
+            ("POST", &format!("workflows({id})/Microsoft.Dynamics.CRM.RunDesktopFlow"), "dataverse.runDesktopFlow"),
+            ("GET", &format!("flowsessions({id})"), "dataverse.getFlowSession"),
+            ("GET", &format!("flowsessions({id})/outputs/$value"), "dataverse.getFlowSessionOutputs"),
+            (
+                "POST",
+                &format!("flowsessions({id})/Microsoft.Dynamics.CRM.CancelDesktopFlowRun"),
+                "dataverse.cancelDesktopFlowRun",
+            ),
+            ("GET", "accounts", "unmatched"),
+            ("PUT", "flowmachines", "unmatched"),
+        ] {
+            assert_eq!(op(Surface::Dataverse, method, &format!("{dv}/{rest}")), name, "{method} {rest}");
+        }
+        assert_eq!(op(Surface::Control, "GET", "/_mock/health"), "control");
     }
 
     #[test]

@@ -4,15 +4,13 @@
 //! connection's status — credentials on every machine, or the connect-with-sign-in
 //! prerequisites — and answers 200 or the failure's envelope.
 
-use super::auth::{caller, verify_bearer};
 use super::connections::{connection_id, resolve_environment};
 use super::extract::ApiPath;
-use super::{ApiError, RouteInfo, json};
+use super::{ApiError, RequestContext, json};
 use crate::domain::connection::UIFLOW;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::json;
@@ -24,18 +22,15 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn test_connection(
-    State(app): State<AppState>,
-    Extension(route): Extension<RouteInfo>,
+    ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = verify_bearer(&app, &headers, &route, None)?;
     let id = connection_id(&path)?;
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let environment = resolve_environment(&route, &path, None, &sb.world)?;
-    let who = caller(&sb.world, &claims)?;
-    let c = sb.world.connection(&who, &environment, UIFLOW, &id)?;
-    sb.world.status(c).test()?;
-    Ok(json(StatusCode::OK, json!({ "status": "Connected", "connectionName": c.id.as_written() })))
+    let name = ctx.sandbox.apply(|st| -> Result<String, ApiError> {
+        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let c = st.world.connection(&ctx.caller, &environment, UIFLOW, &id)?;
+        st.world.status(c).test()?;
+        Ok(c.id.as_written().to_owned())
+    })?;
+    Ok(json(StatusCode::OK, json!({ "status": "Connected", "connectionName": name })))
 }

@@ -1,6 +1,7 @@
 //! `domain::Error`: one variant per rule that can be broken, each with its code. Messages
 //! that Microsoft documents are reproduced word for word; codes the mock makes up are marked
-//! (mock-defined) here and in `docs/errors.md`.
+//! (mock-defined) here and in `docs/errors.md`. The HTTP status of each is chosen in
+//! `api::error`, not here: the domain knows rules, not HTTP.
 
 use super::clock::ClockError;
 
@@ -368,61 +369,6 @@ impl Error {
             Self::DuplicateSchemaName(_) => "0x80040237",
             Self::VariableTypeNotEmulated(_) => "EnvironmentVariableTypeNotEmulated",
             Self::VariableFixedColumn(_) => "EnvironmentVariableColumnFixed",
-        }
-    }
-
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Clock(_) | Self::EnvironmentMismatch { .. } | Self::TargetGroupNotFound { .. } => 400,
-            Self::InvalidName(_)
-            | Self::GroupHasMachines { .. }
-            | Self::NameRequired { .. }
-            | Self::DefaultGroupByHand
-            | Self::AttributeRequired { .. }
-            | Self::CredentialTypeNotEmulated(_)
-            | Self::CredentialVariableMismatch { .. }
-            | Self::InvalidKeyVaultReference(_)
-            | Self::SecretVariableDefaultValue(_)
-            | Self::VariableValueExists { .. }
-            | Self::VariableTypeNotEmulated(_)
-            | Self::VariableFixedColumn(_) => 400,
-            Self::VersionMismatch | Self::DuplicateRecord(_) | Self::DuplicateSchemaName(_) => 412,
-            // SUP-ERR gives these statuses to the same codes on runs.
-            Self::ConnectionTestFailed { code, .. } => match *code {
-                "WindowsIdentityIncorrect" => 401,
-                "XrmMachineGroupNotFound" => 404,
-                _ => 400,
-            },
-            Self::SignInRequiresUser
-            | Self::SignInUserTenantMismatch { .. }
-            | Self::SignInConnectionRunOwner
-            | Self::SignInKindCannotChange(_)
-            | Self::RunOwnerCannotBeRemoved(_)
-            | Self::RunOwnerNotFound { .. }
-            | Self::RunOwnerCertificateRequired(_)
-            | Self::RunOwnerNotApplicationUser(_)
-            | Self::CredentialNotFound(_)
-            | Self::CredentialParameterMismatch { .. }
-            | Self::ConnectionNotShareable(_)
-            | Self::ShareRecipientNotServicePrincipal(_)
-            | Self::SharePrincipalNotFound(_)
-            | Self::CanViewWithShareNotAllowed
-            | Self::InvalidPermissionRole(_)
-            | Self::OwnerPermissionCannotBeRemoved => 400,
-            Self::RunOwnerAuthorizationFailed { .. }
-            | Self::CredentialNotShared { .. }
-            | Self::RegistrationForbidden { .. } => 403,
-            Self::DefaultGroupMembership(_)
-            | Self::MachineGroupFull { .. }
-            | Self::NotInAGroup(_)
-            | Self::RegistrationNeedsServicePrincipal => 400,
-            Self::RecordNotFound { .. } => 404,
-            Self::MissingPrivilege { .. } | Self::GrantBeyondHeld { .. } | Self::NotOrganizationMember(_) => 403,
-            Self::CrossTenantAccess { .. }
-            | Self::ConnectionAuthorizationFailed { .. }
-            | Self::ConnectionAccessDenied { .. } => 403,
-            Self::EnvironmentNotFound { .. } | Self::ConnectionNotFound(_) | Self::ConnectorNotFound(_) => 404,
         }
     }
 }

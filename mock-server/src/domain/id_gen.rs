@@ -1,4 +1,4 @@
-//! Ids the mock makes up itself (correlation ids, trace ids, new records). Injected so that
+//! Ids the mock makes up itself (new records; correlation ids in their own range). Injected so that
 //! the default mode is sequential and a journal repeats from run to run.
 
 use uuid::Uuid;
@@ -21,6 +21,13 @@ impl IdGenerator {
     /// A sequential generator.
     pub fn sequential(seed: u16) -> Self {
         Self::Sequential { seed, next: 0 }
+    }
+
+    /// The `n`th correlation id of the sandbox `seed`: `00000000-0000-4000-9000-{seed:4 hex}{n:8 hex}`,
+    /// so a correlation id never equals an id of something created.
+    pub fn correlation(seed: u16, n: u64) -> Uuid {
+        let low = (u64::from(seed) << 32) | (n & 0xFFFF_FFFF);
+        Uuid::from_u128((0x4000u128 << 64) | (0x9000u128 << 48) | u128::from(low))
     }
 
     /// The next id.
@@ -50,5 +57,6 @@ mod tests {
         assert_ne!(a1, c1);
         assert_ne!(a1, a.next_id());
         assert_eq!(a1.to_string(), "00000000-0000-4000-8000-000100000001");
+        assert_eq!(IdGenerator::correlation(1, 1).to_string(), "00000000-0000-4000-9000-000100000001");
     }
 }
