@@ -10,10 +10,15 @@
 //! - [`tokens`] — signing and verifying JWTs; JWKS.
 //! - [`hosts`] — the host names the mock knows, and which audience a scope names.
 //! - [`sandbox`] — sandboxes (the unit of isolation) and the registry that owns them.
+//! - [`control`] — the control service: every control operation as a typed Rust method, one
+//!   error type; `/_mock/…` and the typed handle both call it.
+//! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
+//!   (clock, journal, settings, machines, reset).
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
-//! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
+//! - [`api`] — thin axum glue per surface (`/_mock/…` over [`control`]), the routing pipeline
+//!   and the one error renderer.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
 //! - [`state`] — `AppState`: one mutex over the registry, keys, redactor.
@@ -22,7 +27,9 @@
 pub mod api;
 pub mod banner;
 pub mod config;
+pub mod control;
 pub mod domain;
+pub mod handle;
 pub mod hosts;
 pub mod identity;
 pub mod journal;
@@ -35,4 +42,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 
+pub use handle::{SandboxHandle, Urls};
 pub use server::{MockServer, MockServerBuilder, StartError, run};

@@ -1,5 +1,7 @@
-//! The control surface under `/_mock/` (every host and port). A call addresses one sandbox
-//! with the `x-mock-sandbox` header or `?sandbox=`; `default` otherwise.
+//! The control surface under `/_mock/` (every host and port): HTTP translation over
+//! [`crate::control::Control`], which holds the operations (the typed Rust handle calls the
+//! same service). A call addresses one sandbox with the `x-mock-sandbox` header or
+//! `?sandbox=`; `default` otherwise.
 //!
 //! | call | does |
 //! |---|---|
@@ -18,12 +20,12 @@
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
-use crate::domain::access::{Grantee, Share};
-use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
+use crate::control::{
+    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, SettingsPatch,
+};
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
-use crate::domain::membership::{MachineFacts, Registration};
-use crate::domain::world::{Machine, WindowsAccount};
-use crate::sandbox::{Sandbox, Settings};
+use crate::domain::membership::MachineFacts;
+use crate::domain::world::WindowsAccount;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -31,7 +33,7 @@ use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Routes of the control surface.
@@ -53,11 +55,31 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/keyvault/{vault}/secrets/{name}", put(put_vault_secret))
 }
 
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Sandbox(e) => Self::Sandbox(e),
+            ControlError::Domain(e) => Self::Domain(e),
+            ControlError::Invalid { code, message } => Self::bad_request(code, message),
+            ControlError::NotFound { code, message } => Self::NotFound { code, message },
+        }
+    }
+}
+
+/// The answer of a control call: the operation's output as JSON.
+fn answer<T: Serialize>(status: StatusCode, out: Result<T, ControlError>) -> Result<Response, ApiError> {
+    Ok(json(status, serde_json::to_value(out?).unwrap_or(Value::Null)))
+}
+
+fn control(app: AppState) -> Control {
+    Control::new(app)
+}
+
 async fn get_health(State(app): State<AppState>) -> Response {
-    let sandboxes: Vec<String> = app.registry().all().map(|s| s.name.clone()).collect();
+    let health = control(app).health();
     json(
         StatusCode::OK,
-        json!({ "status": "ready", "sandboxes": sandboxes, "surfaces": super::routing::surfaces_served() }),
+        json!({ "status": "ready", "sandboxes": health.sandboxes, "surfaces": super::routing::surfaces_served() }),
     )
 }
 
@@ -65,9 +87,7 @@ async fn get_fixture(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    let fixture = serde_json::to_value(&reg.get(&route.sandbox)?.fixture).unwrap_or(Value::Null);
-    Ok(json(StatusCode::OK, fixture))
+    answer(StatusCode::OK, control(app).fixture(&route.sandbox))
 }
 
 /// Body: a whole world, or `{"embedded": "name"}` for a world shipped in the binary.
@@ -77,20 +97,17 @@ async fn put_fixture(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let world = match body.get("embedded").and_then(Value::as_str) {
-        Some(name) if body.as_object().is_some_and(|o| o.len() == 1) => {
-            fixtures::world(name).map_err(|e| ApiError::Sandbox(e.into()))?
-        }
+        Some(name) if body.as_object().is_some_and(|o| o.len() == 1) => Control::embedded_world(name)?,
         _ => {
             // The strict parser's shape errors (never the value received), in the fixture's code.
             let world: fixtures::WorldFile =
                 from_json_value(body).map_err(|e| e.recode("InvalidFixture", "request body: "))?;
+            // Checked here too, so that an error names the request body rather than the world.
             world.validate("request body").map_err(|e| ApiError::Sandbox(e.into()))?;
             world
         }
     };
-    let mut reg = app.registry();
-    reg.load(&route.sandbox, world)?;
-    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": reg.get(&route.sandbox)?.fixture.name })))
+    answer(StatusCode::OK, control(app).load_fixture(&route.sandbox, world))
 }
 
 async fn post_reset(
@@ -98,99 +115,14 @@ async fn post_reset(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    reg.get_mut(&route.sandbox)?.reset();
+    control(app).reset(&route.sandbox)?;
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
-}
-
-fn shares_json(shares: &[Share]) -> Vec<Value> {
-    shares
-        .iter()
-        .map(|s| {
-            let (kind, id) = match s.grantee {
-                Grantee::Principal(p) => ("principal", p.to_string()),
-                Grantee::Team(t) => ("team", t.to_string()),
-            };
-            json!({ kind: id, "accessMask": s.rights.names() })
-        })
-        .collect()
-}
-
-/// A machine as the control surface shows it: every fact, account names (never passwords).
-fn machine_json(m: &Machine) -> Value {
-    json!({
-        "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
-        "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
-        "windowsAccounts": m.windows_accounts.iter().map(|a| json!({"username": a.username, "interactiveLogon": a.interactive_logon})).collect::<Vec<_>>(),
-        "entraSynced": m.entra_synced,
-        "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "legacySignInError": m.legacy_sign_in_error,
-        "windowsEdition": format!("{:?}", m.windows_edition),
-        "agentVersion": m.agent_version,
-        "sessionCapacity": m.session_capacity,
-        "online": m.online,
-        "maintenance": m.maintenance,
-        "shares": shares_json(&m.shares),
-    })
-}
-
-fn clock_view(sb: &Sandbox) -> Value {
-    json!({ "sandbox": sb.name, "now": format_timestamp(sb.clock.now()), "mode": sb.clock.mode() })
 }
 
 /// What a sandbox holds now: the world as the domain sees it (credentials are the fixture's
 /// test data), its clock, settings and journal counters.
 async fn get_state(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    let sb = reg.get(&route.sandbox)?;
-    let w = &sb.world;
-    let environments: Vec<Value> = w
-        .environments
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id.as_str(),
-                "tenant": e.tenant.to_string(),
-                "displayName": e.display_name,
-                "apiHost": e.id.api_host(),
-                "dataverse": { "org": e.org, "host": e.org_host(), "organizationId": e.organization_id.to_string() },
-                "machineGroups": e.machine_groups.iter().map(|g| json!({
-                    "id": g.id.to_string(), "name": g.name, "type": format!("{:?}", g.group_type),
-                    "owner": g.owner.to_string(),
-                    "shares": shares_json(&g.shares),
-                    "machines": e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id.to_string()).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "machines": e.machines.iter().map(machine_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Ok(json(
-        StatusCode::OK,
-        json!({
-            "sandbox": sb.name,
-            "fixture": sb.fixture.name,
-            "clock": clock_view(sb),
-            "settings": sb.settings,
-            "journal": { "entries": sb.journal.entries().count(), "evicted": sb.journal.evicted(), "capacity": sb.journal.capacity() },
-            "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
-            "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
-            "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
-            "environments": environments,
-            "connections": w.connections.iter().map(|c| json!({
-                "id": c.id.as_written(),
-                "environment": c.environment.to_string(),
-                "connector": c.connector,
-                "displayName": c.display_name,
-                "parameterSet": c.parameters.name(),
-                "targetId": c.parameters.target().to_string(),
-                "username": c.parameters.username(),
-                "runOwner": c.parameters.run_owner().map(|o| o.app_id.to_string()),
-                "createdBy": c.created_by.principal.to_string(),
-                "status": w.status(c).code().unwrap_or("Connected"),
-                "shares": c.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": s.role.name()})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
-    ))
+    answer(StatusCode::OK, control(app).state(&route.sandbox))
 }
 
 /// Journal filters. Unknown parameters are ignored, like the real APIs do.
@@ -222,30 +154,17 @@ async fn get_journal(
             ));
         }
     };
-    let (entries, evicted, capacity) = {
-        let reg = app.registry();
-        let sb = reg.get(&route.sandbox)?;
-        let entries: Vec<Value> = sb
-            .journal
-            .entries()
-            .filter(|e| q.since.is_none_or(|s| e.seq > s))
-            .filter(|e| q.method.as_deref().is_none_or(|m| e.method.eq_ignore_ascii_case(m)))
-            .filter(|e| q.path.as_deref().is_none_or(|p| e.path.starts_with(p)))
-            .filter(|e| q.surface.as_deref().is_none_or(|s| e.surface == s))
-            .filter(|e| {
-                q.environment
-                    .as_deref()
-                    .is_none_or(|env| e.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
-            })
-            .filter_map(|e| serde_json::to_value(e).ok())
-            .collect();
-        (entries, sb.journal.evicted(), sb.journal.capacity())
+    let filter =
+        JournalFilter { environment: q.environment, method: q.method, path: q.path, surface: q.surface, since: q.since };
+    let read = control(app).journal(&route.sandbox, &filter)?;
+    let entries = if normalised {
+        read.normalised()
+    } else {
+        read.entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect()
     };
-    // Normalising happens outside the lock: it is the slowest thing here.
-    let entries = if normalised { crate::normalise::normalise_all(&entries) } else { entries };
     Ok(json(
         StatusCode::OK,
-        json!({ "sandbox": route.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": evicted, "capacity": capacity, "entries": entries }),
+        json!({ "sandbox": read.sandbox, "view": if normalised { "normalised" } else { "raw" }, "evicted": read.evicted, "capacity": read.capacity, "entries": entries }),
     ))
 }
 
@@ -254,20 +173,12 @@ async fn delete_journal(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().get_mut(&route.sandbox)?.journal.clear();
+    control(app).clear_journal(&route.sandbox)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_clock(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    Ok(json(StatusCode::OK, clock_view(reg.get(&route.sandbox)?)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockChange {
-    now: Option<Timestamp>,
-    mode: Option<ClockMode>,
+    answer(StatusCode::OK, control(app).clock(&route.sandbox))
 }
 
 async fn put_clock(
@@ -275,18 +186,7 @@ async fn put_clock(
     Extension(route): Extension<RouteInfo>,
     ApiJson(change): ApiJson<ClockChange>,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    // Check before writing: a refused `now` must not leave a changed mode behind.
-    let mut clock = sb.clock.clone();
-    if let Some(mode) = change.mode {
-        clock.set_mode(mode);
-    }
-    if let Some(now) = change.now {
-        clock.set(now).map_err(crate::domain::Error::from)?;
-    }
-    sb.clock = clock;
-    Ok(json(StatusCode::OK, clock_view(sb)))
+    answer(StatusCode::OK, control(app).set_clock(&route.sandbox, change))
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,89 +210,32 @@ async fn post_clock_advance(
         .checked_mul(3600)
         .and_then(|h| by.minutes.checked_mul(60).and_then(|m| m.checked_add(h)))
         .and_then(|hm| hm.checked_add(by.seconds))
-        .and_then(|s| i64::try_from(s).ok())
         .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    sb.clock.advance(chrono::Duration::seconds(total)).map_err(crate::domain::Error::from)?;
-    Ok(json(StatusCode::OK, clock_view(sb)))
+    answer(StatusCode::OK, control(app).advance_clock(&route.sandbox, std::time::Duration::from_secs(total)))
 }
 
 async fn get_settings(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let reg = app.registry();
-    Ok(json(StatusCode::OK, serde_json::to_value(&reg.get(&route.sandbox)?.settings).unwrap_or(Value::Null)))
+    answer(StatusCode::OK, control(app).settings(&route.sandbox))
 }
 
-/// Merges the given fields into the settings; unknown fields are refused by name.
+/// Sets the given fields; unknown fields are refused by name.
 async fn patch_settings(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let mut merged = serde_json::to_value(&sb.settings).unwrap_or(Value::Null);
-    match (merged.as_object_mut(), patch.as_object()) {
-        (Some(m), Some(p)) => {
-            for (k, v) in p {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        _ => {
-            return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
-        }
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
     }
-    let settings: Settings = from_json_value(merged)?;
-    if settings.token_lifetime_secs == 0 {
-        return Err(ApiError::bad_request(
-            "InvalidRequestContent",
-            "The field 'tokenLifetimeSecs' must be at least 1.",
-        ));
-    }
-    sb.settings = settings;
-    Ok(json(StatusCode::OK, serde_json::to_value(&sb.settings).unwrap_or(Value::Null)))
+    let patch: SettingsPatch = from_json_value(patch)?;
+    answer(StatusCode::OK, control(app).patch_settings(&route.sandbox, patch))
 }
 
 async fn get_sandboxes(State(app): State<AppState>) -> Response {
-    let reg = app.registry();
-    let list: Vec<Value> = reg.all().map(sandbox_summary).collect();
-    json(StatusCode::OK, json!({ "value": list }))
-}
-
-/// One line of the sandbox list: its name, template and the hosts of its environments.
-fn sandbox_summary(sb: &Sandbox) -> Value {
-    json!({ "name": sb.name, "fixture": sb.fixture.name, "hosts": sandbox_hosts(sb) })
-}
-
-/// Where each environment of a sandbox is served on the real-host doors.
-fn sandbox_hosts(sb: &Sandbox) -> Vec<Value> {
-    sb.world
-        .environments
-        .iter()
-        .map(|e| json!({ "environment": e.id.as_str(), "apiHost": e.id.api_host(), "orgHost": e.org_host() }))
-        .collect()
-}
-
-/// What a new sandbox gives a test (DECISIONS, Fixtures): the instantiated world in the fixture
-/// format, as `GET /_mock/fixture` returns it, plus its name and hosts.
-fn instantiated_world(sb: &Sandbox) -> Value {
-    let mut world = serde_json::to_value(&sb.fixture).unwrap_or_else(|_| json!({}));
-    if let Some(o) = world.as_object_mut() {
-        o.insert("sandbox".into(), json!(sb.name));
-        o.insert("hosts".into(), json!(sandbox_hosts(sb)));
-    }
-    world
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NewSandbox {
-    name: Option<String>,
-    /// Embedded world to instantiate (default `default`).
-    template: Option<String>,
+    json(StatusCode::OK, json!({ "value": control(app).sandboxes() }))
 }
 
 async fn post_sandbox(
@@ -401,12 +244,8 @@ async fn post_sandbox(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // Every field is optional, so an empty body (with or without a content type) is the default.
-    let req: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
-    let template =
-        fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
-    let mut reg = app.registry();
-    let sb = reg.create(req.name.as_deref(), &template)?;
-    Ok(json(StatusCode::CREATED, instantiated_world(sb)))
+    let spec: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
+    answer(StatusCode::CREATED, control(app).create_sandbox(spec))
 }
 
 async fn delete_sandbox(
@@ -414,15 +253,13 @@ async fn delete_sandbox(
     ApiPath(name): ApiPath<String>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().delete(&name)?;
+    control(app).delete_sandbox(&name)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
-    match app.ca_pem() {
-        Some(pem) => Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem.to_owned()).into_response()),
-        None => Err(ApiError::NotFound { code: "TlsDisabled", message: "This server was started without TLS.".into() }),
-    }
+    let pem = control(app).ca_pem()?;
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
 /// Machine facts as the control surface takes them: the fixture's names, every field optional,
@@ -502,9 +339,9 @@ async fn post_register_machine(
         body.into_iter().partition(|(k, _)| REGISTER_KEYS.contains(&k.as_str()));
     let r: RegisterBody = from_json_value(Value::Object(own))?;
     let facts: MachineFactsBody = from_json_value(Value::Object(rest))?;
-    let env =
+    let environment =
         EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
-    let app_id =
+    let application_id =
         AppId::parse(&r.application_id).map_err(|e| bad_field("applicationId", format_args!("is invalid: {e}")))?;
     let group = match &r.group_id {
         Some(g) => Some(MachineGroupId::parse(g).map_err(|e| bad_field("groupId", format_args!("is invalid: {e}")))?),
@@ -514,33 +351,9 @@ async fn post_register_machine(
         Some(m) => Some(MachineId::parse(m).map_err(|e| bad_field("machineId", format_args!("is invalid: {e}")))?),
         None => None,
     };
-    if r.name.trim().is_empty() || r.name.chars().count() > 100 {
-        return Err(bad_field("name", "must be 1 to 100 characters"));
-    }
-    let facts = facts.into_facts()?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let tenant = sb.world.environment(&env).map(|e| e.tenant).ok_or_else(|| ApiError::NotFound {
-        code: "EnvironmentNotFound",
-        message: format!("No environment '{env}' in this sandbox."),
-    })?;
-    let registrant = sb
-        .world
-        .registrant(tenant, app_id)
-        .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
-    let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
-    let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-    let registration = Registration { id, name: r.name, group, default_group, facts };
-    let m = sb.world.register_machine(&registrant, &env, registration)?;
-    let out = json!({
-        "machineId": m.id.to_string(),
-        "name": m.name,
-        "groupId": m.group.to_string(),
-        "owner": m.owner.to_string(),
-        "environment": env.to_string(),
-    });
-    sb.refresh_secrets();
-    Ok(json(StatusCode::CREATED, out))
+    let registration =
+        MachineRegistration { environment, application_id, group, name: r.name, machine_id, facts: facts.into_facts()? };
+    answer(StatusCode::CREATED, control(app).register_machine(&route.sandbox, registration))
 }
 
 /// Changes what is true of a machine; connection statuses follow at once.
@@ -552,16 +365,7 @@ async fn patch_machine(
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
-    let facts = facts.into_facts()?;
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    let m = sb.world.patch_machine(id, facts).ok_or_else(|| ApiError::NotFound {
-        code: "MachineNotFound",
-        message: format!("No machine '{id}' in this sandbox."),
-    })?;
-    let out = machine_json(m);
-    sb.refresh_secrets();
-    Ok(json(StatusCode::OK, out))
+    answer(StatusCode::OK, control(app).patch_machine(&route.sandbox, id, facts.into_facts()?))
 }
 
 /// The body of a vault secret: its value (a secret: this surface is not journaled, and the
@@ -572,31 +376,13 @@ struct VaultSecretBody {
     value: String,
 }
 
-/// Sets a secret of the sandbox's stand-in for Azure Key Vault, as `az keyvault secret set`
-/// does for real: a Secret environment variable whose value references
-/// `…/vaults/{vault}/secrets/{name}` resolves to it.
+/// `az keyvault secret set` for the sandbox's stand-in for Azure Key Vault.
 async fn put_vault_secret(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath((vault, name)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<VaultSecretBody>,
 ) -> Result<Response, ApiError> {
-    use crate::domain::credential::KeyVaultReference;
-    // Azure's naming rules: vaults 3-24, secrets 1-127 letters, digits and dashes.
-    let named = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    if !named(&vault, 24) || vault.len() < 3 || !named(&name, 127) {
-        return Err(ApiError::bad_request(
-            "InvalidVaultSecretName",
-            "Vault names are 3 to 24 and secret names 1 to 127 letters, digits or dashes.",
-        ));
-    }
-    let r = KeyVaultReference { vault: vault.clone(), name: name.clone() };
-    let reference = r.to_text();
-    let mut reg = app.registry();
-    let sb = reg.get_mut(&route.sandbox)?;
-    sb.world.set_vault_secret(r, secrecy::SecretString::from(b.value));
-    sb.refresh_secrets();
-    Ok(json(StatusCode::OK, json!({ "vault": vault, "name": name, "reference": reference })))
+    let out = control(app).set_vault_secret(&route.sandbox, &vault, &name, secrecy::SecretString::from(b.value));
+    answer(StatusCode::OK, out)
 }
