@@ -235,15 +235,17 @@ impl Control {
     /// Silent registration: the service principal owns the machine it registers (DECISIONS.md).
     pub fn register_machine(&self, sandbox: &str, r: MachineRegistration) -> Result<RegisteredMachine, ControlError> {
         if r.name.trim().is_empty() || r.name.chars().count() > 100 {
-            return Err(ControlError::invalid("InvalidRequestContent", "The field 'name' must be 1 to 100 characters."));
+            return Err(ControlError::invalid(
+                "InvalidRequestContent",
+                "The field 'name' must be 1 to 100 characters.",
+            ));
         }
         self.write(sandbox, |sb| {
-            let tenant = sb.world.environment(&r.environment).map(|e| e.tenant).ok_or_else(|| {
-                ControlError::NotFound {
+            let tenant =
+                sb.world.environment(&r.environment).map(|e| e.tenant).ok_or_else(|| ControlError::NotFound {
                     code: "EnvironmentNotFound",
                     message: format!("No environment '{}' in this sandbox.", r.environment),
-                }
-            })?;
+                })?;
             let registrant = sb
                 .world
                 .registrant(tenant, r.application_id)
@@ -265,7 +267,12 @@ impl Control {
     }
 
     /// Changes what is true of a machine; connection statuses follow at once.
-    pub fn patch_machine(&self, sandbox: &str, id: MachineId, facts: MachineFacts) -> Result<MachineView, ControlError> {
+    pub fn patch_machine(
+        &self,
+        sandbox: &str,
+        id: MachineId,
+        facts: MachineFacts,
+    ) -> Result<MachineView, ControlError> {
         self.write(sandbox, |sb| {
             let m = sb.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
                 code: "MachineNotFound",
@@ -404,8 +411,7 @@ impl JournalRead {
     /// The entries through the one normaliser (placeholders for GUIDs, times, tokens, ports):
     /// what snapshots compare.
     pub fn normalised(&self) -> Vec<serde_json::Value> {
-        let values: Vec<serde_json::Value> =
-            self.entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+        let values: Vec<serde_json::Value> = self.entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
         crate::normalise::normalise_all(&values)
     }
 }
@@ -558,7 +564,14 @@ pub struct MachineRegistration {
 impl MachineRegistration {
     /// A stand-alone machine named `name`, registered in `environment` by `application_id`.
     pub fn new(environment: EnvironmentId, application_id: AppId, name: impl Into<String>) -> Self {
-        Self { environment, application_id, group: None, name: name.into(), machine_id: None, facts: MachineFacts::default() }
+        Self {
+            environment,
+            application_id,
+            group: None,
+            name: name.into(),
+            machine_id: None,
+            facts: MachineFacts::default(),
+        }
     }
 
     /// Joins this group instead of standing alone.

@@ -215,13 +215,13 @@ impl SandboxHandle {
     }
 
     /// Its virtual clock.
-    pub fn clock(&self) -> ClockHandle<'_> {
-        ClockHandle { sandbox: self }
+    pub fn clock(&self) -> ClockHandle {
+        ClockHandle { sandbox: self.clone() }
     }
 
     /// Its request journal.
-    pub fn journal(&self) -> JournalHandle<'_> {
-        JournalHandle { sandbox: self }
+    pub fn journal(&self) -> JournalHandle {
+        JournalHandle { sandbox: self.clone() }
     }
 
     /// Its settings.
@@ -267,12 +267,12 @@ impl SandboxHandle {
 }
 
 /// A sandbox's clock.
-#[derive(Debug, Clone, Copy)]
-pub struct ClockHandle<'a> {
-    sandbox: &'a SandboxHandle,
+#[derive(Debug, Clone)]
+pub struct ClockHandle {
+    sandbox: SandboxHandle,
 }
 
-impl ClockHandle<'_> {
+impl ClockHandle {
     /// What it shows and how it moves.
     pub async fn get(&self) -> Result<ClockView, ControlError> {
         self.sandbox.control.clock(&self.sandbox.name)
@@ -305,12 +305,12 @@ impl ClockHandle<'_> {
 }
 
 /// A sandbox's request journal (secrets were redacted when each entry was written).
-#[derive(Debug, Clone, Copy)]
-pub struct JournalHandle<'a> {
-    sandbox: &'a SandboxHandle,
+#[derive(Debug, Clone)]
+pub struct JournalHandle {
+    sandbox: SandboxHandle,
 }
 
-impl JournalHandle<'_> {
+impl JournalHandle {
     /// The entries `filter` admits, oldest first.
     pub async fn entries(&self, filter: JournalFilter) -> Result<Vec<JournalEntry>, ControlError> {
         Ok(self.read(filter).await?.entries)

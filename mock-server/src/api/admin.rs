@@ -154,8 +154,13 @@ async fn get_journal(
             ));
         }
     };
-    let filter =
-        JournalFilter { environment: q.environment, method: q.method, path: q.path, surface: q.surface, since: q.since };
+    let filter = JournalFilter {
+        environment: q.environment,
+        method: q.method,
+        path: q.path,
+        surface: q.surface,
+        since: q.since,
+    };
     let read = control(app).journal(&route.sandbox, &filter)?;
     let entries = if normalised {
         read.normalised()
@@ -351,8 +356,14 @@ async fn post_register_machine(
         Some(m) => Some(MachineId::parse(m).map_err(|e| bad_field("machineId", format_args!("is invalid: {e}")))?),
         None => None,
     };
-    let registration =
-        MachineRegistration { environment, application_id, group, name: r.name, machine_id, facts: facts.into_facts()? };
+    let registration = MachineRegistration {
+        environment,
+        application_id,
+        group,
+        name: r.name,
+        machine_id,
+        facts: facts.into_facts()?,
+    };
     answer(StatusCode::CREATED, control(app).register_machine(&route.sandbox, registration))
 }
 

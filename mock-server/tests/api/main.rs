@@ -9,6 +9,7 @@ mod bodies;
 mod connections;
 mod control;
 mod dataverse;
+mod handle;
 mod helpers;
 mod identity;
 mod interop;
