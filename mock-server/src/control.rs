@@ -4,8 +4,8 @@
 //! the typed Rust handle ([`crate::handle`]: `MockServer::sandbox(..)` and friends). Nothing
 //! here knows HTTP: statuses and envelopes are the api layer's business.
 //!
-//! Every operation on one sandbox goes through [`Control::read`] or [`Control::write`], and
-//! the few on the set of sandboxes through [`Control::registry`], so how sandboxes are locked
+//! Every operation on one sandbox goes through `Control::read` or `Control::write`, and
+//! the few on the set of sandboxes through `Control::registry`, so how sandboxes are locked
 //! is decided in those three places only. No operation holds the lock while it serialises,
 //! normalises or copies out more than it must.
 
