@@ -5,40 +5,7 @@
 //!
 //! The methods are `async` although today's operations finish at once: advancing a clock will
 //! wait for run callbacks (runs.md), and a test should not have to change when it does.
-//!
-//! ```
-//! use mock_server::MockServer;
-//! use mock_server::control::JournalFilter;
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let server = MockServer::start().await?;
-//! let urls = server.http_urls();
-//! // The default world's pipeline service principal gets a token for the Power Platform API.
-//! let token: serde_json::Value = reqwest::Client::new()
-//!     .post(urls.token("contoso.onmicrosoft.com"))
-//!     .form(&[
-//!         ("grant_type", "client_credentials"),
-//!         ("client_id", "71fb83d4-8950-48e6-8251-52e4b19068c8"),
-//!         ("client_secret", "mock-pipeline-secret~0001"),
-//!         ("scope", "https://api.powerplatform.com/.default"),
-//!     ])
-//!     .send()
-//!     .await?
-//!     .json()
-//!     .await?;
-//! assert_eq!(token["token_type"], "Bearer");
-//!
-//! let sandbox = server.default_sandbox();
-//! let clock = sandbox.clock().advance(Duration::from_secs(90 * 60)).await?;
-//! assert_eq!(clock.now.to_rfc3339(), "2025-01-06T10:30:00+00:00");
-//! let posts = sandbox.journal().entries(JournalFilter::all().method("POST")).await?;
-//! assert_eq!(posts.len(), 1, "the token request, its secret redacted");
-//! sandbox.reset().await?;
-//! # Ok(())
-//! # }
-//! ```
+//! The crate's front page shows the handle at work (a doctest).
 
 use crate::control::{
     ClockChange, ClockView, Control, ControlError, EnvironmentHosts, Health, JournalFilter, JournalRead, Loaded,

@@ -65,7 +65,7 @@ pub async fn spawn_with(builder: mock_server::MockServerBuilder) -> TestServer {
 impl TestServer {
     /// POSTs a token request over https.
     pub async fn token(&self, tenant: &str, form: &[(&str, &str)]) -> Response {
-        self.client.post(format!("{}/{tenant}/oauth2/v2.0/token", self.https)).form(form).send().await.unwrap()
+        self.client.post(self.server.urls().token(tenant)).form(form).send().await.unwrap()
     }
 
     /// A client-credentials token of the default service principal for `scope`.
@@ -91,7 +91,7 @@ impl TestServer {
 
     /// A Dataverse Web API URL on the loopback door.
     pub fn dv(&self, rest: &str) -> String {
-        format!("{}/dataverse/{ORG}/api/data/v9.2/{rest}", self.http)
+        format!("{}/api/data/v9.2/{rest}", self.server.http_urls().dataverse(ORG))
     }
 
     /// The default sandbox, through the typed handle.
