@@ -241,3 +241,32 @@ async fn a_server_that_is_shut_down_answers_no_more() {
     assert!(reqwest::get(&health).await.is_err(), "nothing listens any more");
     assert!(sandbox.clock().now().await.is_ok(), "a handle outliving its server still reads the state");
 }
+
+#[tokio::test]
+async fn the_http_door_refuses_a_settings_patch_the_typed_one_could_not_hold() {
+    let t = spawn_server().await;
+    for (body, names) in [
+        (serde_json::json!({"tokenLifetimeSecs": null}), "tokenLifetimeSecs"),
+        (serde_json::json!({"tokenLifetime": 5}), "tokenLifetime"),
+        (serde_json::json!([1]), "JSON object"),
+        (serde_json::json!({"tokenLifetimeSecs": 0}), "at least 1"),
+    ] {
+        let (s, e) = t.control(reqwest::Method::PATCH, "/_mock/settings", Some(body.clone())).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("InvalidRequestContent")), "{body}: {e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains(names), "{body}: {e}");
+    }
+    assert_eq!(t.sandbox().settings().await.unwrap().token_lifetime_secs, 3599, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_advance_beyond_any_instant_is_refused_on_both_doors() {
+    let t = spawn_server().await;
+    for seconds in [i64::MAX as u64, u64::MAX, 10_u64.pow(15)] {
+        let body = serde_json::json!({ "seconds": seconds });
+        let (s, e) = t.control(reqwest::Method::POST, "/_mock/clock/advance", Some(body)).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (400, Some("InvalidClockChange")), "{seconds}: {e}");
+        let e = t.sandbox().clock().advance(Duration::from_secs(seconds)).await.unwrap_err();
+        assert!(matches!(e, ControlError::Domain(DomainError::Clock(_))), "{seconds}: {e}");
+    }
+    assert_eq!(t.control_get("/_mock/clock").await["now"], "2025-01-06T09:00:00Z", "nothing moved");
+}
