@@ -653,6 +653,65 @@ pub const DEFAULT_PAGE: usize = 1000;
 pub const MAX_PAGE: usize = 10_000;
 
 impl JournalFilter {
+    /// Every entry (a page at a time: the handle reads to the end).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only requests with this method.
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+
+    /// Only requests whose path starts with `prefix`.
+    pub fn path(mut self, prefix: impl Into<String>) -> Self {
+        self.path = Some(prefix.into());
+        self
+    }
+
+    /// Only requests to this surface.
+    pub fn surface(mut self, surface: impl Into<String>) -> Self {
+        self.surface = Some(surface.into());
+        self
+    }
+
+    /// Only requests that named this environment.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
+    /// Only requests of this named operation.
+    pub fn operation(mut self, operation: Operation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// Only requests answered with this status.
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only entries of this kind.
+    pub fn kind(mut self, kind: EntryKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only entries after `seq`.
+    pub fn since(mut self, seq: u64) -> Self {
+        self.since = Some(seq);
+        self
+    }
+
+    /// At most this many entries per page.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     fn matches(&self, e: &Stored) -> bool {
         if self.since.is_some_and(|s| e.seq <= s) || self.kind.is_some_and(|k| e.kind != k) {
             return false;

@@ -3,6 +3,52 @@
 //! virtual clock. Desktop-flow runs are routed but not served yet (404 `NotImplementedByMock`).
 //! Embeddable in tests ([`MockServer`]) and runnable as a binary (`cargo run -p mock-server`).
 //!
+//! # In a test
+//!
+//! A server on free loopback ports with the default world, a token from it, then the typed
+//! handle ([`handle`]): the clock, the journal, reset. Dropping the server shuts it down.
+//!
+//! ```
+//! use mock_server::MockServer;
+//! use mock_server::control::JournalFilter;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = MockServer::start().await?;
+//! let urls = server.http_urls();
+//! // The default world's pipeline service principal gets a token for the Power Platform API.
+//! let token: serde_json::Value = reqwest::Client::new()
+//!     .post(urls.token("contoso.onmicrosoft.com"))
+//!     .form(&[
+//!         ("grant_type", "client_credentials"),
+//!         ("client_id", "71fb83d4-8950-48e6-8251-52e4b19068c8"),
+//!         ("client_secret", "mock-pipeline-secret~0001"),
+//!         ("scope", "https://api.powerplatform.com/.default"),
+//!     ])
+//!     .send()
+//!     .await?
+//!     .json()
+//!     .await?;
+//! let environment = urls.powerplatform("37520647-dbdf-49fa-ba01-6134c14680c4");
+//! let connections = reqwest::Client::new()
+//!     .get(format!("{environment}/connections?api-version=1"))
+//!     .bearer_auth(token["access_token"].as_str().unwrap_or_default())
+//!     .send()
+//!     .await?;
+//! assert_eq!(connections.status(), 200);
+//!
+//! let sandbox = server.default_sandbox();
+//! let clock = sandbox.clock().advance(Duration::from_secs(90 * 60)).await?;
+//! assert_eq!(clock.now.to_rfc3339(), "2025-01-06T10:30:00+00:00");
+//! let posts = sandbox.journal().entries(JournalFilter::all().method("POST")).await?;
+//! assert_eq!(posts.len(), 1, "the token request");
+//! assert!(!format!("{posts:?}").contains("mock-pipeline-secret"), "its secret was redacted");
+//! sandbox.reset().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! - [`domain`] — the rules, as plain Rust over `World` and a clock (no HTTP types).
@@ -11,11 +57,16 @@
 //! - [`hosts`] — the host names the mock knows, and which audience a scope names.
 //! - [`sandbox`] — sandboxes (the unit of isolation, each behind its own lock) and the registry
 //!   that owns and indexes them.
+//! - [`control`] — the control service: every control operation as a typed Rust method, one
+//!   error type; `/_mock/…` and the typed handle both call it.
+//! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
+//!   (clock, journal, settings, machines, reset).
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).
 //! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
-//! - [`api`] — thin axum glue per surface, the routing pipeline and the one error renderer.
+//! - [`api`] — thin axum glue per surface (`/_mock/…` over [`control`]), the routing pipeline
+//!   and the one error renderer.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
 //! - [`state`] — `AppState`: the registry (a lock per sandbox), keys, the verified-token cache, redactor.
@@ -24,7 +75,9 @@
 pub mod api;
 pub mod banner;
 pub mod config;
+pub mod control;
 pub mod domain;
+pub mod handle;
 pub mod hosts;
 pub mod identity;
 pub mod journal;
@@ -38,4 +91,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod tokens;
 
+pub use handle::{SandboxHandle, Urls};
 pub use server::{MockServer, MockServerBuilder, StartError, run};

@@ -1,4 +1,5 @@
-//! The one serve loop ([`run`]) and the embeddable server handle ([`MockServer`]).
+//! The one serve loop ([`run`]) and the embeddable server ([`MockServer`]); its typed
+//! control methods are in [`crate::handle`].
 //!
 //! `run` accepts connections (TLS when given an acceptor), tags each request with its
 //! scheme, serves HTTP/1.1 and HTTP/2 with hyper's limits set above the mock's own, closes
@@ -7,7 +8,9 @@
 //! shuts both down when dropped (wiremock's pattern), so a test cannot leak a server.
 
 use crate::api::{self, ConnInfo};
-use crate::sandbox::Registry;
+use crate::control::{ClockChange, Control};
+use crate::domain::clock::ClockMode;
+use crate::sandbox::{DEFAULT_SANDBOX, Registry};
 use crate::state::AppState;
 use crate::tls::{CertificateAuthority, SniResolver};
 use crate::tokens::Keys;
@@ -376,6 +379,7 @@ pub struct MockServerBuilder {
     signing_key_pem: Option<String>,
     journal: (usize, usize, usize),
     timeouts: Timeouts,
+    clock_mode: ClockMode,
 }
 
 impl Default for MockServerBuilder {
@@ -392,6 +396,7 @@ impl Default for MockServerBuilder {
                 crate::journal::DEFAULT_TOTAL_BYTES,
             ),
             timeouts: Timeouts::default(),
+            clock_mode: ClockMode::Virtual,
         }
     }
 }
@@ -424,6 +429,14 @@ impl MockServerBuilder {
     /// Signs tokens with this PKCS#8 RSA key instead of the fixed test key.
     pub fn signing_key_pem(mut self, pem: String) -> Self {
         self.signing_key_pem = Some(pem);
+        self
+    }
+
+    /// How the `default` sandbox's clock moves: virtual (the default: it stands at the
+    /// fixed start instant until told to move) or system (real time from that instant on).
+    /// Sandboxes made later start virtual; reset keeps a sandbox's mode.
+    pub fn clock_mode(mut self, mode: ClockMode) -> Self {
+        self.clock_mode = mode;
         self
     }
 
@@ -488,6 +501,11 @@ impl MockServerBuilder {
             None => None,
         };
         let state = AppState::new(registry, keys, https.as_ref().map(|(_, ca, _)| ca.cert_pem().to_owned()));
+        if self.clock_mode != ClockMode::Virtual {
+            let change = ClockChange { now: None, mode: Some(self.clock_mode) };
+            // Switching the mode of a sandbox that was just made cannot be refused.
+            let _ = Control::new(state.clone()).set_clock(DEFAULT_SANDBOX, change);
+        }
         let app = api::app(state.clone());
         let (tx, rx) = watch::channel(false);
         let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind { addr: self.http, source })?;

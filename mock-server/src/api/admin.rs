@@ -1,5 +1,7 @@
-//! The control surface under `/_mock/` (every host and port). A call addresses one sandbox
-//! with the `x-mock-sandbox` header or `?sandbox=`; `default` otherwise.
+//! The control surface under `/_mock/` (every host and port): HTTP translation over
+//! [`crate::control::Control`], which holds the operations (the typed Rust handle calls the
+//! same service). A call addresses one sandbox with the `x-mock-sandbox` header or
+//! `?sandbox=`; `default` otherwise.
 //!
 //! | call | does |
 //! |---|---|
@@ -18,14 +20,12 @@
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
-use crate::domain::access::{Grantee, Share};
-use crate::domain::clock::VirtualClock;
-use crate::domain::clock::{ClockMode, Timestamp, format_timestamp};
+use crate::control::{
+    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, SettingsPatch,
+};
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
-use crate::domain::membership::{MachineFacts, Registration};
-use crate::domain::world::{Machine, WindowsAccount, World};
-use crate::journal::Journal;
-use crate::sandbox::{Sandbox, Settings};
+use crate::domain::membership::MachineFacts;
+use crate::domain::world::WindowsAccount;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -33,7 +33,7 @@ use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Routes of the control surface.
@@ -55,11 +55,31 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/keyvault/{vault}/secrets/{name}", put(put_vault_secret))
 }
 
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Sandbox(e) => Self::Sandbox(e),
+            ControlError::Domain(e) => Self::Domain(e),
+            ControlError::Invalid { code, message } => Self::bad_request(code, message),
+            ControlError::NotFound { code, message } => Self::NotFound { code, message },
+        }
+    }
+}
+
+/// The answer of a control call: the operation's output as JSON.
+fn answer<T: Serialize>(status: StatusCode, out: Result<T, ControlError>) -> Result<Response, ApiError> {
+    Ok(json(status, serde_json::to_value(out?).unwrap_or(Value::Null)))
+}
+
+fn control(app: AppState) -> Control {
+    Control::new(app)
+}
+
 async fn get_health(State(app): State<AppState>) -> Response {
-    let sandboxes: Vec<String> = app.registry().all().iter().map(|s| s.name.clone()).collect();
+    let health = control(app).health();
     json(
         StatusCode::OK,
-        json!({ "status": "ready", "sandboxes": sandboxes, "surfaces": super::routing::surfaces_served() }),
+        json!({ "status": "ready", "sandboxes": health.sandboxes, "surfaces": super::routing::surfaces_served() }),
     )
 }
 
@@ -67,9 +87,7 @@ async fn get_fixture(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let sb = app.registry().get(&route.sandbox)?;
-    let fixture = sb.apply(|st| serde_json::to_value(&st.fixture)).unwrap_or(Value::Null);
-    Ok(json(StatusCode::OK, fixture))
+    answer(StatusCode::OK, control(app).fixture(&route.sandbox))
 }
 
 /// Body: a whole world, or `{"embedded": "name"}` for a world shipped in the binary.
@@ -79,21 +97,17 @@ async fn put_fixture(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let world = match body.get("embedded").and_then(Value::as_str) {
-        Some(name) if body.as_object().is_some_and(|o| o.len() == 1) => {
-            fixtures::world(name).map_err(|e| ApiError::Sandbox(e.into()))?
-        }
+        Some(name) if body.as_object().is_some_and(|o| o.len() == 1) => Control::embedded_world(name)?,
         _ => {
             // The strict parser's shape errors (never the value received), in the fixture's code.
             let world: fixtures::WorldFile =
                 from_json_value(body).map_err(|e| e.recode("InvalidFixture", "request body: "))?;
+            // Checked here too, so that an error names the request body rather than the world.
             world.validate("request body").map_err(|e| ApiError::Sandbox(e.into()))?;
             world
         }
     };
-    let reg = app.registry();
-    reg.load(&route.sandbox, world)?;
-    let loaded = reg.get(&route.sandbox)?.apply(|st| st.fixture.name.clone());
-    Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "loaded": loaded })))
+    answer(StatusCode::OK, control(app).load_fixture(&route.sandbox, world))
 }
 
 async fn post_reset(
@@ -101,100 +115,14 @@ async fn post_reset(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().get(&route.sandbox)?.reset();
+    control(app).reset(&route.sandbox)?;
     Ok(json(StatusCode::OK, json!({ "sandbox": route.sandbox, "reset": true })))
-}
-
-fn shares_json(shares: &[Share]) -> Vec<Value> {
-    shares
-        .iter()
-        .map(|s| {
-            let (kind, id) = match s.grantee {
-                Grantee::Principal(p) => ("principal", p.to_string()),
-                Grantee::Team(t) => ("team", t.to_string()),
-            };
-            json!({ kind: id, "accessMask": s.rights.names() })
-        })
-        .collect()
-}
-
-/// A machine as the control surface shows it: every fact, account names (never passwords).
-fn machine_json(m: &Machine) -> Value {
-    json!({
-        "id": m.id.to_string(), "name": m.name, "group": m.group.to_string(),
-        "owner": m.owner.to_string(), "joinType": format!("{:?}", m.join_type),
-        "windowsAccounts": m.windows_accounts.iter().map(|a| json!({"username": a.username, "interactiveLogon": a.interactive_logon})).collect::<Vec<_>>(),
-        "entraSynced": m.entra_synced,
-        "allowedTenants": m.allowed_tenants.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "legacySignInError": m.legacy_sign_in_error,
-        "windowsEdition": format!("{:?}", m.windows_edition),
-        "agentVersion": m.agent_version,
-        "sessionCapacity": m.session_capacity,
-        "online": m.online,
-        "maintenance": m.maintenance,
-        "shares": shares_json(&m.shares),
-    })
-}
-
-fn clock_view(sandbox: &str, clock: &VirtualClock) -> Value {
-    json!({ "sandbox": sandbox, "now": format_timestamp(clock.now()), "mode": clock.mode() })
 }
 
 /// What a sandbox holds now: the world as the domain sees it (credentials are the fixture's
 /// test data), its clock, settings and journal counters.
 async fn get_state(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let sb = app.registry().get(&route.sandbox)?;
-    let journal = sb.journal(|j| {
-        json!({ "entries": j.len(), "bytes": j.bytes(), "evicted": j.evicted().total(), "evictedByKind": j.evicted(), "leaks": j.leaks(), "capacity": j.limits().entries })
-    });
-    let state = sb.apply(|st| {
-    let w = &st.world;
-    let environments: Vec<Value> = w
-        .environments
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id.as_str(),
-                "tenant": e.tenant.to_string(),
-                "displayName": e.display_name,
-                "apiHost": e.id.api_host(),
-                "dataverse": { "org": e.org, "host": e.org_host(), "organizationId": e.organization_id.to_string() },
-                "machineGroups": e.machine_groups.iter().map(|g| json!({
-                    "id": g.id.to_string(), "name": g.name, "type": format!("{:?}", g.group_type),
-                    "owner": g.owner.to_string(),
-                    "shares": shares_json(&g.shares),
-                    "machines": e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id.to_string()).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "machines": e.machines.iter().map(machine_json).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-        json!({
-            "sandbox": sb.name,
-            "fixture": st.fixture.name,
-            "clock": clock_view(&sb.name, &st.clock),
-            "settings": st.settings,
-            "journal": journal,
-            "tenants": w.tenants.iter().map(|t| json!({"id": t.id.to_string(), "domain": t.domain, "displayName": t.display_name})).collect::<Vec<_>>(),
-            "users": w.users.iter().map(|u| json!({"objectId": u.object_id.to_string(), "tenant": u.tenant.to_string(), "userPrincipalName": u.upn})).collect::<Vec<_>>(),
-            "servicePrincipals": w.service_principals.iter().map(|s| json!({"appId": s.app_id.to_string(), "objectId": s.object_id.to_string(), "tenant": s.tenant.to_string(), "displayName": s.display_name})).collect::<Vec<_>>(),
-            "environments": environments,
-            "connections": w.connections.iter().map(|c| json!({
-                "id": c.id.as_written(),
-                "environment": c.environment.to_string(),
-                "connector": c.connector,
-                "displayName": c.display_name,
-                "parameterSet": c.parameters.name(),
-                "targetId": c.parameters.target().to_string(),
-                "username": c.parameters.username(),
-                "runOwner": c.parameters.run_owner().map(|o| o.app_id.to_string()),
-                "createdBy": c.created_by.principal.to_string(),
-                "status": w.status(c).code().unwrap_or("Connected"),
-                "shares": c.shares.iter().map(|s| json!({"principal": s.principal.to_string(), "role": s.role.name()})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        })
-    });
-    Ok(json(StatusCode::OK, state))
+    answer(StatusCode::OK, control(app).state(&route.sandbox))
 }
 
 /// Journal filters. Unknown parameters are ignored, like the real APIs do.
@@ -222,12 +150,12 @@ struct JournalQuery {
 
 /// A page of the journal; raw entries go out as stored, without re-parsing.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct JournalAnswer<'a> {
     sandbox: &'a str,
     view: &'static str,
     /// All evictions since the last clear; `evictedByKind` splits them.
     evicted: u64,
-    #[serde(rename = "evictedByKind")]
     evicted_by_kind: crate::journal::Evictions,
     leaks: u64,
     capacity: usize,
@@ -276,7 +204,7 @@ async fn get_journal(
             format!("The query parameter 'limit' must be 1 to {}.", crate::journal::MAX_PAGE),
         ));
     }
-    let filter = crate::journal::JournalFilter {
+    let filter = JournalFilter {
         since: q.since,
         limit: q.limit,
         kind: q.kind,
@@ -287,28 +215,27 @@ async fn get_journal(
         environment: q.environment,
         status: q.status,
     };
-    let sb = app.registry().get(&route.sandbox)?;
+    let control = control(app);
     if q.count == Some(true) {
-        return Ok(json(StatusCode::OK, json!({ "count": sb.journal(|j| j.count(&filter)) })));
+        return Ok(json(StatusCode::OK, json!({ "count": control.journal_count(&route.sandbox, &filter)? })));
     }
-    let (page, evicted, leaks, capacity, bytes) =
-        sb.journal(|j| (j.page(&filter), j.evicted(), j.leaks(), j.limits().entries, j.bytes()));
+    let read = control.journal(&route.sandbox, &filter)?;
     // Normalising happens outside the lock: it is the slowest thing here.
     let (view, entries) = if normalised {
-        let values: Vec<Value> = page.entries.iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect();
-        ("normalised", JournalEntries::Normalised(crate::normalise::normalise_all(&values)))
+        ("normalised", JournalEntries::Normalised(crate::normalise::normalise_all(&read.values())))
     } else {
-        ("raw", JournalEntries::Raw(page.entries))
+        ("raw", JournalEntries::Raw(read.entries))
     };
+    let c = read.counts;
     let answer = JournalAnswer {
-        sandbox: &route.sandbox,
+        sandbox: &read.sandbox,
         view,
-        evicted: evicted.total(),
-        evicted_by_kind: evicted,
-        leaks,
-        capacity,
-        bytes,
-        next: page.next,
+        evicted: c.evicted,
+        evicted_by_kind: c.evicted_by_kind,
+        leaks: c.leaks,
+        capacity: c.capacity,
+        bytes: c.bytes,
+        next: read.next,
         entries,
     };
     let body = serde_json::to_vec(&answer).map_err(|_| ApiError::Internal)?;
@@ -320,20 +247,12 @@ async fn delete_journal(
     Extension(route): Extension<RouteInfo>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().get(&route.sandbox)?.journal(Journal::clear);
+    control(app).clear_journal(&route.sandbox)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_clock(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
-    let sb = app.registry().get(&route.sandbox)?;
-    Ok(json(StatusCode::OK, sb.apply(|st| clock_view(&sb.name, &st.clock))))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClockChange {
-    now: Option<Timestamp>,
-    mode: Option<ClockMode>,
+    answer(StatusCode::OK, control(app).clock(&route.sandbox))
 }
 
 async fn put_clock(
@@ -341,20 +260,7 @@ async fn put_clock(
     Extension(route): Extension<RouteInfo>,
     ApiJson(change): ApiJson<ClockChange>,
 ) -> Result<Response, ApiError> {
-    let sb = app.registry().get(&route.sandbox)?;
-    let view = sb.apply(|st| -> Result<Value, ApiError> {
-        // Check before writing: a refused `now` must not leave a changed mode behind.
-        let mut clock = st.clock.clone();
-        if let Some(mode) = change.mode {
-            clock.set_mode(mode);
-        }
-        if let Some(now) = change.now {
-            clock.set(now).map_err(crate::domain::Error::from)?;
-        }
-        st.clock = clock;
-        Ok(clock_view(&sb.name, &st.clock))
-    })?;
-    Ok(json(StatusCode::OK, view))
+    answer(StatusCode::OK, control(app).set_clock(&route.sandbox, change))
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,92 +284,32 @@ async fn post_clock_advance(
         .checked_mul(3600)
         .and_then(|h| by.minutes.checked_mul(60).and_then(|m| m.checked_add(h)))
         .and_then(|hm| hm.checked_add(by.seconds))
-        .and_then(|s| i64::try_from(s).ok())
         .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
-    let sb = app.registry().get(&route.sandbox)?;
-    let view = sb.apply(|st| -> Result<Value, ApiError> {
-        st.clock.advance(chrono::Duration::seconds(total)).map_err(crate::domain::Error::from)?;
-        Ok(clock_view(&sb.name, &st.clock))
-    })?;
-    Ok(json(StatusCode::OK, view))
+    answer(StatusCode::OK, control(app).advance_clock(&route.sandbox, std::time::Duration::from_secs(total)))
 }
 
 async fn get_settings(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
 ) -> Result<Response, ApiError> {
-    let settings = app.registry().get(&route.sandbox)?.apply(|st| st.settings.clone());
-    Ok(json(StatusCode::OK, serde_json::to_value(&settings).unwrap_or(Value::Null)))
+    answer(StatusCode::OK, control(app).settings(&route.sandbox))
 }
 
-/// Merges the given fields into the settings; unknown fields are refused by name.
+/// Sets the given fields; unknown fields are refused by name.
 async fn patch_settings(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let sb = app.registry().get(&route.sandbox)?;
-    let mut merged = serde_json::to_value(sb.apply(|st| st.settings.clone())).unwrap_or(Value::Null);
-    match (merged.as_object_mut(), patch.as_object()) {
-        (Some(m), Some(p)) => {
-            for (k, v) in p {
-                m.insert(k.clone(), v.clone());
-            }
-        }
-        _ => {
-            return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
-        }
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("InvalidRequestContent", "The settings patch must be a JSON object."));
     }
-    let settings: Settings = from_json_value(merged)?;
-    if settings.token_lifetime_secs == 0 {
-        return Err(ApiError::bad_request(
-            "InvalidRequestContent",
-            "The field 'tokenLifetimeSecs' must be at least 1.",
-        ));
-    }
-    let out = serde_json::to_value(&settings).unwrap_or(Value::Null);
-    sb.apply(|st| st.settings = settings);
-    Ok(json(StatusCode::OK, out))
+    let patch: SettingsPatch = from_json_value(patch)?;
+    answer(StatusCode::OK, control(app).patch_settings(&route.sandbox, patch))
 }
 
 async fn get_sandboxes(State(app): State<AppState>) -> Response {
-    let list: Vec<Value> = app.registry().all().iter().map(|sb| sandbox_summary(sb)).collect();
-    json(StatusCode::OK, json!({ "value": list }))
-}
-
-/// One line of the sandbox list: its name, template and the hosts of its environments.
-fn sandbox_summary(sb: &Sandbox) -> Value {
-    sb.apply(|st| json!({ "name": sb.name, "fixture": st.fixture.name, "hosts": sandbox_hosts(&st.world) }))
-}
-
-/// Where each environment of a sandbox is served on the real-host doors.
-fn sandbox_hosts(world: &World) -> Vec<Value> {
-    world
-        .environments
-        .iter()
-        .map(|e| json!({ "environment": e.id.as_str(), "apiHost": e.id.api_host(), "orgHost": e.org_host() }))
-        .collect()
-}
-
-/// What a new sandbox gives a test (DECISIONS, Fixtures): the instantiated world in the fixture
-/// format, as `GET /_mock/fixture` returns it, plus its name and hosts.
-fn instantiated_world(sb: &Sandbox) -> Value {
-    sb.apply(|st| {
-        let mut world = serde_json::to_value(&st.fixture).unwrap_or_else(|_| json!({}));
-        if let Some(o) = world.as_object_mut() {
-            o.insert("sandbox".into(), json!(sb.name));
-            o.insert("hosts".into(), json!(sandbox_hosts(&st.world)));
-        }
-        world
-    })
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NewSandbox {
-    name: Option<String>,
-    /// Embedded world to instantiate (default `default`).
-    template: Option<String>,
+    json(StatusCode::OK, json!({ "value": control(app).sandboxes() }))
 }
 
 async fn post_sandbox(
@@ -472,11 +318,8 @@ async fn post_sandbox(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // Every field is optional, so an empty body (with or without a content type) is the default.
-    let req: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
-    let template =
-        fixtures::world(req.template.as_deref().unwrap_or("default")).map_err(|e| ApiError::Sandbox(e.into()))?;
-    let sb = app.registry().create(req.name.as_deref(), &template)?;
-    Ok(json(StatusCode::CREATED, instantiated_world(&sb)))
+    let spec: NewSandbox = if is_empty(&body) { NewSandbox::default() } else { json_body(&headers, &body)? };
+    answer(StatusCode::CREATED, control(app).create_sandbox(spec))
 }
 
 async fn delete_sandbox(
@@ -484,15 +327,13 @@ async fn delete_sandbox(
     ApiPath(name): ApiPath<String>,
     _: NoParameters,
 ) -> Result<Response, ApiError> {
-    app.registry().delete(&name)?;
+    control(app).delete_sandbox(&name)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
-    match app.ca_pem() {
-        Some(pem) => Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem.to_owned()).into_response()),
-        None => Err(ApiError::NotFound { code: "TlsDisabled", message: "This server was started without TLS.".into() }),
-    }
+    let pem = control(app).ca_pem()?;
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
 /// Machine facts as the control surface takes them: the fixture's names, every field optional,
@@ -572,9 +413,9 @@ async fn post_register_machine(
         body.into_iter().partition(|(k, _)| REGISTER_KEYS.contains(&k.as_str()));
     let r: RegisterBody = from_json_value(Value::Object(own))?;
     let facts: MachineFactsBody = from_json_value(Value::Object(rest))?;
-    let env =
+    let environment =
         EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
-    let app_id =
+    let application_id =
         AppId::parse(&r.application_id).map_err(|e| bad_field("applicationId", format_args!("is invalid: {e}")))?;
     let group = match &r.group_id {
         Some(g) => Some(MachineGroupId::parse(g).map_err(|e| bad_field("groupId", format_args!("is invalid: {e}")))?),
@@ -584,34 +425,15 @@ async fn post_register_machine(
         Some(m) => Some(MachineId::parse(m).map_err(|e| bad_field("machineId", format_args!("is invalid: {e}")))?),
         None => None,
     };
-    if r.name.trim().is_empty() || r.name.chars().count() > 100 {
-        return Err(bad_field("name", "must be 1 to 100 characters"));
-    }
-    let facts = facts.into_facts()?;
-    let out = app.registry().get(&route.sandbox)?.apply(|sb| -> Result<Value, ApiError> {
-        let tenant = sb.world.environment(&env).map(|e| e.tenant).ok_or_else(|| ApiError::NotFound {
-            code: "EnvironmentNotFound",
-            message: format!("No environment '{env}' in this sandbox."),
-        })?;
-        let registrant = sb
-            .world
-            .registrant(tenant, app_id)
-            .ok_or(ApiError::Domain(crate::domain::Error::RegistrationNeedsServicePrincipal))?;
-        let id = machine_id.unwrap_or_else(|| MachineId::from_uuid(sb.ids.next_id()));
-        let default_group = MachineGroupId::from_uuid(sb.ids.next_id());
-        let registration = Registration { id, name: r.name, group, default_group, facts };
-        let m = sb.world.register_machine(&registrant, &env, registration)?;
-        let out = json!({
-            "machineId": m.id.to_string(),
-            "name": m.name,
-            "groupId": m.group.to_string(),
-            "owner": m.owner.to_string(),
-            "environment": env.to_string(),
-        });
-        sb.refresh_secrets();
-        Ok(out)
-    })?;
-    Ok(json(StatusCode::CREATED, out))
+    let registration = MachineRegistration {
+        environment,
+        application_id,
+        group,
+        name: r.name,
+        machine_id,
+        facts: facts.into_facts()?,
+    };
+    answer(StatusCode::CREATED, control(app).register_machine(&route.sandbox, registration))
 }
 
 /// Changes what is true of a machine; connection statuses follow at once.
@@ -623,17 +445,7 @@ async fn patch_machine(
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
-    let facts = facts.into_facts()?;
-    let out = app.registry().get(&route.sandbox)?.apply(|sb| -> Result<Value, ApiError> {
-        let m = sb.world.patch_machine(id, facts).ok_or_else(|| ApiError::NotFound {
-            code: "MachineNotFound",
-            message: format!("No machine '{id}' in this sandbox."),
-        })?;
-        let out = machine_json(m);
-        sb.refresh_secrets();
-        Ok(out)
-    })?;
-    Ok(json(StatusCode::OK, out))
+    answer(StatusCode::OK, control(app).patch_machine(&route.sandbox, id, facts.into_facts()?))
 }
 
 /// The body of a vault secret: its value (a secret: this surface is not journaled, and the
@@ -644,31 +456,13 @@ struct VaultSecretBody {
     value: String,
 }
 
-/// Sets a secret of the sandbox's stand-in for Azure Key Vault, as `az keyvault secret set`
-/// does for real: a Secret environment variable whose value references
-/// `…/vaults/{vault}/secrets/{name}` resolves to it.
+/// `az keyvault secret set` for the sandbox's stand-in for Azure Key Vault.
 async fn put_vault_secret(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath((vault, name)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<VaultSecretBody>,
 ) -> Result<Response, ApiError> {
-    use crate::domain::credential::KeyVaultReference;
-    // Azure's naming rules: vaults 3-24, secrets 1-127 letters, digits and dashes.
-    let named = |s: &str, max: usize| {
-        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    if !named(&vault, 24) || vault.len() < 3 || !named(&name, 127) {
-        return Err(ApiError::bad_request(
-            "InvalidVaultSecretName",
-            "Vault names are 3 to 24 and secret names 1 to 127 letters, digits or dashes.",
-        ));
-    }
-    let r = KeyVaultReference { vault: vault.clone(), name: name.clone() };
-    let reference = r.to_text();
-    app.registry().get(&route.sandbox)?.apply(|sb| {
-        sb.world.set_vault_secret(r, secrecy::SecretString::from(b.value));
-        sb.refresh_secrets();
-    });
-    Ok(json(StatusCode::OK, json!({ "vault": vault, "name": name, "reference": reference })))
+    let out = control(app).set_vault_secret(&route.sandbox, &vault, &name, secrecy::SecretString::from(b.value));
+    answer(StatusCode::OK, out)
 }

@@ -15,7 +15,7 @@
 //! - `dataverse` — the Dataverse Web API subset: machine tables, systemusers, WhoAmI,
 //!   EntityDefinitions, and the sharing messages for machines and groups.
 //! - `identity` — token endpoint, OpenID configuration, JWKS, instance and realm discovery.
-//! - `admin` — the control surface under `/_mock/`.
+//! - `admin` — the control surface under `/_mock/`: HTTP translation over [`crate::control`].
 //!
 //! [`app`] wraps the router in the pipeline, which runs *before* routing so it can rewrite a
 //! real-host request (`{org}.crm.dynamics.com/api/data/…`) into its path form

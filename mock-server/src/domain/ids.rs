@@ -56,6 +56,13 @@ macro_rules! guid_id {
                 fmt::Display::fmt(&self.0.hyphenated(), f)
             }
         }
+
+        /// As its hyphenated text, the way every body and the control service's views show it.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
     };
 }
 
@@ -141,6 +148,12 @@ impl EnvironmentId {
 impl fmt::Display for EnvironmentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for EnvironmentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

@@ -129,19 +129,11 @@ async fn a_key_vault_credential_is_made_from_nothing_shared_used_changed_and_del
     let adele_dv = t.dv_token_of(Some((ADELE_UPN, ADELE_PASSWORD))).await;
     let adele = t.pp_user_token(TENANT, ADELE_UPN, ADELE_PASSWORD).await;
     // Arrange: HR-01's account gets a password that only the vault will know.
-    let accounts = json!({"windowsAccounts": [{"username": "HR-01\\rpa", "password": VAULT_PASSWORD}]});
-    let (s, _) = t.control(reqwest::Method::PATCH, &format!("/_mock/machines/{HR01}"), Some(accounts)).await;
-    assert_eq!(s, 200);
-    let (s, secret) = t
-        .control(
-            reqwest::Method::PUT,
-            "/_mock/keyvault/contoso-kv/secrets/hr-rpa",
-            Some(json!({"value": VAULT_PASSWORD})),
-        )
-        .await;
-    assert_eq!(s, 200, "{secret}");
-    let reference = secret["reference"].as_str().unwrap().to_owned();
-    assert!(!secret.to_string().contains(VAULT_PASSWORD), "the vault does not echo the secret");
+    let accounts = vec![account("HR-01\\rpa", VAULT_PASSWORD)];
+    t.set_machine(HR01, MachineFacts { windows_accounts: Some(accounts), ..Default::default() }).await;
+    let secret = t.sandbox().set_vault_secret("contoso-kv", "hr-rpa", VAULT_PASSWORD).await.unwrap();
+    let reference = secret.reference.clone();
+    assert!(!format!("{secret:?}").contains(VAULT_PASSWORD), "the vault does not echo the secret");
 
     // Act: the portal's "New credential": two variables, their values, the credential.
     let (s, login) = t
@@ -241,7 +233,7 @@ async fn a_key_vault_credential_is_made_from_nothing_shared_used_changed_and_del
     ));
     let (_, shared) = t.send(reqwest::Method::GET, &url, &megan_dv, None).await;
     assert_eq!(shared["PrincipalAccesses"][0]["Principal"]["ownerid"], ADELE_SYSTEMUSER, "{shared}");
-    let journal = t.journal("").await.to_string();
+    let journal = t.entries(JournalFilter::all()).await.to_string();
     assert!(!journal.contains(VAULT_PASSWORD), "the password never went through Dataverse or the journal");
 
     // A User share reads but may not rename; the owner may, and may delete.

@@ -86,8 +86,8 @@ async fn the_tenant_level_host_serves_the_management_sdks_base_url_over_https() 
     assert_eq!(read["properties"]["statuses"], json!([{ "status": "Connected" }]));
     assert_eq!(all["value"][0]["name"], id);
     assert_eq!((other, unknown["error"]["code"].as_str()), (404, Some("NotImplementedByMock")), "{unknown}");
-    let journal = t.journal("surface=powerplatform").await;
-    let entries = journal["entries"].as_array().unwrap();
+    let journal = t.entries(JournalFilter::all().surface("powerplatform")).await;
+    let entries = journal.as_array().unwrap();
     assert!(entries.iter().all(|e| e["environment"] == ENV_ID && e["sandbox"] == "default"), "{journal}");
 }
 

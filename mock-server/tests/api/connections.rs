@@ -88,11 +88,11 @@ async fn the_service_principal_journey_creates_reads_lists_and_deletes_a_connect
     let (s, gone) = t.get_json(&url, &token).await;
     assert_eq!((s, gone["error"]["code"].as_str()), (404, Some("ConnectionNotFound")));
 
-    let journal = t.journal("view=normalised&method=PUT").await;
-    let mut put = journal["entries"][0].clone();
+    let journal = t.entries_normalised(JournalFilter::all().method("PUT")).await;
+    let mut put = journal[0].clone();
     put["headers"].as_object_mut().unwrap().remove("user-agent");
     insta::assert_json_snapshot!("journey_put_connection", put);
-    let raw = serde_json::to_string(&t.journal("").await).unwrap();
+    let raw = t.entries(JournalFilter::all()).await.to_string();
     assert!(!raw.contains(DOMAIN_PASSWORD) && !raw.contains(SP_SECRET) && !raw.contains(&token));
 }
 

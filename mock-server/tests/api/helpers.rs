@@ -1,7 +1,16 @@
 //! `spawn_server()` and `TestServer`: a real mock on free loopback ports (http and https),
-//! a client that trusts only the mock's CA, and one method per endpoint the tests use.
+//! a client that trusts only the mock's CA, and one method per endpoint the tests use. Tests
+//! drive the mock through its typed handle (`t.sandbox()`); `control` and `control_get` talk
+//! HTTP to `/_mock/…`, for the tests of that door.
 
-use mock_server::MockServer;
+pub use mock_server::control::{ControlError, JournalFilter, MachineRegistration};
+pub use mock_server::domain::Error as DomainError;
+pub use mock_server::domain::ids::TenantId;
+use mock_server::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId};
+pub use mock_server::domain::membership::MachineFacts;
+pub use mock_server::domain::world::JoinType;
+use mock_server::domain::world::WindowsAccount;
+use mock_server::{MockServer, SandboxHandle};
 use reqwest::{Client, Response};
 use serde_json::Value;
 
@@ -56,7 +65,7 @@ pub async fn spawn_with(builder: mock_server::MockServerBuilder) -> TestServer {
 impl TestServer {
     /// POSTs a token request over https.
     pub async fn token(&self, tenant: &str, form: &[(&str, &str)]) -> Response {
-        self.client.post(format!("{}/{tenant}/oauth2/v2.0/token", self.https)).form(form).send().await.unwrap()
+        self.client.post(self.server.urls().token(tenant)).form(form).send().await.unwrap()
     }
 
     /// A client-credentials token of the default service principal for `scope`.
@@ -82,22 +91,42 @@ impl TestServer {
 
     /// A Dataverse Web API URL on the loopback door.
     pub fn dv(&self, rest: &str) -> String {
-        format!("{}/dataverse/{ORG}/api/data/v9.2/{rest}", self.http)
+        format!("{}/api/data/v9.2/{rest}", self.server.http_urls().dataverse(ORG))
     }
 
-    /// GET on the control surface (http), with an optional sandbox header.
+    /// The default sandbox, through the typed handle.
+    pub fn sandbox(&self) -> SandboxHandle {
+        self.server.default_sandbox()
+    }
+
+    /// The default sandbox's journal entries that `filter` admits, as JSON.
+    pub async fn entries(&self, filter: JournalFilter) -> Value {
+        serde_json::to_value(self.sandbox().journal().entries(filter).await.unwrap()).unwrap()
+    }
+
+    /// The same, through the one normaliser.
+    pub async fn entries_normalised(&self, filter: JournalFilter) -> Value {
+        Value::Array(self.sandbox().journal().normalised(filter).await.unwrap())
+    }
+
+    /// Sets facts of a machine of the default sandbox.
+    pub async fn set_machine(&self, machine: &str, facts: MachineFacts) {
+        self.sandbox().set_machine(self::machine(machine), facts).await.unwrap();
+    }
+
+    /// GET on the control surface's HTTP door.
     pub async fn control_get(&self, path: &str) -> Value {
         let r = self.client.get(format!("{}{path}", self.http)).send().await.unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
     }
 
-    /// The journal of a sandbox.
+    /// `GET /_mock/journal?{query}` on the HTTP door.
     pub async fn journal(&self, query: &str) -> Value {
         self.control_get(&format!("/_mock/journal?{query}")).await
     }
 
-    /// A JSON request to the control surface.
+    /// A JSON request to the control surface's HTTP door.
     pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.http));
         if let Some(b) = body {
@@ -113,6 +142,27 @@ impl TestServer {
 /// A client-credentials token request.
 pub fn cc_form<'a>(client_id: &'a str, secret: &'a str, scope: &'a str) -> [(&'static str, &'a str); 4] {
     [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope)]
+}
+
+/// A machine id of the default world.
+pub fn machine(id: &str) -> MachineId {
+    MachineId::parse(id).unwrap()
+}
+
+/// A machine group id of the default world.
+pub fn group(id: &str) -> MachineGroupId {
+    MachineGroupId::parse(id).unwrap()
+}
+
+/// A stand-alone machine named `name`, silently registered in the default environment by the
+/// default service principal.
+pub fn registration(name: &str) -> MachineRegistration {
+    MachineRegistration::new(EnvironmentId::parse(ENV_ID).unwrap(), AppId::parse(SP_APP_ID).unwrap(), name)
+}
+
+/// A Windows account that may sign in interactively.
+pub fn account(username: &str, password: &str) -> WindowsAccount {
+    WindowsAccount { username: username.to_owned(), password: password.to_owned().into(), interactive_logon: true }
 }
 
 /// Status and JSON body of a response.

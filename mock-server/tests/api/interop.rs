@@ -49,11 +49,10 @@ async fn msal_for_python_gets_a_client_credentials_token_then_serves_it_from_its
     assert_eq!(r["same_token"], true);
     assert_eq!(r["wrong_secret"]["error"], "invalid_client", "{r}");
     assert_eq!(r["wrong_secret"]["error_codes"], serde_json::json!([7000215]));
-    let posts = t.journal("method=POST").await;
-    let statuses: Vec<u64> =
-        posts["entries"].as_array().unwrap().iter().map(|e| e["status"].as_u64().unwrap()).collect();
+    let posts = t.entries(JournalFilter::all().method("POST")).await;
+    let statuses: Vec<u64> = posts.as_array().unwrap().iter().map(|e| e["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, vec![200, 401], "one token request per app: the second came from MSAL's cache");
-    let raw = serde_json::to_string(&t.journal("").await).unwrap();
+    let raw = t.entries(JournalFilter::all()).await.to_string();
     assert!(!raw.contains(SP_SECRET) && !raw.contains("not-the-secret") && !raw.contains("eyJ"));
 }
 
@@ -99,7 +98,7 @@ async fn microsofts_dataverse_sdk_with_azure_identity_finds_the_group_id_of_the_
     );
     assert_eq!(r["renamed"], "Renamed by the SDK");
     assert_eq!(r["after_delete"], Value::Null);
-    let journal = serde_json::to_string(&t.journal("surface=dataverse").await).unwrap();
+    let journal = t.entries(JournalFilter::all().surface("dataverse")).await.to_string();
     assert!(journal.contains("EntityDefinitions"), "the SDK looked the table up first");
     assert!(!journal.contains(SP_SECRET) && !journal.contains("eyJ"));
 }

@@ -2,7 +2,6 @@
 
 use crate::helpers::*;
 use mock_server::MockServer;
-use serde_json::Value;
 
 #[tokio::test]
 async fn no_secret_or_issued_token_appears_anywhere_in_the_journal() {
@@ -24,8 +23,8 @@ async fn no_secret_or_issued_token_appears_anywhere_in_the_journal() {
         .await
         .unwrap();
     // Act
-    let raw = serde_json::to_string(&t.journal("").await).unwrap();
-    let normalised = serde_json::to_string(&t.journal("view=normalised").await).unwrap();
+    let raw = t.entries(JournalFilter::all()).await.to_string();
+    let normalised = t.entries_normalised(JournalFilter::all()).await.to_string();
     // Assert
     let refresh = user["refresh_token"].as_str().unwrap();
     let id_token = user["id_token"].as_str().unwrap();
@@ -43,8 +42,8 @@ async fn no_secret_or_issued_token_appears_anywhere_in_the_journal() {
 async fn the_normalised_journal_of_a_token_request_matches_its_snapshot() {
     let t = spawn_server().await;
     t.sp_token(PP_SCOPE).await;
-    let j = t.journal("view=normalised").await;
-    let mut entry = j["entries"][0].clone();
+    let j = t.entries_normalised(JournalFilter::all()).await;
+    let mut entry = j[0].clone();
     // The port is random and the user agent is reqwest's; neither is the request's substance.
     entry["headers"].as_object_mut().unwrap().remove("user-agent");
     insta::assert_json_snapshot!("journal_token_request", entry);
@@ -58,24 +57,30 @@ async fn a_known_secret_outside_its_field_is_redacted_and_flagged_as_a_leak() {
         .send()
         .await
         .unwrap();
-    let raw = t.journal("").await;
-    let e = &raw["entries"][0];
-    assert!(!serde_json::to_string(e).unwrap().contains(SP_SECRET));
-    assert_eq!(e["leaks"], serde_json::json!(["client_secret in query.debug"]));
+    let raw = t.sandbox().journal().entries(JournalFilter::all()).await.unwrap();
+    assert!(!serde_json::to_string(&raw).unwrap().contains(SP_SECRET));
+    assert_eq!(raw[0]["leaks"], serde_json::json!(["client_secret in query.debug"]));
 }
 
 #[tokio::test]
-async fn the_journal_is_filtered_by_method_path_surface_and_environment() {
+async fn the_journal_is_filtered_by_method_path_surface_and_environment_on_both_doors() {
     let t = spawn_server().await;
     t.sp_token(PP_SCOPE).await;
     t.client.get(format!("{}/connectivity/environments/{ENV_ID}/connections", t.http)).send().await.unwrap();
     t.client.get(format!("{}/dataverse/{ORG}/api/data/v9.2/WhoAmI", t.http)).send().await.unwrap();
-    let count = |v: Value| v["entries"].as_array().unwrap().len();
-    assert_eq!(count(t.journal("").await), 3);
-    assert_eq!(count(t.journal("method=POST").await), 1);
-    assert_eq!(count(t.journal("path=/connectivity").await), 1);
-    assert_eq!(count(t.journal("surface=dataverse").await), 1);
-    assert_eq!(count(t.journal(&format!("environment={ENV_ID}")).await), 2, "the org names the environment too");
+    let filters = [
+        ("", JournalFilter::all(), 3),
+        ("method=POST", JournalFilter::all().method("POST"), 1),
+        ("path=/connectivity", JournalFilter::all().path("/connectivity"), 1),
+        ("surface=dataverse", JournalFilter::all().surface("dataverse"), 1),
+        ("environment=37520647-DBDF-49fa-ba01-6134c14680c4", JournalFilter::all().environment(ENV_ID), 2),
+        ("since=2", JournalFilter::all().since(2), 1),
+    ];
+    for (query, filter, n) in filters {
+        let http = t.control_get(&format!("/_mock/journal?{query}")).await;
+        assert_eq!(http["entries"].as_array().unwrap().len(), n, "{query}");
+        assert_eq!(t.sandbox().journal().entries(filter).await.unwrap().len(), n, "{query}");
+    }
     let (s, e) = t.control(reqwest::Method::GET, "/_mock/journal?view=pretty", None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (400, Some("InvalidJournalView")));
 }
@@ -86,13 +91,12 @@ async fn the_journal_is_bounded_and_reports_evictions() {
     for _ in 0..5 {
         t.client.get(format!("{}/nothing", t.http)).send().await.unwrap();
     }
-    let j = t.journal("").await;
-    assert_eq!(j["entries"].as_array().unwrap().len(), 2);
-    assert_eq!(j["evicted"], 3);
-    assert_eq!(j["entries"][0]["seq"], 4);
-    let (s, _) = t.control(reqwest::Method::DELETE, "/_mock/journal", None).await;
-    assert_eq!(s, 204);
-    assert_eq!(t.journal("").await["entries"].as_array().unwrap().len(), 0);
+    let j = t.sandbox().journal().read(JournalFilter::all()).await.unwrap();
+    assert_eq!(j.entries.len(), 2);
+    assert_eq!(j.counts.evicted, 3);
+    assert_eq!(j.values()[0]["seq"], 4);
+    t.sandbox().journal().clear().await.unwrap();
+    assert_eq!(t.entries(JournalFilter::all()).await.as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod connections;
 mod control;
 mod created_ids;
 mod dataverse;
+mod handle;
 mod helpers;
 mod identity;
 mod interop;

@@ -44,8 +44,8 @@ async fn the_environment_host_and_its_path_form_reach_the_same_surface_and_sandb
     let (s2, b2) = status_json(by_path).await;
     assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
     assert_eq!(b1, b2);
-    let journal = t.journal("surface=powerplatform").await;
-    let entries = journal["entries"].as_array().unwrap();
+    let journal = t.entries(JournalFilter::all().surface("powerplatform")).await;
+    let entries = journal.as_array().unwrap();
     assert_eq!(entries.len(), 2);
     for e in entries {
         assert_eq!(e["environment"], ENV_ID);

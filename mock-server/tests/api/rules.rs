@@ -158,7 +158,7 @@ async fn a_run_owner_connection_takes_a_service_principal_with_a_certificate_and
     assert_eq!(c["properties"]["allowSharing"], true, "run-owner connections are the shareable ones");
     let text = c.to_string();
     assert!(!text.contains(PFX) && !text.contains(DOMAIN_PASSWORD), "no secret in the response");
-    let journal = t.journal("path=/connectivity").await.to_string();
+    let journal = t.entries(JournalFilter::all().path("/connectivity")).await.to_string();
     assert!(!journal.contains(PFX) && !journal.contains(DOMAIN_PASSWORD), "no secret in the journal");
 }
 
@@ -429,27 +429,19 @@ async fn connect_with_sign_in_needs_joined_machines_and_an_allowlisted_tenant_on
     );
     snap("sign_in_unallowed_tenant", &c["properties"]["statuses"]);
     // The older text, where the machine's flag asks for it.
-    let (s, _) = t
-        .control(reqwest::Method::PATCH, &format!("/_mock/machines/{FIN02}"), Some(json!({"legacySignInError": true})))
-        .await;
-    assert_eq!(s, 200);
+    t.set_machine(FIN02, MachineFacts { legacy_sign_in_error: Some(true), ..Default::default() }).await;
     let (_, c) = t.get_conn(id, &megan).await;
     assert_eq!(
         c["properties"]["statuses"][0]["error"]["message"],
         "Unable to connect. The credentials for the machine are incorrect."
     );
     // Allowlisting the tenant mends it: the status follows the machine.
-    let (s, _) = t
-        .control(reqwest::Method::PATCH, &format!("/_mock/machines/{FIN02}"), Some(json!({"allowedTenants": [TENANT]})))
-        .await;
-    assert_eq!(s, 200);
+    let allowed = vec![TenantId::parse(TENANT).unwrap()];
+    t.set_machine(FIN02, MachineFacts { allowed_tenants: Some(allowed), ..Default::default() }).await;
     let (_, c) = t.get_conn(id, &megan).await;
     assert_eq!(status_of(&c), ("Connected", None));
     // An Entra-joined machine that is not synchronised is not joined either.
-    let (s, _) = t
-        .control(reqwest::Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(json!({"entraSynced": false})))
-        .await;
-    assert_eq!(s, 200);
+    t.set_machine(BUILD01, MachineFacts { entra_synced: Some(false), ..Default::default() }).await;
     let (_, c) = t.put_conn("00000000-0000-0000-0000-00000000e012", &megan, &sign_in(BUILD01_GROUP)).await;
     assert_eq!(status_of(&c), ("Error", Some("MachineNotJoined")));
 }
@@ -458,10 +450,7 @@ async fn connect_with_sign_in_needs_joined_machines_and_an_allowlisted_tenant_on
 async fn connect_with_sign_in_needs_the_user_to_be_allowed_to_sign_in_on_the_machine() {
     let t = spawn_server().await;
     // Adele reaches HR bots through her team; make HR-01 Entra-joined so only her logon right is missing.
-    let (s, _) = t
-        .control(reqwest::Method::PATCH, &format!("/_mock/machines/{HR01}"), Some(json!({"joinType": "EntraJoined"})))
-        .await;
-    assert_eq!(s, 200);
+    t.set_machine(HR01, MachineFacts { join_type: Some(JoinType::EntraJoined), ..Default::default() }).await;
     let adele = t.pp_user_token(TENANT, "adele@contoso.onmicrosoft.com", "Adele-Test-Passw0rd!").await;
     let (s, c) = t.put_conn("00000000-0000-0000-0000-00000000e020", &adele, &sign_in(HR)).await;
     assert_eq!(s, 201, "{c}");
@@ -499,15 +488,15 @@ async fn a_rotated_password_turns_the_connection_to_error_until_it_is_updated() 
     let id = "00000000-0000-0000-0000-00000000f001";
     let (_, c) = t.put_conn(id, &sp, &relay("BUILD-01\\rpa", "Build01-Rpa-Passw0rd!", BUILD01_GROUP)).await;
     assert_eq!(status_of(&c), ("Connected", None));
-    let rotated = json!({"windowsAccounts": [{"username": "BUILD-01\\rpa", "password": "Rotated-Passw0rd-2!"}]});
-    let (s, m) = t.control(reqwest::Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(rotated)).await;
-    assert_eq!(s, 200);
-    assert!(!m.to_string().contains("Rotated-Passw0rd-2!"), "the control answer does not echo the password");
+    let rotated = vec![account("BUILD-01\\rpa", "Rotated-Passw0rd-2!")];
+    let facts = MachineFacts { windows_accounts: Some(rotated), ..Default::default() };
+    let m = serde_json::to_string(&t.sandbox().set_machine(machine(BUILD01), facts).await.unwrap()).unwrap();
+    assert!(!m.contains("Rotated-Passw0rd-2!"), "the control answer does not echo the password");
     let (_, c) = t.get_conn(id, &sp).await;
     assert_eq!(status_of(&c), ("Error", Some("WindowsIdentityIncorrect")));
     let (s, c) = t.put_conn(id, &sp, &relay("BUILD-01\\rpa", "Rotated-Passw0rd-2!", BUILD01_GROUP)).await;
     assert_eq!((s, status_of(&c)), (200, ("Connected", None)));
-    let journal = t.journal("").await.to_string();
+    let journal = t.entries(JournalFilter::all()).await.to_string();
     assert!(!journal.contains("Rotated-Passw0rd-2!"), "a rotated password is redacted too");
 }
 
@@ -700,17 +689,9 @@ async fn adding_machines_to_a_group_needs_co_owner() {
     let megan_dv = t.dv_token_of(Some((USER_UPN, USER_PASSWORD))).await;
     let sp_dv = t.dv_token_of(None).await;
     // The service principal registers a stand-alone machine: it owns it.
-    let (s, m) = t
-        .control(
-            reqwest::Method::POST,
-            "/_mock/machines/register",
-            Some(
-                json!({"environment": ENV_ID, "applicationId": SP_APP_ID, "name": "SP-01", "joinType": "EntraJoined"}),
-            ),
-        )
-        .await;
-    assert_eq!(s, 201, "{m}");
-    let machine = m["machineId"].as_str().unwrap().to_owned();
+    let facts = MachineFacts { join_type: Some(JoinType::EntraJoined), ..Default::default() };
+    let m = t.sandbox().register_machine(registration("SP-01").with_facts(facts)).await.unwrap();
+    let machine = m.machine_id.to_string();
     let bind = json!({"flowmachinegroupid@odata.bind": format!("/flowmachinegroups({FINANCE})")});
     let (s, e) = t.send(reqwest::Method::PATCH, &t.dv(&format!("flowmachines({machine})")), &sp_dv, Some(&bind)).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("0x80040220")), "a User share cannot add machines: {e}");
@@ -747,28 +728,20 @@ async fn adding_machines_to_a_group_needs_co_owner() {
 #[tokio::test]
 async fn silent_registration_makes_the_service_principal_the_owner_of_the_machine() {
     let t = spawn_server().await;
-    let (s, m) = t
-        .control(
-            reqwest::Method::POST,
-            "/_mock/machines/register",
-            Some(json!({"environment": ENV_ID, "applicationId": SP_APP_ID, "groupId": FINANCE, "name": "FIN-03", "joinType": "DomainJoined", "windowsAccounts": [{"username": DOMAIN_ACCOUNT, "password": DOMAIN_PASSWORD}]})),
-        )
-        .await;
-    assert_eq!(s, 201, "{m}");
-    assert_eq!((m["owner"].as_str(), m["groupId"].as_str()), (Some(SP_OBJECT), Some(FINANCE)));
+    let facts = MachineFacts {
+        join_type: Some(JoinType::DomainJoined),
+        windows_accounts: Some(vec![account(DOMAIN_ACCOUNT, DOMAIN_PASSWORD)]),
+        ..Default::default()
+    };
+    let fin03 = registration("FIN-03").in_group(group(FINANCE)).with_facts(facts);
+    let m = t.sandbox().register_machine(fin03).await.unwrap();
+    assert_eq!((m.owner.to_string(), m.group_id.to_string()), (SP_OBJECT.to_owned(), FINANCE.to_owned()));
     let sp_dv = t.dv_token_of(None).await;
-    let (_, row) = t
-        .send(reqwest::Method::GET, &t.dv(&format!("flowmachines({})", m["machineId"].as_str().unwrap())), &sp_dv, None)
-        .await;
+    let (_, row) = t.send(reqwest::Method::GET, &t.dv(&format!("flowmachines({})", m.machine_id)), &sp_dv, None).await;
     assert_eq!(row["_ownerid_value"], SP_SYSTEMUSER);
-    let (s, e) = t
-        .control(
-            reqwest::Method::POST,
-            "/_mock/machines/register",
-            Some(json!({"environment": ENV_ID, "applicationId": SP_APP_ID, "groupId": HR, "name": "HR-02"})),
-        )
-        .await;
-    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("MachineRegistrationForbidden")), "{e}");
+    let e = t.sandbox().register_machine(registration("HR-02").in_group(group(HR))).await.unwrap_err();
+    assert!(matches!(e, ControlError::Domain(DomainError::RegistrationForbidden { .. })), "{e}");
+    // The HTTP door names a typo in a fact.
     let (s, e) = t
         .control(
             reqwest::Method::POST,
@@ -1018,7 +991,7 @@ proptest::proptest! {
             break_at(&mut b, pick, with);
             // The world, without the journal's counters (the refused request is journaled).
             let world = || async {
-                let mut s = t.control_get("/_mock/state").await;
+                let mut s = serde_json::to_value(t.sandbox().state().await.unwrap()).unwrap();
                 s.as_object_mut().unwrap().remove("journal");
                 s
             };

@@ -128,34 +128,28 @@ async fn every_api_refuses_a_future_nbf_a_foreign_issuer_and_an_unknown_kid() {
 
 /// A client-credentials token of a sandbox's first service principal, from its tenant.
 async fn sandbox_token(t: &TestServer, sandbox: &str) -> (String, String) {
-    let world = t.control_get(&format!("/_mock/fixture?sandbox={sandbox}")).await;
-    let sp = &world["servicePrincipals"][0];
-    let tenant = sp["tenant"].as_str().unwrap();
-    let form = cc_form(sp["appId"].as_str().unwrap(), sp["clientSecret"].as_str().unwrap(), PP_SCOPE);
-    let (s, body) = status_json(t.token(tenant, &form).await).await;
+    let world = t.server.sandbox(sandbox).fixture().await.unwrap();
+    let sp = &world.service_principals[0];
+    let form = cc_form(&sp.app_id, sp.client_secret.as_deref().unwrap(), PP_SCOPE);
+    let (s, body) = status_json(t.token(&sp.tenant, &form).await).await;
     assert_eq!(s, 200, "{body}");
-    let env = world["environments"][0]["id"].as_str().unwrap().to_owned();
-    (body["access_token"].as_str().unwrap().to_owned(), env)
+    (body["access_token"].as_str().unwrap().to_owned(), world.environments[0].id.clone())
 }
 
 #[tokio::test]
 async fn a_token_of_a_deleted_sandbox_is_refused_even_when_one_of_the_same_name_exists_again() {
     // Arrange: a sandbox, a token of it, and the call it allows.
     let t = spawn_server().await;
-    let (s, _) = t.control(Method::POST, "/_mock/sandboxes", Some(serde_json::json!({ "name": "team-x" }))).await;
-    assert_eq!(s, 201);
+    let team_x = t.server.create_sandbox("team-x").await.unwrap();
     let (old, env) = sandbox_token(&t, "team-x").await;
     let url = format!("{}/connectivity/environments/{env}/connections?api-version=1", t.http);
     assert_eq!(call(&t, &url, &old).await.0, 200);
     // Reset keeps the incarnation: the token stays good.
-    let (s, _) = t.control(Method::POST, "/_mock/reset?sandbox=team-x", None).await;
-    assert_eq!(s, 200);
+    team_x.reset().await.unwrap();
     assert_eq!(call(&t, &url, &old).await.0, 200, "reset keeps the sandbox's tokens");
     // Act: delete it and make one of the same name (the same ids).
-    let (s, _) = t.control(Method::DELETE, "/_mock/sandboxes/team-x", None).await;
-    assert_eq!(s, 204);
-    let (s, _) = t.control(Method::POST, "/_mock/sandboxes", Some(serde_json::json!({ "name": "team-x" }))).await;
-    assert_eq!(s, 201);
+    team_x.delete().await.unwrap();
+    t.server.create_sandbox("team-x").await.unwrap();
     let (new, same_env) = sandbox_token(&t, "team-x").await;
     // Assert
     assert_eq!(same_env, env, "ids stay derived from the name");

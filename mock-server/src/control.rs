@@ -1,0 +1,925 @@
+//! The control service: every operation of the control surface as a plain Rust method with
+//! typed inputs and outputs and one error type ([`ControlError`]). Two doors open onto it:
+//! `/_mock/…` ([`crate::api`]'s `admin` module translates HTTP to these calls and back) and
+//! the typed Rust handle ([`crate::handle`]: `MockServer::sandbox(..)` and friends). Nothing
+//! here knows HTTP: statuses and envelopes are the api layer's business.
+//!
+//! Every operation on one sandbox goes through `Control::read` or `Control::write`, and
+//! the few on the set of sandboxes through `Control::registry`, so how sandboxes are locked
+//! is decided in those three places only. No operation holds the lock while it serialises,
+//! normalises or copies out more than it must.
+
+use crate::domain::access::{Grantee, Share};
+use crate::domain::clock::{ClockError, ClockMode, Timestamp, format_timestamp};
+use crate::domain::credential::KeyVaultReference;
+use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId, TenantId};
+use crate::domain::membership::{MachineFacts, Registration};
+use crate::domain::world::{Environment, Machine};
+use crate::journal::{Evictions, Journal};
+use crate::sandbox::{Registry, Sandbox, SandboxError, Settings};
+use crate::state::AppState;
+use fixtures::WorldFile;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize, Serializer};
+
+pub use crate::journal::JournalFilter;
+
+/// What a sandbox holds behind its lock.
+type Held = crate::sandbox::SandboxState;
+
+/// Why a control operation was refused. The api layer maps each to a status and envelope.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ControlError {
+    /// No such sandbox, a name taken or malformed, an invalid world.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// A domain rule refused the change (a clock going backwards, a registration by a user).
+    #[error(transparent)]
+    Domain(#[from] crate::domain::Error),
+    /// Input the operation cannot take, with a code naming the kind and a message naming the field.
+    #[error("{message}")]
+    Invalid {
+        /// Mock-defined code (`InvalidRequestContent`, `InvalidVaultSecretName`, …).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Something the operation names does not exist in the sandbox.
+    #[error("{message}")]
+    NotFound {
+        /// Mock-defined code (`EnvironmentNotFound`, `MachineNotFound`, `TlsDisabled`).
+        code: &'static str,
+        /// What is missing.
+        message: String,
+    },
+}
+
+impl ControlError {
+    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+}
+
+impl From<fixtures::FixtureError> for ControlError {
+    fn from(e: fixtures::FixtureError) -> Self {
+        Self::Sandbox(e.into())
+    }
+}
+
+impl From<ClockError> for ControlError {
+    fn from(e: ClockError) -> Self {
+        Self::Domain(e.into())
+    }
+}
+
+/// The control service over one server's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Control {
+    state: AppState,
+}
+
+impl Control {
+    /// The service over a server's shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The set of sandboxes (each behind its own lock).
+    fn registry(&self) -> &Registry {
+        self.state.registry()
+    }
+
+    /// Reads one sandbox under its lock.
+    fn read<T>(&self, sandbox: &str, f: impl FnOnce(&Sandbox, &Held) -> T) -> Result<T, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        Ok(sb.apply(|st| f(&sb, st)))
+    }
+
+    /// Changes one sandbox under its lock; `f` checks before it writes, so a refusal leaves
+    /// the sandbox as it was.
+    fn write<T>(&self, sandbox: &str, f: impl FnOnce(&mut Held) -> Result<T, ControlError>) -> Result<T, ControlError> {
+        self.registry().get(sandbox)?.apply(f)
+    }
+
+    /// Whether the server is up, and its sandboxes.
+    pub fn health(&self) -> Health {
+        Health { sandboxes: self.registry().all().iter().map(|s| s.name.clone()).collect() }
+    }
+
+    /// The world a sandbox was loaded from, test credentials included (they are test data).
+    pub fn fixture(&self, sandbox: &str) -> Result<WorldFile, ControlError> {
+        self.read(sandbox, |_, st| st.fixture.clone())
+    }
+
+    /// Replaces a sandbox's world; its clock, journal, ids and settings start afresh.
+    pub fn load_fixture(&self, sandbox: &str, world: WorldFile) -> Result<Loaded, ControlError> {
+        world.validate(&format!("world '{}'", world.name))?;
+        let loaded = world.name.clone();
+        self.registry().load(sandbox, world)?;
+        Ok(Loaded { sandbox: sandbox.to_owned(), loaded })
+    }
+
+    /// A world shipped in the binary, by name (`default`, …).
+    pub fn embedded_world(name: &str) -> Result<WorldFile, ControlError> {
+        Ok(fixtures::world(name)?)
+    }
+
+    /// World, clock, journal, ids and settings back to the fixture.
+    pub fn reset(&self, sandbox: &str) -> Result<(), ControlError> {
+        self.registry().get(sandbox)?.reset();
+        Ok(())
+    }
+
+    /// What a sandbox holds now.
+    pub fn state(&self, sandbox: &str) -> Result<SandboxState, ControlError> {
+        // The journal has its own lock: taken first and let go, never inside the state's.
+        let sb = self.registry().get(sandbox)?;
+        let journal = sb.journal(JournalCounts::of);
+        Ok(sb.apply(|st| SandboxState::of(&sb.name, st, journal)))
+    }
+
+    /// One page of the journal entries `filter` selects, oldest first, as recorded (secrets
+    /// redacted); `next` is the `since` of the next page.
+    pub fn journal(&self, sandbox: &str, filter: &JournalFilter) -> Result<JournalRead, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        Ok(sb.journal(|j| {
+            let page = j.page(filter);
+            JournalRead {
+                sandbox: sb.name.clone(),
+                counts: JournalCounts::of(j),
+                next: page.next,
+                entries: page.entries,
+            }
+        }))
+    }
+
+    /// How many journal entries `filter` selects (its `limit` aside).
+    pub fn journal_count(&self, sandbox: &str, filter: &JournalFilter) -> Result<usize, ControlError> {
+        Ok(self.registry().get(sandbox)?.journal(|j| j.count(filter)))
+    }
+
+    /// Empties a sandbox's journal.
+    pub fn clear_journal(&self, sandbox: &str) -> Result<(), ControlError> {
+        self.registry().get(sandbox)?.journal(Journal::clear);
+        Ok(())
+    }
+
+    /// A sandbox's clock.
+    pub fn clock(&self, sandbox: &str) -> Result<ClockView, ControlError> {
+        self.read(sandbox, |_, st| ClockView::of(sandbox, st))
+    }
+
+    /// Switches the mode and/or sets the instant; a refused instant changes neither.
+    pub fn set_clock(&self, sandbox: &str, change: ClockChange) -> Result<ClockView, ControlError> {
+        self.write(sandbox, |st| {
+            let mut clock = st.clock.clone();
+            if let Some(mode) = change.mode {
+                clock.set_mode(mode);
+            }
+            if let Some(now) = change.now {
+                clock.set(now)?;
+            }
+            st.clock = clock;
+            Ok(ClockView::of(sandbox, st))
+        })
+    }
+
+    /// Moves a virtual clock forward.
+    pub fn advance_clock(&self, sandbox: &str, by: std::time::Duration) -> Result<ClockView, ControlError> {
+        let by = chrono::Duration::from_std(by).map_err(|_| ClockError::OutOfRange)?;
+        self.write(sandbox, |st| {
+            st.clock.advance(by)?;
+            Ok(ClockView::of(sandbox, st))
+        })
+    }
+
+    /// A sandbox's settings.
+    pub fn settings(&self, sandbox: &str) -> Result<Settings, ControlError> {
+        self.read(sandbox, |_, st| st.settings.clone())
+    }
+
+    /// Sets the settings `patch` names; the others keep their values.
+    pub fn patch_settings(&self, sandbox: &str, patch: SettingsPatch) -> Result<Settings, ControlError> {
+        if patch.token_lifetime_secs == Some(0) {
+            return Err(ControlError::invalid(
+                "InvalidRequestContent",
+                "The field 'tokenLifetimeSecs' must be at least 1.",
+            ));
+        }
+        self.write(sandbox, |st| {
+            if let Some(secs) = patch.token_lifetime_secs {
+                st.settings.token_lifetime_secs = secs;
+            }
+            Ok(st.settings.clone())
+        })
+    }
+
+    /// Every sandbox with its template and hosts.
+    pub fn sandboxes(&self) -> Vec<SandboxSummary> {
+        self.registry().all().iter().map(|sb| sb.apply(|st| SandboxSummary::of(&sb.name, st))).collect()
+    }
+
+    /// Instantiates a template world as a fresh sandbox and returns what a test needs of it.
+    pub fn create_sandbox(&self, spec: NewSandbox) -> Result<SandboxWorld, ControlError> {
+        let template = Self::embedded_world(spec.template.as_deref().unwrap_or("default"))?;
+        let sb = self.registry().create(spec.name.as_deref(), &template)?;
+        Ok(sb.apply(|st| SandboxWorld { sandbox: sb.name.clone(), hosts: hosts_of(st), world: st.fixture.clone() }))
+    }
+
+    /// Deletes a sandbox (never `default`); its tokens stop working.
+    pub fn delete_sandbox(&self, name: &str) -> Result<(), ControlError> {
+        Ok(self.registry().delete(name)?)
+    }
+
+    /// The CA certificate clients must trust, when TLS is on.
+    pub fn ca_pem(&self) -> Result<String, ControlError> {
+        self.state.ca_pem().map(str::to_owned).ok_or_else(|| ControlError::NotFound {
+            code: "TlsDisabled",
+            message: "This server was started without TLS.".into(),
+        })
+    }
+
+    /// Silent registration: the service principal owns the machine it registers (DECISIONS.md).
+    pub fn register_machine(&self, sandbox: &str, r: MachineRegistration) -> Result<RegisteredMachine, ControlError> {
+        if r.name.trim().is_empty() || r.name.chars().count() > 100 {
+            return Err(ControlError::invalid(
+                "InvalidRequestContent",
+                "The field 'name' must be 1 to 100 characters.",
+            ));
+        }
+        self.write(sandbox, |st| {
+            let tenant =
+                st.world.environment(&r.environment).map(|e| e.tenant).ok_or_else(|| ControlError::NotFound {
+                    code: "EnvironmentNotFound",
+                    message: format!("No environment '{}' in this sandbox.", r.environment),
+                })?;
+            let registrant = st
+                .world
+                .registrant(tenant, r.application_id)
+                .ok_or(crate::domain::Error::RegistrationNeedsServicePrincipal)?;
+            let id = r.machine_id.unwrap_or_else(|| MachineId::from_uuid(st.ids.next_id()));
+            let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+            let registration = Registration { id, name: r.name, group: r.group, default_group, facts: r.facts };
+            let m = st.world.register_machine(&registrant, &r.environment, registration)?;
+            let out = RegisteredMachine {
+                machine_id: m.id,
+                name: m.name.clone(),
+                group_id: m.group,
+                owner: m.owner,
+                environment: r.environment,
+            };
+            st.refresh_secrets();
+            Ok(out)
+        })
+    }
+
+    /// Changes what is true of a machine; connection statuses follow at once.
+    pub fn patch_machine(
+        &self,
+        sandbox: &str,
+        id: MachineId,
+        facts: MachineFacts,
+    ) -> Result<MachineView, ControlError> {
+        self.write(sandbox, |st| {
+            let m = st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
+                code: "MachineNotFound",
+                message: format!("No machine '{id}' in this sandbox."),
+            })?;
+            let out = MachineView::of(m);
+            st.refresh_secrets();
+            Ok(out)
+        })
+    }
+
+    /// Sets a secret of the sandbox's stand-in for Azure Key Vault, as `az keyvault secret set`
+    /// does for real: a Secret environment variable whose value references
+    /// `…/vaults/{vault}/secrets/{name}` resolves to it. The value is redacted wherever it
+    /// appears later.
+    pub fn set_vault_secret(
+        &self,
+        sandbox: &str,
+        vault: &str,
+        name: &str,
+        value: SecretString,
+    ) -> Result<VaultSecret, ControlError> {
+        // Azure's naming rules: vaults 3-24, secrets 1-127 letters, digits and dashes.
+        let named = |s: &str, min: usize, max: usize| {
+            (min..=max).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if !named(vault, 3, 24) || !named(name, 1, 127) {
+            return Err(ControlError::invalid(
+                "InvalidVaultSecretName",
+                "Vault names are 3 to 24 and secret names 1 to 127 letters, digits or dashes.",
+            ));
+        }
+        let r = KeyVaultReference { vault: vault.to_owned(), name: name.to_owned() };
+        let out = VaultSecret { vault: r.vault.clone(), name: r.name.clone(), reference: r.to_text() };
+        self.write(sandbox, |st| {
+            st.world.set_vault_secret(r, value);
+            st.refresh_secrets();
+            Ok(out)
+        })
+    }
+}
+
+/// What `health` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Names of every sandbox.
+    pub sandboxes: Vec<String>,
+}
+
+/// The answer to loading a world.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Loaded {
+    /// The sandbox.
+    pub sandbox: String,
+    /// The world's name.
+    pub loaded: String,
+}
+
+/// One page of a sandbox's journal.
+#[derive(Debug)]
+pub struct JournalRead {
+    /// The sandbox.
+    pub sandbox: String,
+    /// The journal's counters (evictions, leaks, bytes) when it was read.
+    pub counts: JournalCounts,
+    /// The `since` of the next page; `None` at the end.
+    pub next: Option<u64>,
+    /// The entries, oldest first, as stored.
+    pub entries: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl JournalRead {
+    /// The entries as JSON values.
+    pub fn values(&self) -> Vec<serde_json::Value> {
+        self.entries.iter().filter_map(|e| serde_json::from_str(e.get()).ok()).collect()
+    }
+}
+
+fn timestamp<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(*t))
+}
+
+/// A sandbox's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClockView {
+    /// The sandbox.
+    pub sandbox: String,
+    /// What it shows now.
+    #[serde(serialize_with = "timestamp")]
+    pub now: Timestamp,
+    /// How it moves.
+    pub mode: ClockMode,
+}
+
+impl ClockView {
+    fn of(sandbox: &str, st: &Held) -> Self {
+        Self { sandbox: sandbox.to_owned(), now: st.clock.now(), mode: st.clock.mode() }
+    }
+}
+
+/// A change of clock: the mode is switched first, then the instant set (virtual mode only).
+/// Also the body of `PUT /_mock/clock`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockChange {
+    /// The instant to show; never earlier than now.
+    pub now: Option<Timestamp>,
+    /// The mode to switch to.
+    pub mode: Option<ClockMode>,
+}
+
+/// Settings to change; `None` keeps a value. Also the body of `PATCH /_mock/settings`, where
+/// unknown fields are refused by name and `null` is no value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// Access-token lifetime in seconds (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub token_lifetime_secs: Option<u64>,
+}
+
+/// A field that, when given, must hold a value (`null` is refused like any other wrong type).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// How to make a sandbox. Also the body of `POST /_mock/sandboxes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSandbox {
+    /// Its name (1 to 40 of `a-z`, `0-9`, `-`); made up when absent.
+    pub name: Option<String>,
+    /// The embedded world to instantiate (default `default`).
+    pub template: Option<String>,
+}
+
+impl NewSandbox {
+    /// A sandbox of this name from the default world.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self { name: Some(name.into()), template: None }
+    }
+
+    /// Instantiates this embedded world instead of `default`.
+    pub fn template(mut self, world: impl Into<String>) -> Self {
+        self.template = Some(world.into());
+        self
+    }
+}
+
+impl From<&str> for NewSandbox {
+    fn from(name: &str) -> Self {
+        Self::named(name)
+    }
+}
+
+/// Where an environment of a sandbox is served on the real-host doors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentHosts {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// Its Power Platform API host.
+    pub api_host: String,
+    /// Its Dataverse org host.
+    pub org_host: String,
+}
+
+fn hosts_of(st: &Held) -> Vec<EnvironmentHosts> {
+    st.world
+        .environments
+        .iter()
+        .map(|e| EnvironmentHosts { environment: e.id.clone(), api_host: e.id.api_host(), org_host: e.org_host() })
+        .collect()
+}
+
+/// One line of the sandbox list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxSummary {
+    /// Its name.
+    pub name: String,
+    /// The world it was made from.
+    pub fixture: String,
+    /// The hosts of its environments.
+    pub hosts: Vec<EnvironmentHosts>,
+}
+
+impl SandboxSummary {
+    fn of(name: &str, st: &Held) -> Self {
+        Self { name: name.to_owned(), fixture: st.fixture.name.clone(), hosts: hosts_of(st) }
+    }
+}
+
+/// What a new sandbox gives a test (DECISIONS, Fixtures): the instantiated world in the
+/// fixture format, as `GET /_mock/fixture` returns it, plus its name and hosts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SandboxWorld {
+    /// Its name.
+    pub sandbox: String,
+    /// The hosts of its environments.
+    pub hosts: Vec<EnvironmentHosts>,
+    /// The instantiated world, test credentials included.
+    #[serde(flatten)]
+    pub world: WorldFile,
+}
+
+/// A silent registration of a machine by a service principal (`-environmentid`,
+/// `-applicationid`, `-groupid`, the machine's name and facts).
+#[derive(Debug, Clone)]
+pub struct MachineRegistration {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The registering service principal.
+    pub application_id: AppId,
+    /// The group to join; `None` for a stand-alone machine.
+    pub group: Option<MachineGroupId>,
+    /// The machine's name (1 to 100 characters).
+    pub name: String,
+    /// Its id; made up when `None`.
+    pub machine_id: Option<MachineId>,
+    /// Facts other than the registration defaults.
+    pub facts: MachineFacts,
+}
+
+impl MachineRegistration {
+    /// A stand-alone machine named `name`, registered in `environment` by `application_id`.
+    pub fn new(environment: EnvironmentId, application_id: AppId, name: impl Into<String>) -> Self {
+        Self {
+            environment,
+            application_id,
+            group: None,
+            name: name.into(),
+            machine_id: None,
+            facts: MachineFacts::default(),
+        }
+    }
+
+    /// Joins this group instead of standing alone.
+    pub fn in_group(mut self, group: MachineGroupId) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Uses this id.
+    pub fn with_id(mut self, id: MachineId) -> Self {
+        self.machine_id = Some(id);
+        self
+    }
+
+    /// Sets these facts.
+    pub fn with_facts(mut self, facts: MachineFacts) -> Self {
+        self.facts = facts;
+        self
+    }
+}
+
+/// A machine just registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredMachine {
+    /// Its id.
+    pub machine_id: MachineId,
+    /// Its name.
+    pub name: String,
+    /// The group it is in (its Default group when stand-alone).
+    pub group_id: MachineGroupId,
+    /// Its owner: the registering service principal.
+    pub owner: PrincipalId,
+    /// The environment.
+    pub environment: EnvironmentId,
+}
+
+/// A share of a group or machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareView {
+    /// The user or service principal, when shared with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<PrincipalId>,
+    /// The team, when shared with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamId>,
+    /// The rights, as Dataverse names them (`"ReadAccess, WriteAccess"`).
+    pub access_mask: String,
+}
+
+fn shares_of(shares: &[Share]) -> Vec<ShareView> {
+    shares
+        .iter()
+        .map(|s| {
+            let (principal, team) = match s.grantee {
+                Grantee::Principal(p) => (Some(p), None),
+                Grantee::Team(t) => (None, Some(t)),
+            };
+            ShareView { principal, team, access_mask: s.rights.names() }
+        })
+        .collect()
+}
+
+/// A Windows account of a machine: its name, never its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsAccountView {
+    /// As written in the fixture.
+    pub username: String,
+    /// May open an interactive session.
+    pub interactive_logon: bool,
+}
+
+/// A machine with every fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineView {
+    /// Id.
+    pub id: MachineId,
+    /// Name.
+    pub name: String,
+    /// Its group.
+    pub group: MachineGroupId,
+    /// Owner.
+    pub owner: PrincipalId,
+    /// Directory join (`EntraJoined`, `DomainJoined`, …).
+    pub join_type: String,
+    /// Accounts that can sign in.
+    pub windows_accounts: Vec<WindowsAccountView>,
+    /// Synchronised with Entra ID.
+    pub entra_synced: bool,
+    /// Tenants allowlisted for connect with sign-in.
+    pub allowed_tenants: Vec<TenantId>,
+    /// Answers an unallowlisted tenant with the older text.
+    pub legacy_sign_in_error: bool,
+    /// `Client` or `Server`.
+    pub windows_edition: String,
+    /// Power Automate for desktop version.
+    pub agent_version: String,
+    /// Parallel sessions.
+    pub session_capacity: u32,
+    /// Agent connected.
+    pub online: bool,
+    /// Maintenance mode.
+    pub maintenance: bool,
+    /// Shares of the machine itself.
+    pub shares: Vec<ShareView>,
+}
+
+impl MachineView {
+    fn of(m: &Machine) -> Self {
+        Self {
+            id: m.id,
+            name: m.name.clone(),
+            group: m.group,
+            owner: m.owner,
+            join_type: format!("{:?}", m.join_type),
+            windows_accounts: m
+                .windows_accounts
+                .iter()
+                .map(|a| WindowsAccountView { username: a.username.clone(), interactive_logon: a.interactive_logon })
+                .collect(),
+            entra_synced: m.entra_synced,
+            allowed_tenants: m.allowed_tenants.clone(),
+            legacy_sign_in_error: m.legacy_sign_in_error,
+            windows_edition: format!("{:?}", m.windows_edition),
+            agent_version: m.agent_version.clone(),
+            session_capacity: m.session_capacity,
+            online: m.online,
+            maintenance: m.maintenance,
+            shares: shares_of(&m.shares),
+        }
+    }
+}
+
+/// A machine group and its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MachineGroupView {
+    /// Id.
+    pub id: MachineGroupId,
+    /// Name.
+    pub name: String,
+    /// `Standard` or `Default` (a stand-alone machine's hidden group).
+    #[serde(rename = "type")]
+    pub group_type: String,
+    /// Owner.
+    pub owner: PrincipalId,
+    /// Shares.
+    pub shares: Vec<ShareView>,
+    /// Its machines.
+    pub machines: Vec<MachineId>,
+}
+
+/// An environment's Dataverse organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataverseView {
+    /// Org name.
+    pub org: String,
+    /// Org host.
+    pub host: String,
+    /// Organisation id.
+    pub organization_id: uuid::Uuid,
+}
+
+/// An environment with its groups and machines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentView {
+    /// Id.
+    pub id: EnvironmentId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Display name.
+    pub display_name: String,
+    /// Power Platform API host.
+    pub api_host: String,
+    /// Dataverse organisation.
+    pub dataverse: DataverseView,
+    /// Machine groups.
+    pub machine_groups: Vec<MachineGroupView>,
+    /// Machines.
+    pub machines: Vec<MachineView>,
+}
+
+impl EnvironmentView {
+    fn of(e: &Environment) -> Self {
+        Self {
+            id: e.id.clone(),
+            tenant: e.tenant,
+            display_name: e.display_name.clone(),
+            api_host: e.id.api_host(),
+            dataverse: DataverseView { org: e.org.clone(), host: e.org_host(), organization_id: e.organization_id },
+            machine_groups: e
+                .machine_groups
+                .iter()
+                .map(|g| MachineGroupView {
+                    id: g.id,
+                    name: g.name.clone(),
+                    group_type: format!("{:?}", g.group_type),
+                    owner: g.owner,
+                    shares: shares_of(&g.shares),
+                    machines: e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id).collect(),
+                })
+                .collect(),
+            machines: e.machines.iter().map(MachineView::of).collect(),
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantView {
+    /// Id.
+    pub id: TenantId,
+    /// Initial domain.
+    pub domain: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A user (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// Object id.
+    pub object_id: PrincipalId,
+    /// Home tenant.
+    pub tenant: TenantId,
+    /// Sign-in name.
+    pub user_principal_name: String,
+}
+
+/// A service principal (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePrincipalView {
+    /// Client id.
+    pub app_id: AppId,
+    /// Object id.
+    pub object_id: PrincipalId,
+    /// Home tenant.
+    pub tenant: TenantId,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// A connection share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionShareView {
+    /// The service principal.
+    pub principal: PrincipalId,
+    /// `CanView` or `CanEdit`.
+    pub role: String,
+}
+
+/// A connection as the domain holds it (never its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionView {
+    /// Id as written.
+    pub id: String,
+    /// Environment.
+    pub environment: EnvironmentId,
+    /// Connector.
+    pub connector: String,
+    /// Display name.
+    pub display_name: String,
+    /// `azureRelay`, `azureRelayRunOwner` or `passwordlessAttended`.
+    pub parameter_set: String,
+    /// Machine group.
+    pub target_id: MachineGroupId,
+    /// Windows username, for the sets with one.
+    pub username: Option<String>,
+    /// Run owner's app id, for `azureRelayRunOwner`.
+    pub run_owner: Option<AppId>,
+    /// Creator.
+    pub created_by: PrincipalId,
+    /// Status code (`Connected` or the error the status shows).
+    pub status: String,
+    /// Shares.
+    pub shares: Vec<ConnectionShareView>,
+}
+
+/// A sandbox's journal counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalCounts {
+    /// Entries held.
+    pub entries: usize,
+    /// Bytes held, counted at stored size.
+    pub bytes: usize,
+    /// Entries evicted since the last clear.
+    pub evicted: u64,
+    /// The same, per kind.
+    pub evicted_by_kind: Evictions,
+    /// Entries flagged with a leak since the last clear.
+    pub leaks: u64,
+    /// Entries kept at most.
+    pub capacity: usize,
+}
+
+impl JournalCounts {
+    fn of(j: &mut Journal) -> Self {
+        Self {
+            entries: j.len(),
+            bytes: j.bytes(),
+            evicted: j.evicted().total(),
+            evicted_by_kind: j.evicted(),
+            leaks: j.leaks(),
+            capacity: j.limits().entries,
+        }
+    }
+}
+
+/// What a sandbox holds now: the world as the domain sees it, its clock, settings and journal
+/// counters. Credentials are not in it (the fixture has them).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxState {
+    /// The sandbox.
+    pub sandbox: String,
+    /// The world it was made from.
+    pub fixture: String,
+    /// Its clock.
+    pub clock: ClockView,
+    /// Its settings.
+    pub settings: Settings,
+    /// Its journal's counters.
+    pub journal: JournalCounts,
+    /// Tenants.
+    pub tenants: Vec<TenantView>,
+    /// Users.
+    pub users: Vec<UserView>,
+    /// Service principals.
+    pub service_principals: Vec<ServicePrincipalView>,
+    /// Environments.
+    pub environments: Vec<EnvironmentView>,
+    /// Connections.
+    pub connections: Vec<ConnectionView>,
+}
+
+impl SandboxState {
+    fn of(sandbox: &str, st: &Held, journal: JournalCounts) -> Self {
+        let w = &st.world;
+        Self {
+            sandbox: sandbox.to_owned(),
+            fixture: st.fixture.name.clone(),
+            clock: ClockView::of(sandbox, st),
+            settings: st.settings.clone(),
+            journal,
+            tenants: w
+                .tenants
+                .iter()
+                .map(|t| TenantView { id: t.id, domain: t.domain.clone(), display_name: t.display_name.clone() })
+                .collect(),
+            users: w
+                .users
+                .iter()
+                .map(|u| UserView { object_id: u.object_id, tenant: u.tenant, user_principal_name: u.upn.clone() })
+                .collect(),
+            service_principals: w
+                .service_principals
+                .iter()
+                .map(|s| ServicePrincipalView {
+                    app_id: s.app_id,
+                    object_id: s.object_id,
+                    tenant: s.tenant,
+                    display_name: s.display_name.clone(),
+                })
+                .collect(),
+            environments: w.environments.iter().map(EnvironmentView::of).collect(),
+            connections: w
+                .connections
+                .iter()
+                .map(|c| ConnectionView {
+                    id: c.id.as_written().to_owned(),
+                    environment: c.environment.clone(),
+                    connector: c.connector.clone(),
+                    display_name: c.display_name.clone(),
+                    parameter_set: c.parameters.name().to_owned(),
+                    target_id: c.parameters.target(),
+                    username: c.parameters.username().map(str::to_owned),
+                    run_owner: c.parameters.run_owner().map(|o| o.app_id),
+                    created_by: c.created_by.principal,
+                    status: w.status(c).code().unwrap_or("Connected").to_owned(),
+                    shares: c
+                        .shares
+                        .iter()
+                        .map(|s| ConnectionShareView { principal: s.principal, role: s.role.name().to_owned() })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A secret set in the Key Vault stand-in (its value is not repeated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VaultSecret {
+    /// Vault name.
+    pub vault: String,
+    /// Secret name.
+    pub name: String,
+    /// The reference a Secret environment variable holds to resolve to it.
+    pub reference: String,
+}
