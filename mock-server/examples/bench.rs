@@ -21,6 +21,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The same allocator as the `mock-server` binary, so the server measured is the one shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANT: &str = "contoso.onmicrosoft.com";
 const SP_APP_ID: &str = "71fb83d4-8950-48e6-8251-52e4b19068c8";
 const SP_SECRET: &str = "mock-pipeline-secret~0001";

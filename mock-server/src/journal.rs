@@ -183,26 +183,27 @@ impl Redactor {
     pub fn record(
         &self,
         x: Exchange,
-        known: &[(&'static str, String)],
+        known: &KnownSecrets,
         seq: u64,
         sandbox: &str,
         virtual_time: String,
     ) -> JournalEntry {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
-        let path = scan.text(&x.path, "path");
-        let host = scan.text(&x.host, "host");
+        let path = scan.text(&x.path, At::Root("path"));
+        let host = scan.text(&x.host, At::Root("host"));
         let query = form_pairs(&x.query)
             .into_iter()
             .map(|(k, v)| {
-                let at = format!("query.{k}");
+                let query = At::Root("query");
+                let at = At::Field(&query, &k);
                 let v = match kind_of_field(&k) {
                     // A URL ends up in proxies' and servers' logs: a secret there has leaked,
                     // whatever its value.
                     Some(kind) => {
-                        scan.leak(kind, &at);
+                        scan.leak(kind, at);
                         self.mark(kind, &v)
                     }
-                    None => scan.text(&v, &at),
+                    None => scan.text(&v, at),
                 };
                 (k, v)
             })
@@ -218,12 +219,12 @@ impl Redactor {
                     None => self.mark("authorization", &value),
                 }
             } else {
-                scan.text(&value, &format!("header.{name}"))
+                scan.text(&value, At::Field(&At::Root("header"), &name))
             };
             headers.insert(name, Value::String(v));
         }
-        let body = self.bounded(scan.body(x.body.0.as_deref(), &x.body.1, "body"));
-        let response = self.bounded(scan.body(x.response.0.as_deref(), &x.response.1, "response"));
+        let body = self.bounded(scan.body(x.body.0.as_deref(), &x.body.1, At::Root("body")));
+        let response = self.bounded(scan.body(x.response.0.as_deref(), &x.response.1, At::Root("response")));
         JournalEntry {
             seq,
             kind: EntryKind::Request,
@@ -247,15 +248,62 @@ impl Redactor {
     }
 }
 
+/// Where in an exchange a value sits (`body.values.password.value`), rendered only when a
+/// leak is noted: most values never need it.
+#[derive(Debug, Clone, Copy)]
+enum At<'a> {
+    Root(&'a str),
+    Field(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// The secrets a sandbox knows (every credential of its world and every one it ever held),
+/// with one automaton that finds them all in a single pass over a string.
+#[derive(Debug, Default)]
+pub struct KnownSecrets {
+    list: Vec<(&'static str, String)>,
+    finder: Option<aho_corasick::AhoCorasick>,
+}
+
+impl KnownSecrets {
+    /// The secrets, each with its kind (`password`, `client_secret`, …).
+    pub fn new(list: Vec<(&'static str, String)>) -> Self {
+        let list: Vec<_> = list.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let finder = aho_corasick::AhoCorasick::new(list.iter().map(|(_, v)| v.as_str())).ok();
+        Self { list, finder }
+    }
+
+    /// The secrets, each with its kind.
+    pub fn list(&self) -> &[(&'static str, String)] {
+        &self.list
+    }
+
+    /// Every occurrence of every secret in `s`, overlapping ones included: `(kind, start, end)`.
+    fn find_in(&self, s: &str) -> Vec<(&'static str, usize, usize)> {
+        let Some(finder) = &self.finder else { return Vec::new() };
+        finder.find_overlapping_iter(s).map(|m| (self.list[m.pattern().as_usize()].0, m.start(), m.end())).collect()
+    }
+}
+
 struct Scan<'a> {
     redactor: &'a Redactor,
-    known: &'a [(&'static str, String)],
+    known: &'a KnownSecrets,
     leaks: Vec<String>,
 }
 
 impl Scan<'_> {
     /// Notes that a secret of `kind` was found at `at`, outside its proper field.
-    fn leak(&mut self, kind: &str, at: &str) {
+    fn leak(&mut self, kind: &str, at: At<'_>) {
         let note = format!("{kind} in {at}");
         if !self.leaks.contains(&note) {
             self.leaks.push(note);
@@ -264,30 +312,33 @@ impl Scan<'_> {
 
     /// Free text of a field that holds no secret by name: every known secret (a leak there)
     /// and every JWT is replaced.
-    fn text(&mut self, s: &str, at: &str) -> String {
+    fn text(&mut self, s: &str, at: At<'_>) -> String {
         self.replace(s, at, Vec::new())
     }
 
     /// The lenient tokenizer's rendition of text that does not parse: the values of
     /// secret-named words, every known secret and every JWT are replaced.
-    fn lenient(&mut self, s: &str, at: &str) -> String {
+    fn lenient(&mut self, s: &str, at: At<'_>) -> String {
         self.replace(s, at, secret_values(s))
     }
 
     /// Replaces `named` (values of secret-named words), every known secret and every JWT in
     /// `s`. Overlapping finds become one mark, so no piece of a secret survives next to one.
-    fn replace(&mut self, s: &str, at: &str, named: Vec<Span>) -> String {
+    fn replace(&mut self, s: &str, at: At<'_>, named: Vec<Span>) -> String {
         let mut spans = named.clone();
-        for (kind, secret) in self.known {
-            for (start, _) in s.match_indices(secret.as_str()) {
-                let end = start + secret.len();
-                if !named.iter().any(|n| n.start <= start && end <= n.end) {
-                    self.leak(kind, at);
-                }
-                spans.push(Span { start, end, kind });
+        for (kind, start, end) in self.known.find_in(s) {
+            if !named.iter().any(|n| n.start <= start && end <= n.end) {
+                self.leak(kind, at);
             }
+            spans.push(Span { start, end, kind });
         }
-        spans.extend(find_jwts(s).into_iter().map(|(start, end)| Span { start, end, kind: "token" }));
+        if s.contains("eyJ") {
+            spans.extend(find_jwts(s).into_iter().map(|(start, end)| Span { start, end, kind: "token" }));
+        }
+        // Most strings hold no secret: keep them as they are.
+        if spans.is_empty() {
+            return s.to_owned();
+        }
         // Stable: at equal ranges the field's kind (pushed first) names the mark.
         spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
         let mut out = String::with_capacity(s.len());
@@ -305,7 +356,7 @@ impl Scan<'_> {
         out
     }
 
-    fn value(&mut self, v: &mut Value, at: &str, kind: Option<&'static str>) {
+    fn value(&mut self, v: &mut Value, at: At<'_>, kind: Option<&'static str>) {
         match v {
             Value::String(s) => {
                 *s = match kind {
@@ -315,13 +366,13 @@ impl Scan<'_> {
             }
             Value::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.value(item, &format!("{at}[{i}]"), kind);
+                    self.value(item, At::Index(&at, i), kind);
                 }
             }
             Value::Object(map) => {
                 for (k, item) in map.iter_mut() {
                     let inner = kind.or_else(|| kind_of_field(k));
-                    self.value(item, &format!("{at}.{k}"), inner);
+                    self.value(item, At::Field(&at, k), inner);
                 }
             }
             // Numbers and booleans cannot hold a secret worth redacting, except inside a secret field.
@@ -335,7 +386,7 @@ impl Scan<'_> {
 
     /// A body as JSON, redacted: parsed JSON, a form as an object of strings, other UTF-8 as
     /// the lenient rendition (truncated after redaction), binary as a size note, empty as null.
-    fn body(&mut self, content_type: Option<&str>, bytes: &[u8], at: &str) -> Value {
+    fn body(&mut self, content_type: Option<&str>, bytes: &[u8], at: At<'_>) -> Value {
         if bytes.is_empty() {
             return Value::Null;
         }
@@ -357,7 +408,7 @@ impl Scan<'_> {
     /// A form per `key=` pair: a secret-named key's value is replaced whatever its encoding.
     /// A "form" whose keys are not names (a JSON body sent as a form, say) could hold a
     /// secret in a key, so it is rendered leniently as a whole instead.
-    fn form(&mut self, text: &str, at: &str) -> Value {
+    fn form(&mut self, text: &str, at: At<'_>) -> Value {
         let pairs = form_pairs(text);
         if !pairs.iter().all(|(k, _)| is_plain_name(k)) {
             return Value::String(self.lenient(text, at));
@@ -366,7 +417,7 @@ impl Scan<'_> {
         for (k, v) in pairs {
             let v = match kind_of_field(&k) {
                 Some(kind) => self.redactor.mark(kind, &v),
-                None => self.text(&v, &format!("{at}.{k}")),
+                None => self.text(&v, At::Field(&at, &k)),
             };
             map.insert(k, Value::String(v));
         }
@@ -950,7 +1001,7 @@ mod tests {
                 "client_id=abc&client_secret=s3cret-value&scope=x",
                 r#"{"access_token":"eyJhbGciOi.eyJzdWIi.c2ln","expires_in":3599}"#,
             ),
-            &known,
+            &KnownSecrets::new(known.clone()),
             1,
             "default",
             "t".into(),
@@ -968,7 +1019,13 @@ mod tests {
     fn a_known_secret_outside_its_field_is_flagged_as_a_leak() {
         let r = Redactor::new();
         let known = vec![("password", "Hunter2-Passw0rd".to_owned())];
-        let e = r.record(exchange("/x", "debug=Hunter2-Passw0rd", "", ""), &known, 1, "default", "t".into());
+        let e = r.record(
+            exchange("/x", "debug=Hunter2-Passw0rd", "", ""),
+            &KnownSecrets::new(known.clone()),
+            1,
+            "default",
+            "t".into(),
+        );
         assert_eq!(e.query[0].1, r.mark("password", "Hunter2-Passw0rd"));
         assert_eq!(e.leaks, vec!["password in query.debug".to_owned()]);
     }
@@ -981,7 +1038,7 @@ mod tests {
             Some("application/json".into()),
             br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec().into(),
         );
-        let e = r.record(x, &[], 1, "default", "t".into());
+        let e = r.record(x, &KnownSecrets::default(), 1, "default", "t".into());
         assert_eq!(e.body["values"]["password"]["value"], Value::String(r.mark("password", "p")));
         assert_eq!(
             e.body["values"]["tokenRunOwnerCert:clientCertificateSecret"]["value"]["pfx"],
@@ -996,7 +1053,7 @@ mod tests {
 
     fn push_request(j: &mut Journal, r: &Redactor, path: &str, body: &str) {
         let seq = j.next_seq();
-        j.push(r.record(exchange(path, "", body, ""), &[], seq, "default", "t".into()));
+        j.push(r.record(exchange(path, "", body, ""), &KnownSecrets::default(), seq, "default", "t".into()));
     }
 
     fn push_event(j: &mut Journal, name: &str) {
@@ -1079,7 +1136,7 @@ mod tests {
     fn journaled_body(r: &Redactor, content_type: &str, body: &str, known: &[(&'static str, String)]) -> JournalEntry {
         let mut x = exchange("/c", "", "", "");
         x.body = (Some(content_type.into()), body.as_bytes().to_vec().into());
-        r.record(x, known, 1, "default", "t".into())
+        r.record(x, &KnownSecrets::new(known.to_vec()), 1, "default", "t".into())
     }
 
     #[test]
@@ -1150,14 +1207,20 @@ mod tests {
     #[test]
     fn a_secret_named_query_parameter_is_a_leak_whatever_its_value() {
         let r = Redactor::new();
-        let e = r.record(exchange("/x", "a=1&client_secret=&access_token=x", "", ""), &[], 1, "default", "t".into());
+        let e = r.record(
+            exchange("/x", "a=1&client_secret=&access_token=x", "", ""),
+            &KnownSecrets::default(),
+            1,
+            "default",
+            "t".into(),
+        );
         assert_eq!(
             e.leaks,
             vec!["client_secret in query.client_secret".to_owned(), "token in query.access_token".to_owned()]
         );
         let mut j = Journal::default();
         j.push(e);
-        j.push(r.record(exchange("/x", "a=1", "", ""), &[], 2, "default", "t".into()));
+        j.push(r.record(exchange("/x", "a=1", "", ""), &KnownSecrets::default(), 2, "default", "t".into()));
         assert_eq!(j.leaks(), 1, "entries with a leak are counted");
         j.clear();
         assert_eq!(j.leaks(), 0);
@@ -1357,7 +1420,7 @@ mod tests {
                     Some("application/json".into()),
                     br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec().into(),
                 );
-                let e = r.record(x, &known, 1, "default", "t".into());
+                let e = r.record(x, &KnownSecrets::new(known.clone()), 1, "default", "t".into());
 
                 let raw = serde_json::to_string(&e).unwrap();
                 let normalised = serde_json::to_string(&normalise(&serde_json::to_value(&e).unwrap())).unwrap();

@@ -7,7 +7,7 @@ use crate::domain::clock::{ClockMode, VirtualClock};
 use crate::domain::id_gen::IdGenerator;
 use crate::domain::ids::EnvironmentId;
 use crate::domain::world::World;
-use crate::journal::{Journal, JournalLimits};
+use crate::journal::{Journal, JournalLimits, KnownSecrets};
 use fixtures::{FixtureError, WorldFile};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,14 +46,14 @@ pub struct SandboxState {
     /// Settings.
     pub settings: Settings,
     /// Cached for redaction: every credential of the world.
-    known_secrets: Arc<Vec<(&'static str, String)>>,
+    known_secrets: Arc<KnownSecrets>,
 }
 
 impl SandboxState {
     fn new(fixture: WorldFile, seed: u16) -> Result<Self, FixtureError> {
         let world = World::from_fixture(&fixture.name, &fixture)?;
         Ok(Self {
-            known_secrets: Arc::new(world.known_secrets()),
+            known_secrets: Arc::new(KnownSecrets::new(world.known_secrets())),
             fixture,
             world,
             clock: VirtualClock::default(),
@@ -63,7 +63,7 @@ impl SandboxState {
     }
 
     /// Every credential of the world, longest first, for the journal's redactor.
-    pub fn known_secrets(&self) -> Arc<Vec<(&'static str, String)>> {
+    pub fn known_secrets(&self) -> Arc<KnownSecrets> {
         self.known_secrets.clone()
     }
 
@@ -71,13 +71,13 @@ impl SandboxState {
     /// must be redacted as surely as the fixture's).
     pub fn refresh_secrets(&mut self) {
         let mut all = self.world.known_secrets();
-        for old in self.known_secrets.iter() {
+        for old in self.known_secrets.list() {
             if !all.iter().any(|(_, v)| v == &old.1) {
                 all.push(old.clone());
             }
         }
         all.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
-        self.known_secrets = Arc::new(all);
+        self.known_secrets = Arc::new(KnownSecrets::new(all));
     }
 }
 
@@ -142,7 +142,7 @@ impl Sandbox {
         self.apply(|st| {
             // The fixture was valid when loaded and has not changed, so this cannot fail.
             if let Ok(world) = World::from_fixture(&st.fixture.name, &st.fixture) {
-                st.known_secrets = Arc::new(world.known_secrets());
+                st.known_secrets = Arc::new(KnownSecrets::new(world.known_secrets()));
                 st.world = world;
             }
             let mode = st.clock.mode();
