@@ -396,9 +396,8 @@ impl World {
         if !env.may_use_group(target, caller.principal) {
             return Err(Error::ConnectionAuthorizationFailed { group: target.to_string() });
         }
-        let existing = self.connections.iter().position(|c| c.environment == cmd.environment && c.id == cmd.id);
-        if let Some(i) = existing {
-            let c = &self.connections[i];
+        let existing = self.connections.get(&cmd.environment, &cmd.id).is_some();
+        if let Some(c) = self.connections.get(&cmd.environment, &cmd.id) {
             let may_edit = c.created_by.principal == caller.principal
                 || c.role_of(caller.principal) == Some(ConnectionRole::CanEdit);
             if !may_edit {
@@ -433,32 +432,30 @@ impl World {
             };
             format!("{who} ({group})")
         });
-        match existing {
-            Some(i) => {
-                let c = &mut self.connections[i];
-                c.display_name = display_name;
-                c.parameters = cmd.parameters;
-                c.last_modified_time = now;
-                c.correlation = correlation;
-                Ok((PutOutcome::Updated, &self.connections[i]))
-            }
-            None => {
-                self.connections.push(Connection {
-                    id: cmd.id,
-                    environment: cmd.environment,
-                    connector: UIFLOW.to_owned(),
-                    display_name,
-                    parameters: cmd.parameters,
-                    created_by: caller.clone(),
-                    created_time: now,
-                    last_modified_time: now,
-                    correlation,
-                    shares: Vec::new(),
-                });
-                let last = self.connections.len() - 1;
-                Ok((PutOutcome::Created, &self.connections[last]))
-            }
+        if existing {
+            let c = self
+                .connections
+                .get_mut(&cmd.environment, &cmd.id)
+                .ok_or_else(|| Error::ConnectionNotFound(cmd.id.as_written().to_owned()))?;
+            c.display_name = display_name;
+            c.parameters = cmd.parameters;
+            c.last_modified_time = now;
+            c.correlation = correlation;
+            return Ok((PutOutcome::Updated, c));
         }
+        let created = self.connections.insert(Connection {
+            id: cmd.id,
+            environment: cmd.environment,
+            connector: UIFLOW.to_owned(),
+            display_name,
+            parameters: cmd.parameters,
+            created_by: caller.clone(),
+            created_time: now,
+            last_modified_time: now,
+            correlation,
+            shares: Vec::new(),
+        });
+        Ok((PutOutcome::Created, created))
     }
 
     /// One connection the caller may see (its owner's, or shared with the caller).
@@ -473,8 +470,7 @@ impl World {
         self.environment_for(environment, caller)?;
         let c = self
             .connections
-            .iter()
-            .find(|c| &c.environment == environment && &c.id == id)
+            .get(environment, id)
             .ok_or_else(|| Error::ConnectionNotFound(id.as_written().to_owned()))?;
         if !c.visible_to(caller.principal) {
             return Err(Error::ConnectionAccessDenied {
@@ -500,7 +496,7 @@ impl World {
                 reason: "only its owner deletes it",
             });
         }
-        self.connections.retain(|c| !(&c.environment == environment && &c.id == id));
+        self.connections.remove(environment, id);
         Ok(())
     }
 

@@ -77,7 +77,7 @@ impl World {
         if change.delete.iter().any(|d| d.eq_ignore_ascii_case(&owner)) {
             return Err(Error::OwnerPermissionCannotBeRemoved);
         }
-        let Some(c) = self.connections.iter_mut().find(|c| &c.environment == environment && &c.id == id) else {
+        let Some(c) = self.connections.get_mut(environment, id) else {
             return Err(Error::ConnectionNotFound(id.as_written().to_owned()));
         };
         c.shares.retain(|s| !change.delete.iter().any(|d| d.eq_ignore_ascii_case(&s.principal.to_string())));

@@ -15,6 +15,7 @@
 //! - `credential` — desktop-flow credentials and the environment variables they name, as
 //!   Dataverse rows; the sandbox's stand-in for Azure Key Vault.
 //! - `connection_share` — sharing run-owner connections with service principals.
+//! - `connection_store` — the connections of a world, in creation order, found by id at once.
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `membership` — which group a machine is in: joining and leaving groups, silent
 //!   registration, the control surface's edits of a machine's facts.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod connection;
 pub mod connection_share;
 pub mod connection_status;
+pub mod connection_store;
 pub mod credential;
 pub mod error;
 pub mod id_gen;

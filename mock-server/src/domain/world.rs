@@ -325,7 +325,7 @@ pub struct World {
     /// Environments.
     pub environments: Vec<Environment>,
     /// Connections, in every environment.
-    pub connections: Vec<super::connection::Connection>,
+    pub connections: super::connection_store::Connections,
     /// The stand-in for Azure Key Vault: what Secret environment variables' references resolve to.
     pub vault: Vec<VaultSecret>,
 }
@@ -342,7 +342,7 @@ impl World {
             users: Vec::new(),
             service_principals: Vec::new(),
             environments: Vec::new(),
-            connections: Vec::new(),
+            connections: Default::default(),
             vault: Vec::new(),
         };
         for (i, t) in f.tenants.iter().enumerate() {

@@ -1,0 +1,69 @@
+//! The connections of a world: kept in creation order (lists answer in it) and found by
+//! environment and id in constant time, so a GET or PUT costs the same with a thousand
+//! connections as with a million.
+
+use super::connection::{Connection, ConnectionId};
+use super::ids::EnvironmentId;
+use indexmap::IndexMap;
+use uuid::Uuid;
+
+/// Connections by environment and id (either id form: the GUID is the key).
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    by_key: IndexMap<(EnvironmentId, Uuid), Connection>,
+}
+
+impl Connections {
+    /// The connection `id` of `environment`.
+    pub fn get(&self, environment: &EnvironmentId, id: &ConnectionId) -> Option<&Connection> {
+        self.by_key.get(&(environment.clone(), id.uuid()))
+    }
+
+    /// The same, to change it.
+    pub fn get_mut(&mut self, environment: &EnvironmentId, id: &ConnectionId) -> Option<&mut Connection> {
+        self.by_key.get_mut(&(environment.clone(), id.uuid()))
+    }
+
+    /// Adds a new connection (after every other) and returns it.
+    pub fn insert(&mut self, c: Connection) -> &Connection {
+        let key = (c.environment.clone(), c.id.uuid());
+        let entry = self.by_key.entry(key);
+        let index = entry.index();
+        entry.or_insert(c);
+        &self.by_key[index]
+    }
+
+    /// Removes a connection, keeping the others in order.
+    pub fn remove(&mut self, environment: &EnvironmentId, id: &ConnectionId) -> Option<Connection> {
+        self.by_key.shift_remove(&(environment.clone(), id.uuid()))
+    }
+
+    /// Every connection, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Connection> {
+        self.by_key.values()
+    }
+
+    /// Every connection, to change them.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Connection> {
+        self.by_key.values_mut()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Connections {
+    type Item = &'a Connection;
+    type IntoIter = indexmap::map::Values<'a, (EnvironmentId, Uuid), Connection>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.by_key.values()
+    }
+}
