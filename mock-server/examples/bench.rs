@@ -10,8 +10,9 @@
 //! are pinned to core 0 and `wrk` to core 1 when `taskset` exists. It prints, per phase,
 //! requests/s, p50, p99 and the ratio to bare axum where bare axum has the same kind of request
 //! (static GET, PUT into a map, GET from a map); then the first answer after spawn (median of 5,
-//! with and without TLS) and the mock's peak RSS (VmHWM). Figures and how to read them:
-//! docs/performance.md.
+//! with and without TLS) and the mock's peak RSS (VmHWM); then (unless `--no-scale`) GET and PUT
+//! among 1 000 and 1 000 000 stored connections, each size in its own server seeded through the
+//! Rust API, with its RSS after seeding. Figures and how to read them: docs/performance.md.
 
 #![allow(missing_docs)]
 
@@ -35,7 +36,10 @@ const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("serve-mock") => serve_mock(args.iter().any(|a| a == "--no-tls")),
+        Some("serve-mock") => {
+            let seed = args.iter().position(|a| a == "--seed").and_then(|i| args.get(i + 1)?.parse().ok());
+            serve_mock(args.iter().any(|a| a == "--no-tls"), seed.unwrap_or(0))
+        }
         Some("serve-axum") => serve_axum(),
         _ => {
             if let Err(e) = bench(&Options::parse(&args)) {
@@ -51,11 +55,13 @@ struct Options {
     duration: u64,
     connections: u32,
     rounds: usize,
+    /// Also the runs at 1 000 and 1 000 000 stored connections.
+    scale: bool,
 }
 
 impl Options {
     fn parse(args: &[String]) -> Self {
-        let mut o = Self { duration: 5, connections: 64, rounds: 1 };
+        let mut o = Self { duration: 5, connections: 64, rounds: 1, scale: true };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| usage(a));
@@ -63,6 +69,7 @@ impl Options {
                 "--duration" => o.duration = value(),
                 "--connections" => o.connections = u32::try_from(value()).unwrap_or(64),
                 "--rounds" => o.rounds = usize::try_from(value()).unwrap_or(1).max(1),
+                "--no-scale" => o.scale = false,
                 _ => usage(a),
             }
         }
@@ -71,7 +78,7 @@ impl Options {
 }
 
 fn usage(arg: &str) -> ! {
-    eprintln!("bench: unexpected '{arg}'. Usage: bench [--duration SECS] [--connections N] [--rounds N]");
+    eprintln!("bench: unexpected '{arg}'. Usage: bench [--duration SECS] [--connections N] [--rounds N] [--no-scale]");
     std::process::exit(2)
 }
 
@@ -88,13 +95,17 @@ fn serve_until_stdin_closes(origin: &str) {
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }
 
-fn serve_mock(no_tls: bool) {
+fn serve_mock(no_tls: bool, seed: usize) {
     let rt = runtime();
     let server = rt.block_on(async {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         mock_server::MockServer::builder().http(any).https((!no_tls).then_some(any)).start().await
     });
     let server = server.unwrap_or_else(|e| panic!("the mock starts: {e}"));
+    if seed > 0 {
+        let seeded = rt.block_on(server.default_sandbox().seed_connections(ENV_ID, seed));
+        seeded.unwrap_or_else(|e| panic!("seeding {seed} connections: {e}"));
+    }
     serve_until_stdin_closes(&server.uri());
     rt.block_on(server.shutdown());
 }
@@ -177,13 +188,13 @@ fn spawn_server(mode: &[&str]) -> Result<(Spawned, Duration), String> {
     // First answer: the time from spawn to the first 200 of the health route.
     let path = if mode[0] == "serve-mock" { "/_mock/health" } else { "/health" };
     let addr: SocketAddr = origin.trim_start_matches("http://").parse().map_err(|e| format!("{origin}: {e}"))?;
-    while started.elapsed() < Duration::from_secs(10) {
+    while started.elapsed() < Duration::from_secs(120) {
         if raw_get(addr, path).is_some_and(|s| s.starts_with("HTTP/1.1 200")) {
             return Ok((Spawned { child, origin }, started.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    Err(format!("{origin} did not answer {path} within 10 s"))
+    Err(format!("{origin} did not answer {path} within 120 s"))
 }
 
 fn raw_get(addr: SocketAddr, path: &str) -> Option<String> {
@@ -221,6 +232,25 @@ fn token(origin: &str, scope: &str) -> Result<String, String> {
         "grant_type=client_credentials&client_id={SP_APP_ID}&client_secret={}&scope={}",
         pct(SP_SECRET),
         pct(scope)
+    );
+    let body = raw_request(
+        origin,
+        "POST",
+        &format!("/{TENANT}/oauth2/v2.0/token"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("token answer: {e}"))?;
+    v["access_token"].as_str().map(str::to_owned).ok_or_else(|| format!("no token in {v}"))
+}
+
+/// Megan's token (password grant): the seeded connections are hers.
+fn user_token(origin: &str) -> Result<String, String> {
+    let form = format!(
+        "grant_type=password&client_id=04b07795-8ddb-461a-bbee-02f9e1bf7b46&username={}&password={}&scope={}",
+        pct("megan@contoso.onmicrosoft.com"),
+        pct("Megan-Test-Passw0rd!"),
+        pct("https://api.powerplatform.com/.default")
     );
     let body = raw_request(
         origin,
@@ -474,7 +504,46 @@ fn bench(o: &Options) -> Result<(), String> {
         "first answer after spawn (median of 5): mock {tls:.1} ms with TLS, {plain:.1} ms without; bare axum {axum:.1} ms"
     );
     println!("mock peak RSS (VmHWM) {:.1} MiB, RSS at the end {:.1} MiB", hwm as f64 / 1024.0, rss as f64 / 1024.0);
+    if o.scale {
+        scale(o, &dir)?;
+    }
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// GET and PUT of one connection among 1 000 and among 1 000 000 stored ones (each in its own
+/// server process, seeded through the Rust API), the list at 1 000 only, and RSS after seeding.
+fn scale(o: &Options, dir: &Path) -> Result<(), String> {
+    println!("scale (its own server per size, seeded through MockServer::default_sandbox().seed_connections):");
+    let conn = "/connectivity/environments/".to_owned() + ENV_ID + "/connectors/shared_uiflow/connections";
+    for n in [1_000usize, 1_000_000] {
+        let (mock, seeded_in) = spawn_server(&["serve-mock", "--no-tls", "--seed", &n.to_string()])?;
+        let rss = vm_kib(mock.child.id(), "VmRSS:").unwrap_or(0);
+        let token = user_token(&mock.origin)?;
+        let auth = vec![("Content-Type", "application/json".to_owned()), ("Authorization", format!("Bearer {token}"))];
+        let id = mock_server::control::seeded_connection_id(n / 2);
+        let get = lua("GET", &format!("{conn}/{id}?api-version=1"), &auth, None);
+        let put = lua("PUT", &format!("{conn}/{id}?api-version=1"), &auth, Some(&seed_body()));
+        let g = wrk(&mock.origin, &get, o, dir, &format!("s-get-{n}"))?;
+        let p = wrk(&mock.origin, &put, o, dir, &format!("s-put-{n}"))?;
+        let line = |what: &str, f: Figures| {
+            format!("{what} {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms, non-2xx {})", f.rps, f.p50_ms, f.p99_ms, f.non_2xx)
+        };
+        print!(
+            "  {n:>9} connections: seeded and answering in {:.1} s, RSS {:.1} MiB; {}; {}",
+            seeded_in.as_secs_f64(),
+            rss as f64 / 1024.0,
+            line("GET", g),
+            line("PUT", p)
+        );
+        if n == 1_000 {
+            let list =
+                lua("GET", &format!("/connectivity/environments/{ENV_ID}/connections?api-version=1"), &auth, None);
+            let l = wrk(&mock.origin, &list, o, dir, "s-list")?;
+            print!("; {}", line("list", l));
+        }
+        println!();
+    }
     Ok(())
 }
 

@@ -291,6 +291,55 @@ impl Control {
         })
     }
 
+    /// Stores `n` connections in an environment at once, for benchmarks at scale: azureRelay
+    /// connections of the first user who may use a group with an account on its machines,
+    /// through the same domain rule as a PUT. Their ids are [`seeded_connection_id`]`(0..n)`.
+    pub fn seed_connections(
+        &self,
+        sandbox: &str,
+        environment: &EnvironmentId,
+        n: usize,
+    ) -> Result<Seeded, ControlError> {
+        use crate::domain::connection::{ConnectionId, Login, ParameterSet, PutConnection, UIFLOW};
+        self.write(sandbox, |st| {
+            let not_found = || ControlError::NotFound {
+                code: "EnvironmentNotFound",
+                message: format!("No environment '{environment}' in this sandbox."),
+            };
+            let env = st.world.environment(environment).ok_or_else(not_found)?;
+            let pick = st.world.users.iter().filter(|u| u.tenant == env.tenant).find_map(|u| {
+                env.machine_groups.iter().find_map(|g| {
+                    let account =
+                        env.machines.iter().filter(|m| m.group == g.id).find_map(|m| m.windows_accounts.first())?;
+                    env.may_use_group(g.id, u.object_id).then(|| (u.object_id, g.id, account.clone()))
+                })
+            });
+            let (owner, group, account) = pick.ok_or_else(|| {
+                ControlError::invalid(
+                    "NothingToSeed",
+                    "No user of this environment may use a group with a Windows account.",
+                )
+            })?;
+            let caller = st.world.caller(env.tenant, owner, None).ok_or_else(not_found)?;
+            let now = st.clock.now();
+            for i in 0..n {
+                let id = ConnectionId::parse(&seeded_connection_id(i).to_string())
+                    .map_err(|e| ControlError::invalid("InvalidRequestContent", e.to_string()))?;
+                let login = Login::Password { username: account.username.clone(), password: account.password.clone() };
+                let cmd = PutConnection {
+                    environment: environment.clone(),
+                    connector: UIFLOW.to_owned(),
+                    id,
+                    body_environment: None,
+                    display_name: None,
+                    parameters: ParameterSet::AzureRelay { login, target: group },
+                };
+                st.world.put_connection(&caller, cmd, now, seeded_connection_id(i))?;
+            }
+            Ok(Seeded { environment: environment.clone(), owner, group, count: n })
+        })
+    }
+
     /// Sets a secret of the sandbox's stand-in for Azure Key Vault, as `az keyvault secret set`
     /// does for real: a Secret environment variable whose value references
     /// `…/vaults/{vault}/secrets/{name}` resolves to it. The value is redacted wherever it
@@ -320,6 +369,25 @@ impl Control {
             Ok(out)
         })
     }
+}
+
+/// The id of the `i`th connection [`Control::seed_connections`] stores.
+pub fn seeded_connection_id(i: usize) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0000 | i as u128)
+}
+
+/// What [`Control::seed_connections`] stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seeded {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// Who owns them (a user: get a token for them to read the connections).
+    pub owner: PrincipalId,
+    /// The group they target.
+    pub group: MachineGroupId,
+    /// How many.
+    pub count: usize,
 }
 
 /// What `health` reports.

@@ -9,11 +9,11 @@
 
 use crate::control::{
     ClockChange, ClockView, Control, ControlError, EnvironmentHosts, Health, JournalFilter, JournalRead, Loaded,
-    MachineRegistration, MachineView, NewSandbox, RegisteredMachine, SandboxState, SandboxSummary, SettingsPatch,
-    VaultSecret,
+    MachineRegistration, MachineView, NewSandbox, RegisteredMachine, SandboxState, SandboxSummary, Seeded,
+    SettingsPatch, VaultSecret,
 };
 use crate::domain::clock::{ClockMode, Timestamp};
-use crate::domain::ids::MachineId;
+use crate::domain::ids::{EnvironmentId, MachineId};
 use crate::domain::membership::MachineFacts;
 use crate::sandbox::{DEFAULT_SANDBOX, Settings};
 use crate::server::MockServer;
@@ -224,6 +224,14 @@ impl SandboxHandle {
         value: impl Into<String>,
     ) -> Result<VaultSecret, ControlError> {
         self.control.set_vault_secret(&self.name, vault, name, SecretString::from(value.into()))
+    }
+
+    /// Stores `n` connections in `environment` at once (benchmarks at scale); ids are
+    /// [`crate::control::seeded_connection_id`]`(0..n)`, owned by the user `Seeded` names.
+    pub async fn seed_connections(&self, environment: &str, n: usize) -> Result<Seeded, ControlError> {
+        let environment = EnvironmentId::parse(environment)
+            .map_err(|e| ControlError::Invalid { code: "InvalidRequestContent", message: e.to_string() })?;
+        self.control.seed_connections(&self.name, &environment, n)
     }
 
     /// Deletes the sandbox (never `default`); its tokens stop working.

@@ -270,3 +270,24 @@ async fn an_advance_beyond_any_instant_is_refused_on_both_doors() {
     }
     assert_eq!(t.control_get("/_mock/clock").await["now"], "2025-01-06T09:00:00Z", "nothing moved");
 }
+
+#[tokio::test]
+async fn seeded_connections_are_ordinary_connections_of_their_owner() {
+    // Arrange
+    let t = spawn_server().await;
+    // Act
+    let seeded = t.sandbox().seed_connections(ENV_ID, 1000).await.unwrap();
+    // Assert
+    assert_eq!(seeded.count, 1000);
+    let megan = t.megan().await;
+    let id = mock_server::control::seeded_connection_id(999);
+    let (s, c) = t.get_conn(&id.to_string(), &megan).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["properties"]["connectionParametersSet"]["name"], "azureRelay");
+    let list = format!("{}/connectivity/environments/{ENV_ID}/connections?api-version=1", t.http);
+    let (s, all) = t.send(reqwest::Method::GET, &list, &megan, None).await;
+    assert_eq!((s, all["value"].as_array().unwrap().len()), (200, 1000));
+    assert!(t.sandbox().seed_connections("not-an-environment", 1).await.is_err());
+    let other = "00000000-0000-0000-0000-000000000000";
+    assert!(t.sandbox().seed_connections(other, 1).await.is_err(), "an unknown environment");
+}
