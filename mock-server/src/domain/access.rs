@@ -340,28 +340,9 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::TenantId;
+    use crate::domain::test_world::*;
 
-    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
-    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
-    const ADELE: &str = "7ca44739-d892-4cfc-a132-f8d0b3e0a21d";
-    const SP: &str = "ed6535a9-e3e6-4f8a-9fd5-58313db668bf";
-    const HR: &str = "d8ffb0fe-5a78-4d28-abf4-b5c4167600be";
-    const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
     const FIN_01: &str = "022701dd-0a3a-4ba3-9dbc-b24e4ec4ae0f";
-
-    fn world() -> World {
-        World::from_fixture("default", &fixtures::default_world()).unwrap()
-    }
-
-    fn caller(w: &World, oid: &str) -> Caller {
-        let tenant = TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap();
-        w.caller(tenant, PrincipalId::parse(oid).unwrap(), None).unwrap()
-    }
-
-    fn env() -> EnvironmentId {
-        EnvironmentId::parse(ENV).unwrap()
-    }
 
     fn p(id: &str) -> PrincipalId {
         PrincipalId::parse(id).unwrap()

@@ -545,14 +545,7 @@ impl World {
 mod tests {
     use super::*;
     use crate::domain::clock::default_start;
-
-    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
-    const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
-    const HR: &str = "d8ffb0fe-5a78-4d28-abf4-b5c4167600be";
-
-    fn world() -> World {
-        World::from_fixture("default", &fixtures::default_world()).unwrap()
-    }
+    use crate::domain::test_world::*;
 
     fn sp(w: &World) -> Caller {
         w.caller(

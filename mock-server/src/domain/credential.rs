@@ -672,24 +672,7 @@ fn check_value(v: &EnvironmentVariable, value: &str) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::domain::access::{AccessChange, Grantee, ShareTarget};
-    use crate::domain::ids::TenantId;
-
-    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
-    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
-    const ADELE: &str = "7ca44739-d892-4cfc-a132-f8d0b3e0a21d";
-
-    fn world() -> World {
-        World::from_fixture("default", &fixtures::default_world()).unwrap()
-    }
-
-    fn caller(w: &World, oid: &str) -> Caller {
-        let tenant = TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap();
-        w.caller(tenant, PrincipalId::parse(oid).unwrap(), None).unwrap()
-    }
-
-    fn env() -> EnvironmentId {
-        EnvironmentId::parse(ENV).unwrap()
-    }
+    use crate::domain::test_world::*;
 
     fn id(n: u128) -> uuid::Uuid {
         uuid::Uuid::from_u128(n)

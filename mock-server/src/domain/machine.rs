@@ -416,25 +416,7 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::TenantId;
-
-    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
-
-    fn world() -> World {
-        World::from_fixture("default", &fixtures::default_world()).unwrap()
-    }
-
-    fn caller(w: &World, oid: &str) -> Caller {
-        w.caller(
-            TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap(),
-            PrincipalId::parse(oid).unwrap(),
-            None,
-        )
-        .unwrap()
-    }
-
-    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
-    const SP: &str = "ed6535a9-e3e6-4f8a-9fd5-58313db668bf";
+    use crate::domain::test_world::*;
 
     #[test]
     fn a_group_with_machines_cannot_be_deleted_and_an_empty_one_can() {

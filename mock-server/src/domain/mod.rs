@@ -37,6 +37,8 @@ pub mod ids;
 mod invariants;
 pub mod machine;
 pub mod membership;
+#[cfg(test)]
+mod test_world;
 pub mod windows_account;
 pub mod world;
 
