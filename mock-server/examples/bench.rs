@@ -227,21 +227,14 @@ fn raw_request(origin: &str, method: &str, path: &str, headers: &[(&str, &str)],
     Ok(rest.to_owned())
 }
 
+/// The service principal's token for `scope` (client credentials).
 fn token(origin: &str, scope: &str) -> Result<String, String> {
     let form = format!(
         "grant_type=client_credentials&client_id={SP_APP_ID}&client_secret={}&scope={}",
         pct(SP_SECRET),
         pct(scope)
     );
-    let body = raw_request(
-        origin,
-        "POST",
-        &format!("/{TENANT}/oauth2/v2.0/token"),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &form,
-    )?;
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("token answer: {e}"))?;
-    v["access_token"].as_str().map(str::to_owned).ok_or_else(|| format!("no token in {v}"))
+    grant(origin, &form)
 }
 
 /// Megan's token (password grant): the seeded connections are hers.
@@ -252,12 +245,17 @@ fn user_token(origin: &str) -> Result<String, String> {
         pct("Megan-Test-Passw0rd!"),
         pct("https://api.powerplatform.com/.default")
     );
+    grant(origin, &form)
+}
+
+/// The access token the token endpoint answers `form` with.
+fn grant(origin: &str, form: &str) -> Result<String, String> {
     let body = raw_request(
         origin,
         "POST",
         &format!("/{TENANT}/oauth2/v2.0/token"),
         &[("Content-Type", "application/x-www-form-urlencoded")],
-        &form,
+        form,
     )?;
     let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("token answer: {e}"))?;
     v["access_token"].as_str().map(str::to_owned).ok_or_else(|| format!("no token in {v}"))
