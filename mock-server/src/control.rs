@@ -622,6 +622,8 @@ pub struct MachineView {
     pub maintenance: bool,
     /// Shares of the machine itself.
     pub shares: Vec<ShareView>,
+    /// Windows user sessions open on it.
+    pub sessions: Vec<fixtures::SessionFile>,
 }
 
 impl MachineView {
@@ -646,6 +648,11 @@ impl MachineView {
             online: m.online,
             maintenance: m.maintenance,
             shares: shares_of(&m.shares),
+            sessions: m
+                .sessions
+                .iter()
+                .map(|s| fixtures::SessionFile { user: s.user.clone(), state: s.state.into() })
+                .collect(),
         }
     }
 }

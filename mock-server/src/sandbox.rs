@@ -457,6 +457,13 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
         None => format!("{d}-{name}"),
     };
     let secret = |s: &str| format!("{s}-{name}");
+    // `name@{a world tenant's domain}` (also after `AzureAD\`) follows its tenant; other
+    // accounts (`CONTOSO\svc-rpa`, `BUILD-01\rpa`) are machine or AD names and stay.
+    let tenant_domains: Vec<String> = template.tenants.iter().map(|t| t.domain.to_ascii_lowercase()).collect();
+    let account = |a: &str| match a.rsplit_once('@') {
+        Some((head, d)) if tenant_domains.contains(&d.to_ascii_lowercase()) => format!("{head}@{}", domain(d)),
+        _ => a.to_owned(),
+    };
     let mut w = template.clone();
     w.name = format!("{}@{name}", template.name);
     for t in &mut w.tenants {
@@ -527,6 +534,19 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
             for s in &mut m.shares {
                 s.principal = guid(&s.principal);
             }
+            for s in &mut m.sessions {
+                s.user = account(&s.user);
+            }
+        }
+        for f in &mut e.desktop_flows {
+            f.workflow_id = guid(&f.workflow_id);
+            f.owner = guid(&f.owner);
+        }
+        for r in &mut e.connection_references {
+            r.connection_reference_id = guid(&r.connection_reference_id);
+            if fixtures::is_guid(&r.connection_id) {
+                r.connection_id = guid(&r.connection_id);
+            }
         }
     }
     w
@@ -568,6 +588,17 @@ mod tests {
         let secret = env.environment_variables.iter().find(|v| v.schema_name == "new_FinancePassword").unwrap();
         let fin = env.machines.iter().find(|m| m.name == "FIN-01").unwrap();
         assert_eq!(secret.value, fin.windows_accounts[0].password, "the Key Vault secret follows the renamed password");
+        let build = env.machines.iter().find(|m| m.name == "BUILD-01").unwrap();
+        assert_eq!(build.sessions[0].user, a.users[0].user_principal_name, "Megan's session follows her UPN");
+        assert_eq!(build.sessions[0].user, "megan@contoso-x.onmicrosoft.com");
+        let template = fixtures::default_world();
+        assert_eq!(env.desktop_flows.len(), template.environments[0].desktop_flows.len());
+        assert_ne!(env.desktop_flows[0].workflow_id, template.environments[0].desktop_flows[0].workflow_id);
+        assert_eq!(env.desktop_flows[0].owner, a.users[0].object_id, "the owner follows the user");
+        assert_ne!(
+            env.connection_references[0].connection_reference_id,
+            template.environments[0].connection_references[0].connection_reference_id
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::control::{
 };
 use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
 use crate::domain::membership::MachineFacts;
-use crate::domain::world::WindowsAccount;
+use crate::domain::world::{Session, WindowsAccount};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -351,6 +351,7 @@ struct MachineFactsBody {
     online: Option<bool>,
     maintenance: Option<bool>,
     windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
+    sessions: Option<Vec<fixtures::SessionFile>>,
 }
 
 fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -379,6 +380,15 @@ impl MachineFactsBody {
             online: self.online,
             maintenance: self.maintenance,
             windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
+            sessions: match self.sessions {
+                None => None,
+                Some(list) => {
+                    if list.iter().any(|s| s.user.trim().is_empty()) {
+                        return Err(bad_field("sessions", "holds a session without a user"));
+                    }
+                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
+                }
+            },
         })
     }
 }

@@ -154,7 +154,10 @@ fn domain_status(e: &domain::Error) -> u16 {
         | E::SecretVariableDefaultValue(_)
         | E::VariableValueExists { .. }
         | E::VariableTypeNotEmulated(_)
-        | E::VariableFixedColumn(_) => 400,
+        | E::VariableFixedColumn(_)
+        | E::InvalidRunParameter(_)
+        | E::ConnectionNotUsableForRuns { .. }
+        | E::RunAlreadyEnded(_) => 400,
         E::VersionMismatch | E::DuplicateRecord(_) | E::DuplicateSchemaName(_) => 412,
         // SUP-ERR gives these statuses to the same codes on runs.
         E::ConnectionTestFailed { code, .. } => match *code {

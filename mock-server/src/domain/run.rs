@@ -1,0 +1,789 @@
+//! Desktop-flow runs on the virtual clock (runs.md): the queue, machine selection, sessions
+//! and capacity, and every outcome of runs.md's table. One entry point, [`World::advance_to`],
+//! applies every transition due up to an instant, each at the instant it is due; nothing else
+//! (no timer, no request) decides when a run starts or ends.
+//!
+//! At one instant the order is: completions, timeouts and the failures world changes cause
+//! (which free sessions), then queue-limit expiries, then assignments in queue order
+//! (priority, then enqueue sequence). A run that fits no machine does not block later runs.
+
+use super::Error;
+use super::clock::Timestamp;
+use super::connection::{Caller, Connection, ConnectionId, UIFLOW};
+use super::connection_status::ConnectionStatus;
+use super::desktop_flow::Simulation;
+use super::ids::{EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, WorkflowId};
+use super::windows_account::same_account;
+use super::world::{Machine, SessionState, WindowsEdition, World};
+use chrono::Duration;
+
+/// `timeout` when a request gives none (api-facts 5.1).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3 * 3600;
+/// The largest `timeout` (24 h).
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// The documented `NoCandidateMachine` text (SUP-QUEUE).
+const NO_CANDIDATE: &str = "No machine able to run the desktop flow has been found.";
+
+/// Attended or unattended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// In an unlocked session of the connection's user.
+    Attended,
+    /// In a session the run opens with the connection's account.
+    Unattended,
+}
+
+impl RunMode {
+    /// `attended` or `unattended`, any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "attended" => Some(Self::Attended),
+            "unattended" => Some(Self::Unattended),
+            _ => None,
+        }
+    }
+
+    /// The `runmode` option value (1 Attended, 2 Unattended).
+    pub fn option_value(self) -> i64 {
+        match self {
+            Self::Attended => 1,
+            Self::Unattended => 2,
+        }
+    }
+
+    /// As the wire names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Attended => "attended",
+            Self::Unattended => "unattended",
+        }
+    }
+}
+
+/// Queue priority: `high` runs go before `normal` ones (the derived order is queue order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// `high`.
+    High,
+    /// `normal` (default).
+    Normal,
+}
+
+impl Priority {
+    /// `high` or `normal`, any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "high" => Some(Self::High),
+            "normal" => Some(Self::Normal),
+            _ => None,
+        }
+    }
+
+    /// As the wire names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+        }
+    }
+}
+
+/// Where a run is (the `flowsession` status reasons the mock uses; `statecode` stays 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Queued.
+    Waiting,
+    /// On a machine.
+    Running,
+    /// Ended with outputs.
+    Succeeded,
+    /// Ended with an error code.
+    Failed,
+    /// Still running at its timeout.
+    TimedOut,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The `statuscode` option value.
+    pub fn statuscode(self) -> i64 {
+        match self {
+            Self::Running => 2,
+            Self::Waiting => 3,
+            Self::Succeeded => 4,
+            Self::Cancelled => 7,
+            Self::Failed => 8,
+            Self::TimedOut => 10,
+        }
+    }
+
+    /// Its name (`Waiting`, `Running`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Waiting => "Waiting",
+            Self::Running => "Running",
+            Self::Succeeded => "Succeeded",
+            Self::Failed => "Failed",
+            Self::TimedOut => "TimedOut",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Waiting | Self::Running)
+    }
+}
+
+/// Why a run failed: `errorcode`, `errormessage` and `errordetails` of its flow session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFailure {
+    /// Code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+    /// Sub-code (`NoCandidateMachine`'s, in `errordetails`: a mock-defined place).
+    pub details: Option<String>,
+}
+
+impl RunFailure {
+    fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), message: message.into(), details: None }
+    }
+}
+
+/// One run (a flow session).
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// `flowsessionid`.
+    pub id: FlowSessionId,
+    /// Environment.
+    pub environment: EnvironmentId,
+    /// The desktop flow.
+    pub flow: WorkflowId,
+    /// Its name then.
+    pub flow_name: String,
+    /// Its owner then (may read and cancel the run).
+    pub flow_owner: PrincipalId,
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The machine group the connection targets.
+    pub group: MachineGroupId,
+    /// Attended or unattended.
+    pub mode: RunMode,
+    /// Priority.
+    pub priority: Priority,
+    /// Action timeout in seconds.
+    pub timeout_secs: u64,
+    /// Whether the connection is connect-with-sign-in.
+    pub sign_in: bool,
+    /// The Windows account it runs as (the sign-in user's UPN or the login's username).
+    pub account: String,
+    /// Who started it.
+    pub started_by: PrincipalId,
+    /// Enqueue order within the sandbox.
+    pub seq: u64,
+    /// When it was queued.
+    pub enqueued_on: Timestamp,
+    /// Status.
+    pub status: RunStatus,
+    /// The machine it was assigned to.
+    pub machine: Option<MachineId>,
+    /// When it started on the machine.
+    pub started_on: Option<Timestamp>,
+    /// When it ended.
+    pub completed_on: Option<Timestamp>,
+    /// Failure, for Failed and TimedOut.
+    pub failure: Option<RunFailure>,
+    /// Outputs (JSON text), for Succeeded.
+    pub outputs: Option<String>,
+    /// Inputs (JSON text) as given, defaults filled in.
+    pub inputs: String,
+    /// Where to report its end.
+    pub callback_url: Option<String>,
+    /// What it does once started (the flow's simulation when it was queued).
+    pub simulation: Simulation,
+}
+
+impl Run {
+    /// Seconds spent queued: until it started, ended, or `now`.
+    pub fn wait_secs(&self, now: Timestamp) -> i64 {
+        let until = self.started_on.or(self.completed_on).unwrap_or(now);
+        (until - self.enqueued_on).num_seconds().max(0)
+    }
+
+    fn limit_secs(&self, limits: RunLimits) -> u64 {
+        if self.sign_in { limits.sign_in_queue_time_limit_secs } else { limits.queue_time_limit_secs }
+    }
+
+    /// When it completes or times out, for a Running run.
+    fn due(&self) -> Option<Timestamp> {
+        let started = self.started_on?;
+        let secs = self.simulation.duration_secs().min(self.timeout_secs);
+        started.checked_add_signed(Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2_000)))
+    }
+
+    /// When its queue time reaches the limit, for a Waiting run.
+    fn expiry(&self, limits: RunLimits) -> Timestamp {
+        let secs = i64::try_from(self.limit_secs(limits)).unwrap_or(i64::MAX / 2_000);
+        self.enqueued_on.checked_add_signed(Duration::seconds(secs)).unwrap_or(self.enqueued_on)
+    }
+
+    fn end(&mut self, status: RunStatus, at: Timestamp, failure: Option<RunFailure>) -> RunEvent {
+        self.status = status;
+        self.completed_on = Some(at);
+        let kind = match &failure {
+            Some(f) => RunEventKind::Ended { status, code: Some(f.code.clone()) },
+            None => RunEventKind::Ended { status, code: None },
+        };
+        self.failure = failure;
+        RunEvent { run: self.id, at, kind }
+    }
+}
+
+/// Queue-time limits (settings `queueTimeLimitSecs`, `signInQueueTimeLimitSecs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Standard limit (default 12 h).
+    pub queue_time_limit_secs: u64,
+    /// Connect with sign-in (default 1 h).
+    pub sign_in_queue_time_limit_secs: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self { queue_time_limit_secs: 43_200, sign_in_queue_time_limit_secs: 3_600 }
+    }
+}
+
+/// A transition a run went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEventKind {
+    /// Queued (Waiting).
+    Queued,
+    /// Assigned to a machine (Running).
+    Started {
+        /// The machine.
+        machine: MachineId,
+    },
+    /// Ended.
+    Ended {
+        /// Final status.
+        status: RunStatus,
+        /// Error code, when it failed or timed out.
+        code: Option<String>,
+    },
+}
+
+/// A run transition at an instant of the virtual clock (journaled as an event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEvent {
+    /// The run.
+    pub run: FlowSessionId,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub kind: RunEventKind,
+}
+
+/// What moved the queue: a clock change assigns runs; a world change (a control call, a
+/// Dataverse write) only applies the failures it causes, at the current instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The clock changed (an advance of 0 s too).
+    Clock,
+    /// The world changed.
+    WorldChange,
+}
+
+/// The runs of a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct RunQueue {
+    /// Every run, in enqueue order.
+    pub runs: Vec<Run>,
+    next_seq: u64,
+    /// The instant up to which transitions have been applied.
+    settled: Option<Timestamp>,
+}
+
+/// How a run request names its connection (`connectionType` 1 or 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionName {
+    /// A connection's name (its id).
+    Connection(String),
+    /// A connection reference's logical name.
+    Reference(String),
+}
+
+/// A run request from either door, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Environment.
+    pub environment: EnvironmentId,
+    /// The desktop flow.
+    pub flow: WorkflowId,
+    /// The connection.
+    pub connection: ConnectionName,
+    /// Mode.
+    pub mode: RunMode,
+    /// Priority.
+    pub priority: Priority,
+    /// Timeout in seconds (`None`: 3 h).
+    pub timeout_secs: Option<u64>,
+    /// Inputs as JSON text.
+    pub inputs: String,
+    /// Callback URL.
+    pub callback_url: Option<String>,
+    /// The cloud flow's asynchronous pattern is off (`x-mock-async-disabled: true`).
+    pub async_disabled: bool,
+}
+
+/// Which account, in which session state, a machine shows for a run's user.
+fn session_of<'m>(m: &'m Machine, account: &str) -> impl Iterator<Item = SessionState> + 'm {
+    let account = account.to_owned();
+    m.sessions.iter().filter(move |s| same_account(&account, &s.user, &m.name)).map(|s| s.state)
+}
+
+impl World {
+    fn running_on(&self, machine: MachineId) -> impl Iterator<Item = &Run> {
+        self.runs.runs.iter().filter(move |r| r.status == RunStatus::Running && r.machine == Some(machine))
+    }
+
+    /// The sessions unattended runs have opened on a machine: (account, run).
+    pub fn run_sessions(&self, machine: MachineId) -> Vec<(String, FlowSessionId)> {
+        self.running_on(machine).filter(|r| r.mode == RunMode::Unattended).map(|r| (r.account.clone(), r.id)).collect()
+    }
+
+    /// Whether `run` may start on `m` now (DECISIONS.md, Runs: machine selection).
+    fn fits(&self, run: &Run, m: &Machine) -> bool {
+        if m.group != run.group || !m.online || m.maintenance {
+            return false;
+        }
+        match run.mode {
+            RunMode::Attended => m.sessions.iter().any(|s| {
+                s.state == SessionState::Active
+                    && same_account(&run.account, &s.user, &m.name)
+                    && !self
+                        .running_on(m.id)
+                        .any(|r| r.mode == RunMode::Attended && same_account(&r.account, &s.user, &m.name))
+            }),
+            RunMode::Unattended => {
+                let opened = self.running_on(m.id).filter(|r| r.mode == RunMode::Unattended).count();
+                if u32::try_from(opened).unwrap_or(u32::MAX) >= m.session_capacity {
+                    return false;
+                }
+                match m.windows_edition {
+                    // Windows 10/11 hold one session at a time: any session, even locked, blocks.
+                    WindowsEdition::Client => m.sessions.is_empty() && opened == 0,
+                    WindowsEdition::Server => {
+                        session_of(m, &run.account).next().is_none()
+                            && !self.running_on(m.id).any(|r| {
+                                r.mode == RunMode::Unattended && same_account(&r.account, &run.account, &m.name)
+                            })
+                    }
+                }
+            }
+        }
+    }
+
+    /// `NoCandidateMachine`'s sub-code: why no machine of the group fitted (SUP-QUEUE).
+    fn no_candidate_reason(&self, run: &Run) -> Option<&'static str> {
+        let env = self.environment(&run.environment)?;
+        let ready: Vec<&Machine> =
+            env.machines.iter().filter(|m| m.group == run.group && m.online && !m.maintenance).collect();
+        if ready.is_empty() {
+            return None;
+        }
+        let states: Vec<SessionState> = ready.iter().flat_map(|m| session_of(m, &run.account)).collect();
+        match run.mode {
+            RunMode::Attended if states.is_empty() => Some("AttendedUserNotLoggedIn"),
+            RunMode::Attended if !states.contains(&SessionState::Active) => Some("AttendedUserSessionNotActive"),
+            RunMode::Attended => Some("UIFlowAlreadyRunning"),
+            RunMode::Unattended => Some(match states.first() {
+                Some(SessionState::Locked) => "UnattendedUserSessionLocked",
+                Some(SessionState::Disconnected) => "UnattendedUserSessionDisconnected",
+                Some(SessionState::Active) => "SessionExistsForTheUserWhenUnattended",
+                None => "UIFlowAlreadyRunning",
+            }),
+        }
+    }
+
+    /// The connection a request names, if the caller may run flows with it.
+    fn run_connection(
+        &self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        name: &ConnectionName,
+    ) -> Result<&Connection, Error> {
+        let e = self.environment(env).ok_or_else(|| super::world::environment_not_found(env, caller))?;
+        let id_text = match name {
+            ConnectionName::Connection(id) => id.clone(),
+            ConnectionName::Reference(logical) => {
+                let r =
+                    e.connection_references.iter().find(|r| r.logical_name.eq_ignore_ascii_case(logical)).ok_or_else(
+                        || Error::ConnectionNotUsableForRuns {
+                            connection: logical.clone(),
+                            reason: "no connection reference has this logical name",
+                        },
+                    )?;
+                if r.connection_id.is_empty() {
+                    return Err(Error::ConnectionNotUsableForRuns {
+                        connection: logical.clone(),
+                        reason: "the connection reference names no connection (its connectionid is empty)",
+                    });
+                }
+                r.connection_id.clone()
+            }
+        };
+        let id = ConnectionId::parse(&id_text).map_err(|_| Error::ConnectionNotFound(id_text.clone()))?;
+        let c = self
+            .connections
+            .iter()
+            .find(|c| &c.environment == env && c.id == id)
+            .ok_or_else(|| Error::ConnectionNotFound(id_text.clone()))?;
+        if c.connector != UIFLOW {
+            return Err(Error::ConnectionNotUsableForRuns {
+                connection: id_text,
+                reason: "it is not a desktop flows connection",
+            });
+        }
+        if !c.visible_to(caller.principal) {
+            return Err(Error::ConnectionAccessDenied {
+                connection: c.id.as_written().to_owned(),
+                reason: "a run needs the connection's owner or a principal it is shared with",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Queues a run: Waiting until the clock next changes, or Failed at once for the outcomes
+    /// decided at the request. Refusals that make no run are errors.
+    pub fn enqueue_run(
+        &mut self,
+        caller: &Caller,
+        req: RunRequest,
+        id: FlowSessionId,
+        now: Timestamp,
+    ) -> Result<Vec<RunEvent>, Error> {
+        let timeout_secs = req.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
+        if timeout_secs == 0 || timeout_secs > MAX_TIMEOUT_SECS {
+            return Err(Error::InvalidRunParameter(format!(
+                "The timeout must be 1 to {MAX_TIMEOUT_SECS} seconds (24 hours); got {timeout_secs}."
+            )));
+        }
+        let env = self
+            .environment(&req.environment)
+            .ok_or_else(|| super::world::environment_not_found(&req.environment, caller))?;
+        let flow = env
+            .desktop_flows
+            .iter()
+            .find(|f| f.id == req.flow)
+            .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: req.flow.to_string() })?
+            .clone();
+        let c = self.run_connection(caller, &req.environment, &req.connection)?;
+        let group = c.parameters.target();
+        let sign_in = c.parameters.is_sign_in();
+        let account = self.run_account(c).unwrap_or_default();
+        let connection = c.id.clone();
+        let group_state = self
+            .environment(&req.environment)
+            .map(|e| (e.group(group).is_some(), e.machines.iter().any(|m| m.group == group)));
+        let seq = self.runs.next_seq;
+        self.runs.next_seq += 1;
+        let mut run = Run {
+            id,
+            environment: req.environment,
+            flow: flow.id,
+            flow_name: flow.name.clone(),
+            flow_owner: flow.owner,
+            connection,
+            group,
+            mode: req.mode,
+            priority: req.priority,
+            timeout_secs,
+            sign_in,
+            account,
+            started_by: caller.principal,
+            seq,
+            enqueued_on: now,
+            status: RunStatus::Waiting,
+            machine: None,
+            started_on: None,
+            completed_on: None,
+            failure: None,
+            outputs: None,
+            inputs: req.inputs,
+            callback_url: req.callback_url,
+            simulation: flow.simulation,
+        };
+        let mut events = vec![RunEvent { run: id, at: now, kind: RunEventKind::Queued }];
+        let at_once = if sign_in && req.mode == RunMode::Unattended {
+            Some(RunFailure::new(
+                "SignInConnectionAttendedOnly",
+                "Connect with sign-in works only for attended runs: run this desktop flow attended, or use a connection with a Windows username and password for unattended runs.",
+            ))
+        } else if sign_in && req.async_disabled {
+            Some(RunFailure::new(
+                "PasswordlessTokenExpiry",
+                "The connect-with-sign-in token cannot be used when the cloud flow's asynchronous pattern is off (AsyncDisabled): turn the asynchronous pattern on for this action (mock text).",
+            ))
+        } else {
+            match group_state {
+                Some((false, _)) | None => Some(RunFailure::new(
+                    "XrmMachineGroupNotFound",
+                    format!("The machine group '{group}' was not found: it was deleted."),
+                )),
+                Some((true, false)) => Some(RunFailure::new(
+                    "GroupIsEmpty",
+                    format!("The machine group '{group}' has no machines: add one to run desktop flows on it."),
+                )),
+                Some((true, true)) => None,
+            }
+        };
+        if let Some(f) = at_once {
+            events.push(run.end(RunStatus::Failed, now, Some(f)));
+        }
+        self.runs.runs.push(run);
+        if self.runs.settled.is_none_or(|s| s < now) {
+            self.runs.settled = Some(now);
+        }
+        Ok(events)
+    }
+
+    /// The one entry point of time: applies, in time order, every transition due at or before
+    /// `to`, each at the instant it is due. A clock change assigns runs at each instant from
+    /// the last settled one; a world change applies only the failures it causes, at `to`.
+    pub fn advance_to(&mut self, to: Timestamp, limits: RunLimits, trigger: Trigger) -> Vec<RunEvent> {
+        let mut events = Vec::new();
+        let mut at = match (trigger, self.runs.settled) {
+            (Trigger::Clock, Some(s)) if s < to => s,
+            _ => to,
+        };
+        loop {
+            self.step(at, limits, trigger == Trigger::Clock, &mut events);
+            match self.next_due_after(at, limits) {
+                Some(next) if next <= to => at = next,
+                _ => break,
+            }
+        }
+        self.runs.settled = Some(to);
+        events
+    }
+
+    /// The next instant after `at` when something is due: a completion, a timeout, an expiry.
+    fn next_due_after(&self, at: Timestamp, limits: RunLimits) -> Option<Timestamp> {
+        self.runs
+            .runs
+            .iter()
+            .filter_map(|r| match r.status {
+                RunStatus::Running => r.due(),
+                RunStatus::Waiting => Some(r.expiry(limits)),
+                _ => None,
+            })
+            .filter(|t| *t > at)
+            .min()
+    }
+
+    /// Everything due at the instant `at`, in runs.md's order.
+    fn step(&mut self, at: Timestamp, limits: RunLimits, assign: bool, events: &mut Vec<RunEvent>) {
+        // 1. Completions, timeouts, and failures of running runs the world caused.
+        for i in 0..self.runs.runs.len() {
+            let run = &self.runs.runs[i];
+            let outcome = match run.status {
+                RunStatus::Running => self.running_outcome(run, at),
+                RunStatus::Waiting => self.waiting_group_gone(run),
+                _ => None,
+            };
+            if let Some((status, failure, outputs)) = outcome {
+                let run = &mut self.runs.runs[i];
+                run.outputs = outputs;
+                events.push(run.end(status, at, failure));
+            }
+        }
+        // 2. Queue-limit expiries (inclusive).
+        for i in 0..self.runs.runs.len() {
+            let run = &self.runs.runs[i];
+            if run.status == RunStatus::Waiting && run.expiry(limits) <= at {
+                let details = self.no_candidate_reason(run).map(str::to_owned);
+                let message = if run.sign_in {
+                    format!(
+                        "{NO_CANDIDATE} Connect with sign-in runs can wait in the queue for {} at most.",
+                        span(limits.sign_in_queue_time_limit_secs)
+                    )
+                } else {
+                    NO_CANDIDATE.to_owned()
+                };
+                let failure = RunFailure { code: "NoCandidateMachine".into(), message, details };
+                let run = &mut self.runs.runs[i];
+                events.push(run.end(RunStatus::Failed, at, Some(failure)));
+            }
+        }
+        if !assign {
+            return;
+        }
+        // 3. Assignments in queue order; the first machine by name that fits.
+        let mut order: Vec<usize> =
+            (0..self.runs.runs.len()).filter(|i| self.runs.runs[*i].status == RunStatus::Waiting).collect();
+        order.sort_by_key(|i| (self.runs.runs[*i].priority, self.runs.runs[*i].seq));
+        for i in order {
+            let run = &self.runs.runs[i];
+            let Some(env) = self.environment(&run.environment) else { continue };
+            let mut candidates: Vec<&Machine> = env.machines.iter().filter(|m| self.fits(run, m)).collect();
+            candidates.sort_by_key(|m| m.name.to_lowercase());
+            let Some(m) = candidates.first() else { continue };
+            let machine = m.id;
+            let refused = self.sign_in_refusal(run, m, env.tenant);
+            let run = &mut self.runs.runs[i];
+            run.machine = Some(machine);
+            match refused {
+                Some(f) => events.push(run.end(RunStatus::Failed, at, Some(f))),
+                None => {
+                    run.status = RunStatus::Running;
+                    run.started_on = Some(at);
+                    events.push(RunEvent { run: run.id, at, kind: RunEventKind::Started { machine } });
+                }
+            }
+        }
+    }
+
+    /// The failure a run meets when it signs in on the machine it was assigned to.
+    fn sign_in_refusal(&self, run: &Run, m: &Machine, tenant: super::ids::TenantId) -> Option<RunFailure> {
+        let Some(c) = self.connections.iter().find(|c| c.id == run.connection && c.environment == run.environment)
+        else {
+            return Some(RunFailure::new(
+                "WindowsIdentityIncorrect",
+                format!("The connection '{}' was deleted: the run cannot sign in.", run.connection.as_written()),
+            ));
+        };
+        match self.status_on(c, m) {
+            ConnectionStatus::Connected => None,
+            ConnectionStatus::Error { code: "UnallowedTenantForConnectWithSignIn", .. } => Some(RunFailure::new(
+                "UnallowedTenantForConnectWithSignIn",
+                format!(
+                    "Tenant {tenant} needs to be explicitly allowlisted to authorize 'connect with sign-in' runs on the machine."
+                ),
+            )),
+            ConnectionStatus::Error { code, message } => Some(RunFailure::new(code, message)),
+        }
+    }
+
+    /// How a Running run ends at `at`, if it does.
+    fn running_outcome(&self, run: &Run, at: Timestamp) -> Option<(RunStatus, Option<RunFailure>, Option<String>)> {
+        let machine =
+            run.machine.and_then(|id| self.environment(&run.environment)?.machines.iter().find(|m| m.id == id));
+        let Some(m) = machine.filter(|m| m.online) else {
+            let name = machine.map_or_else(|| "the machine".to_owned(), |m| m.name.clone());
+            return Some((
+                RunStatus::Failed,
+                Some(RunFailure::new(
+                    "NoListenerConnected",
+                    format!("The endpoint of {name} has no listener connected: the machine is offline."),
+                )),
+                None,
+            ));
+        };
+        if run.mode == RunMode::Attended && !session_of(m, &run.account).any(|s| s == SessionState::Active) {
+            return Some((
+                RunStatus::Failed,
+                Some(RunFailure::new(
+                    "NoUnlockedActiveSessionForAttended",
+                    format!(
+                        "There is no unlocked active session of '{}' on {}: the session the attended run used was locked, disconnected or closed.",
+                        run.account, m.name
+                    ),
+                )),
+                None,
+            ));
+        }
+        if run.due().is_some_and(|d| d <= at) {
+            if run.simulation.duration_secs() > run.timeout_secs {
+                return Some((
+                    RunStatus::TimedOut,
+                    Some(RunFailure::new(
+                        "DesktopFlowsActionTimeout",
+                        format!(
+                            "The desktop flow run did not finish within its timeout of {} seconds.",
+                            run.timeout_secs
+                        ),
+                    )),
+                    None,
+                ));
+            }
+            return Some(match &run.simulation {
+                Simulation::Succeed { outputs, .. } => (RunStatus::Succeeded, None, Some(outputs.clone())),
+                Simulation::Fail { code, message, .. } => {
+                    (RunStatus::Failed, Some(RunFailure::new(code, message.clone())), None)
+                }
+            });
+        }
+        None
+    }
+
+    /// A Waiting run whose group was deleted fails at once.
+    fn waiting_group_gone(&self, run: &Run) -> Option<(RunStatus, Option<RunFailure>, Option<String>)> {
+        let gone = self.environment(&run.environment).is_none_or(|e| e.group(run.group).is_none());
+        gone.then(|| {
+            (
+                RunStatus::Failed,
+                Some(RunFailure::new(
+                    "XrmMachineGroupNotFound",
+                    format!("The machine group '{}' was not found: it was deleted while the run waited.", run.group),
+                )),
+                None,
+            )
+        })
+    }
+
+    /// A run the caller may read: it started it, or owns its flow (others: `0x80040220`).
+    pub fn flow_session(&self, caller: &Caller, env: &EnvironmentId, id: FlowSessionId) -> Result<&Run, Error> {
+        let run = self
+            .runs
+            .runs
+            .iter()
+            .find(|r| r.id == id && &r.environment == env)
+            .ok_or_else(|| Error::RecordNotFound { entity: "flowsession", id: id.to_string() })?;
+        if run.started_by != caller.principal && run.flow_owner != caller.principal {
+            return Err(Error::MissingPrivilege {
+                privilege: "prvReadflowsession",
+                principal: caller.principal.to_string(),
+            });
+        }
+        Ok(run)
+    }
+
+    /// The runs of an environment the caller may read.
+    pub fn flow_sessions(&self, caller: &Caller, env: &EnvironmentId) -> Vec<&Run> {
+        self.runs
+            .runs
+            .iter()
+            .filter(|r| &r.environment == env && (r.started_by == caller.principal || r.flow_owner == caller.principal))
+            .collect()
+    }
+
+    /// `CancelDesktopFlowRun`: a Waiting or Running run ends Cancelled now, freeing its session.
+    pub fn cancel_run(
+        &mut self,
+        caller: &Caller,
+        env: &EnvironmentId,
+        id: FlowSessionId,
+        now: Timestamp,
+    ) -> Result<RunEvent, Error> {
+        let status = self.flow_session(caller, env, id)?.status;
+        if status.is_terminal() {
+            return Err(Error::RunAlreadyEnded(id.to_string()));
+        }
+        let run = self.runs.runs.iter_mut().find(|r| r.id == id).ok_or(Error::RunAlreadyEnded(id.to_string()))?;
+        Ok(run.end(RunStatus::Cancelled, now, None))
+    }
+}
+
+/// `one hour`, `2 hours`, `90 seconds`.
+fn span(secs: u64) -> String {
+    match secs {
+        3600 => "one hour".to_owned(),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
+}
