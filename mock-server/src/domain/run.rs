@@ -787,3 +787,605 @@ fn span(secs: u64) -> String {
         s => format!("{s} seconds"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::clock::default_start;
+    use crate::domain::connection::{Login, ParameterSet};
+    use crate::domain::ids::TenantId;
+    use crate::domain::world::{GroupType, MachineGroup, Session};
+    use secrecy::SecretString;
+
+    const ENV: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
+    const CONTOSO: &str = "c7263f1a-afcd-4e8a-a7ce-66b19698caaa";
+    const MEGAN: &str = "9b938b62-1239-4855-aaa8-bd33df599368";
+    const BUILD_GROUP: &str = "fbd9ef90-eb39-437b-a791-919993c57260";
+    const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
+    const BUILD_01: &str = "78afb281-eb1e-4e35-ba11-9460dcabf47a";
+    const FLOW_OK: &str = "5c0e6f3e-9a57-4c1e-8d0f-3a2b7c9e1d42";
+    const FLOW_FAIL: &str = "a7d3c1b9-2f4e-4b8a-9c6d-0e1f2a3b4c5d";
+
+    /// A default world, its clock, and the connections a test made.
+    struct Sim {
+        w: World,
+        now: Timestamp,
+        ids: u128,
+        limits: RunLimits,
+    }
+
+    fn env() -> EnvironmentId {
+        EnvironmentId::parse(ENV).unwrap()
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let w = World::from_fixture("default", &fixtures::default_world()).unwrap();
+            Self { w, now: default_start(), ids: 0, limits: RunLimits::default() }
+        }
+
+        fn megan(&self) -> Caller {
+            self.w.caller(TenantId::parse(CONTOSO).unwrap(), PrincipalId::parse(MEGAN).unwrap(), None).unwrap()
+        }
+
+        fn connect(&mut self, parameters: ParameterSet) -> String {
+            self.ids += 1;
+            let id = format!("00000000-0000-0000-0000-{:012}", self.ids);
+            let megan = self.megan();
+            self.w.connections.push(Connection {
+                id: ConnectionId::parse(&id).unwrap(),
+                environment: env(),
+                connector: UIFLOW.into(),
+                display_name: id.clone(),
+                parameters,
+                created_by: megan,
+                created_time: self.now,
+                last_modified_time: self.now,
+                correlation: uuid::Uuid::nil(),
+                shares: Vec::new(),
+            });
+            id
+        }
+
+        fn sign_in(&mut self, group: &str) -> String {
+            self.connect(ParameterSet::PasswordlessAttended { target: MachineGroupId::parse(group).unwrap() })
+        }
+
+        fn password(&mut self, group: &str, username: &str, password: &str) -> String {
+            self.connect(ParameterSet::AzureRelay {
+                login: Login::Password { username: username.into(), password: SecretString::from(password.to_owned()) },
+                target: MachineGroupId::parse(group).unwrap(),
+            })
+        }
+
+        fn request(&mut self, conn: &str, mode: RunMode, flow: &str) -> RunRequest {
+            RunRequest {
+                environment: env(),
+                flow: WorkflowId::parse(flow).unwrap(),
+                connection: ConnectionName::Connection(conn.to_owned()),
+                mode,
+                priority: Priority::Normal,
+                timeout_secs: None,
+                inputs: "{}".into(),
+                callback_url: None,
+                async_disabled: false,
+            }
+        }
+
+        fn submit(&mut self, req: RunRequest) -> FlowSessionId {
+            self.ids += 1;
+            let id = FlowSessionId::from_uuid(uuid::Uuid::from_u128(0xf000_0000 + self.ids));
+            let megan = self.megan();
+            self.w.enqueue_run(&megan, req, id, self.now).unwrap();
+            id
+        }
+
+        fn run(&mut self, conn: &str, mode: RunMode, flow: &str) -> FlowSessionId {
+            let req = self.request(conn, mode, flow);
+            self.submit(req)
+        }
+
+        fn advance(&mut self, secs: i64) -> Vec<RunEvent> {
+            self.now += Duration::seconds(secs);
+            self.w.advance_to(self.now, self.limits, Trigger::Clock)
+        }
+
+        fn get(&self, id: FlowSessionId) -> &Run {
+            self.w.runs.runs.iter().find(|r| r.id == id).unwrap()
+        }
+
+        fn status(&self, id: FlowSessionId) -> (RunStatus, Option<String>) {
+            let r = self.get(id);
+            (r.status, r.failure.as_ref().map(|f| f.code.clone()))
+        }
+
+        fn set_sessions(&mut self, machine: &str, sessions: Vec<Session>) {
+            let id = MachineId::parse(machine).unwrap();
+            let m = self.w.environments[0].machines.iter_mut().find(|m| m.id == id).unwrap();
+            m.sessions = sessions;
+            let now = self.now;
+            self.w.advance_to(now, self.limits, Trigger::WorldChange);
+        }
+
+        fn machine_mut(&mut self, name: &str) -> &mut Machine {
+            self.w.environments[0].machines.iter_mut().find(|m| m.name == name).unwrap()
+        }
+    }
+
+    fn megan_session(state: SessionState) -> Session {
+        Session { user: "megan@contoso.onmicrosoft.com".into(), state }
+    }
+
+    #[test]
+    fn an_attended_sign_in_run_waits_for_the_clock_then_succeeds_with_the_flows_outputs() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        assert_eq!(s.status(run), (RunStatus::Waiting, None), "never assigned inside its request");
+        s.advance(0);
+        assert_eq!(s.status(run).0, RunStatus::Running);
+        assert_eq!(s.get(run).started_on, Some(default_start()));
+        assert_eq!(s.get(run).machine, Some(MachineId::parse(BUILD_01).unwrap()));
+        s.advance(119);
+        assert_eq!(s.status(run).0, RunStatus::Running);
+        s.advance(1);
+        assert_eq!(s.status(run), (RunStatus::Succeeded, None));
+        assert_eq!(s.get(run).completed_on, Some(default_start() + Duration::seconds(120)));
+        assert_eq!(s.get(run).outputs.as_deref(), Some(r#"{"InvoiceCount":42,"Status":"Exported"}"#));
+    }
+
+    #[test]
+    fn one_advance_applies_each_transition_at_its_own_instant() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(7200);
+        let r = s.get(run);
+        assert_eq!(r.started_on, Some(default_start()));
+        assert_eq!(r.completed_on, Some(default_start() + Duration::seconds(120)), "not at the advance's end");
+    }
+
+    #[test]
+    fn a_sign_in_run_without_its_users_session_fails_with_no_candidate_machine_at_one_hour_inclusive() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        s.set_sessions(BUILD_01, Vec::new());
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(3599);
+        assert_eq!(s.status(run), (RunStatus::Waiting, None));
+        s.advance(1);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("NoCandidateMachine".into())));
+        let f = s.get(run).failure.clone().unwrap();
+        assert!(f.message.contains("one hour"), "{}", f.message);
+        assert_eq!(f.details.as_deref(), Some("AttendedUserNotLoggedIn"));
+        assert_eq!(s.get(run).completed_on, Some(default_start() + Duration::seconds(3600)));
+    }
+
+    #[test]
+    fn a_locked_session_gives_the_session_not_active_sub_code() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        s.set_sessions(BUILD_01, vec![megan_session(SessionState::Locked)]);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(4000);
+        assert_eq!(s.get(run).failure.as_ref().unwrap().details.as_deref(), Some("AttendedUserSessionNotActive"));
+    }
+
+    #[test]
+    fn other_connections_wait_up_to_the_standard_limit_setting() {
+        let mut s = Sim::new();
+        let c = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(3600);
+        assert_eq!(s.status(run).0, RunStatus::Waiting, "the one-hour limit is for sign-in only");
+        s.advance(43_200 - 3600 - 1);
+        assert_eq!(s.status(run).0, RunStatus::Waiting);
+        s.advance(1);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("NoCandidateMachine".into())));
+        assert_eq!(s.get(run).failure.as_ref().unwrap().message, NO_CANDIDATE);
+        let mut s = Sim::new();
+        s.limits.queue_time_limit_secs = 600;
+        let c = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(600);
+        assert_eq!(s.status(run).0, RunStatus::Failed, "the limit is a setting");
+    }
+
+    #[test]
+    fn at_the_request_unattended_sign_in_and_async_disabled_fail_at_once() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let run = s.run(&c, RunMode::Unattended, FLOW_OK);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("SignInConnectionAttendedOnly".into())));
+        let mut req = s.request(&c, RunMode::Attended, FLOW_OK);
+        req.async_disabled = true;
+        let run = s.submit(req);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("PasswordlessTokenExpiry".into())));
+        let p = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let mut req = s.request(&p, RunMode::Attended, FLOW_OK);
+        req.async_disabled = true;
+        let run = s.submit(req);
+        assert_eq!(s.status(run).0, RunStatus::Waiting, "AsyncDisabled changes nothing for other connections");
+    }
+
+    #[test]
+    fn an_empty_or_deleted_group_fails_the_run() {
+        let mut s = Sim::new();
+        let empty = "11111111-2222-3333-4444-555555555555";
+        let mut g = MachineGroup::default_for(
+            MachineGroupId::parse(empty).unwrap(),
+            "Empty",
+            PrincipalId::parse(MEGAN).unwrap(),
+        );
+        g.group_type = GroupType::Standard;
+        s.w.environments[0].machine_groups.push(g);
+        let c = s.sign_in(empty);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("GroupIsEmpty".into())));
+        let c = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let waiting = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.w.environments[0].machine_groups.retain(|g| g.id != MachineGroupId::parse(BUILD_GROUP).unwrap());
+        let now = s.now;
+        s.w.advance_to(now, s.limits, Trigger::WorldChange);
+        assert_eq!(s.status(waiting), (RunStatus::Failed, Some("XrmMachineGroupNotFound".into())));
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("XrmMachineGroupNotFound".into())));
+    }
+
+    #[test]
+    fn a_sign_in_run_on_an_ad_joined_machine_that_does_not_allowlist_the_tenant_fails_at_assignment() {
+        let mut s = Sim::new();
+        let c = s.sign_in(FINANCE);
+        // FIN-01 allowlists Contoso; only FIN-02 has Megan's session.
+        s.machine_mut("FIN-02").sessions.push(megan_session(SessionState::Active));
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        assert_eq!(s.status(run).0, RunStatus::Waiting);
+        s.advance(0);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("UnallowedTenantForConnectWithSignIn".into())));
+        assert_eq!(
+            s.get(run).failure.as_ref().unwrap().message,
+            format!(
+                "Tenant {CONTOSO} needs to be explicitly allowlisted to authorize 'connect with sign-in' runs on the machine."
+            )
+        );
+        s.machine_mut("FIN-01").sessions.push(megan_session(SessionState::Active));
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(0);
+        assert_eq!(s.get(run).status, RunStatus::Running, "FIN-01 allowlists the tenant and comes first by name");
+    }
+
+    #[test]
+    fn a_rotated_password_fails_the_run_at_assignment_with_windows_identity_incorrect() {
+        let mut s = Sim::new();
+        let c = s.password(FINANCE, "CONTOSO\\svc-rpa", "Contoso-SvcRpa-Passw0rd!");
+        for m in ["FIN-01", "FIN-02"] {
+            s.machine_mut(m).windows_accounts[0].password = SecretString::from("rotated-Passw0rd!".to_owned());
+        }
+        let run = s.run(&c, RunMode::Unattended, FLOW_OK);
+        s.advance(0);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("WindowsIdentityIncorrect".into())));
+    }
+
+    #[test]
+    fn priority_then_fifo_on_a_frozen_clock() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let a = s.run(&c, RunMode::Attended, FLOW_OK);
+        let b = s.run(&c, RunMode::Attended, FLOW_OK);
+        let mut req = s.request(&c, RunMode::Attended, FLOW_OK);
+        req.priority = Priority::High;
+        let high = s.submit(req);
+        s.advance(0);
+        assert_eq!(
+            [s.status(high).0, s.status(a).0, s.status(b).0],
+            [RunStatus::Running, RunStatus::Waiting, RunStatus::Waiting]
+        );
+        s.advance(120);
+        assert_eq!(
+            [s.status(high).0, s.status(a).0, s.status(b).0],
+            [RunStatus::Succeeded, RunStatus::Running, RunStatus::Waiting]
+        );
+        assert_eq!(
+            s.get(a).started_on,
+            Some(default_start() + Duration::seconds(120)),
+            "started when the session freed"
+        );
+        s.advance(120);
+        assert_eq!(s.status(b).0, RunStatus::Running);
+    }
+
+    #[test]
+    fn a_run_that_fits_no_machine_does_not_block_later_runs() {
+        let mut s = Sim::new();
+        let stuck = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let first = s.run(&stuck, RunMode::Attended, FLOW_OK);
+        let c = s.sign_in(BUILD_GROUP);
+        let second = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(0);
+        assert_eq!((s.status(first).0, s.status(second).0), (RunStatus::Waiting, RunStatus::Running));
+    }
+
+    #[test]
+    fn a_locked_session_or_an_offline_machine_fails_the_run_it_holds_at_that_change() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(10);
+        s.set_sessions(BUILD_01, vec![megan_session(SessionState::Locked)]);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("NoUnlockedActiveSessionForAttended".into())));
+        assert_eq!(s.get(run).completed_on, Some(default_start() + Duration::seconds(10)));
+        s.set_sessions(BUILD_01, vec![megan_session(SessionState::Active)]);
+        let run = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(0);
+        s.machine_mut("BUILD-01").online = false;
+        let now = s.now;
+        s.w.advance_to(now, s.limits, Trigger::WorldChange);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("NoListenerConnected".into())));
+    }
+
+    #[test]
+    fn a_run_still_running_at_its_timeout_times_out_and_a_failing_flow_fails_with_its_code() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let mut req = s.request(&c, RunMode::Attended, FLOW_OK);
+        req.timeout_secs = Some(60);
+        let run = s.submit(req);
+        s.advance(60);
+        assert_eq!(s.status(run), (RunStatus::TimedOut, Some("DesktopFlowsActionTimeout".into())));
+        assert_eq!(s.get(run).status.statuscode(), 10);
+        let run = s.run(&c, RunMode::Attended, FLOW_FAIL);
+        s.advance(60);
+        assert_eq!(s.status(run), (RunStatus::Failed, Some("UIFlowAlreadyRunning".into())));
+    }
+
+    #[test]
+    fn unattended_runs_respect_capacity_and_the_server_rule_for_one_account() {
+        let mut s = Sim::new();
+        let c = s.password(FINANCE, "CONTOSO\\svc-rpa", "Contoso-SvcRpa-Passw0rd!");
+        let runs: Vec<_> = (0..3).map(|_| s.run(&c, RunMode::Unattended, FLOW_OK)).collect();
+        s.advance(0);
+        let names: Vec<Option<String>> = runs
+            .iter()
+            .map(|r| {
+                let m = s.get(*r).machine?;
+                s.w.environments[0].machines.iter().find(|x| x.id == m).map(|x| x.name.clone())
+            })
+            .collect();
+        // One session of an account per Windows Server machine: FIN-01 and FIN-02 take one each.
+        assert_eq!(names, vec![Some("FIN-01".into()), Some("FIN-02".into()), None]);
+        assert_eq!(s.w.run_sessions(s.get(runs[0]).machine.unwrap()), vec![("CONTOSO\\svc-rpa".to_owned(), runs[0])]);
+    }
+
+    #[test]
+    fn a_windows_client_with_any_user_session_takes_no_unattended_run() {
+        let mut s = Sim::new();
+        let c = s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!");
+        let run = s.run(&c, RunMode::Unattended, FLOW_OK);
+        s.advance(0);
+        assert_eq!(s.status(run).0, RunStatus::Waiting, "Megan's session blocks it");
+        s.set_sessions(BUILD_01, Vec::new());
+        assert_eq!(s.status(run).0, RunStatus::Waiting, "a world change assigns nothing");
+        s.advance(0);
+        assert_eq!(s.status(run).0, RunStatus::Running);
+        assert_eq!(s.get(run).started_on, Some(default_start()));
+    }
+
+    #[test]
+    fn cancel_ends_a_waiting_or_running_run_and_frees_its_session() {
+        let mut s = Sim::new();
+        let c = s.sign_in(BUILD_GROUP);
+        let a = s.run(&c, RunMode::Attended, FLOW_OK);
+        let b = s.run(&c, RunMode::Attended, FLOW_OK);
+        s.advance(5);
+        let megan = s.megan();
+        let now = s.now;
+        s.w.cancel_run(&megan, &env(), a, now).unwrap();
+        assert_eq!(s.status(a).0, RunStatus::Cancelled);
+        assert!(matches!(s.w.cancel_run(&megan, &env(), a, now), Err(Error::RunAlreadyEnded(_))));
+        s.advance(0);
+        assert_eq!(s.get(b).started_on, Some(default_start() + Duration::seconds(5)));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Run { conn: usize, unattended: bool, high: bool, fail: bool },
+            Sessions { machine: usize, megan: Option<u8>, rpa: bool },
+            Online { machine: usize, online: bool },
+            Cancel { run: usize },
+            Advance { secs: i64 },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..4usize, any::<bool>(), any::<bool>(), any::<bool>())
+                    .prop_map(|(conn, unattended, high, fail)| Op::Run { conn, unattended, high, fail }),
+                2 => (0..4usize, proptest::option::of(0..3u8), any::<bool>())
+                    .prop_map(|(machine, megan, rpa)| Op::Sessions { machine, megan, rpa }),
+                1 => (0..4usize, any::<bool>()).prop_map(|(machine, online)| Op::Online { machine, online }),
+                1 => (0..16usize).prop_map(|run| Op::Cancel { run }),
+                3 => prop_oneof![0..200i64, 0..5000i64].prop_map(|secs| Op::Advance { secs }),
+            ]
+        }
+
+        type Snapshot =
+            Vec<(FlowSessionId, RunStatus, Option<MachineId>, Option<Timestamp>, Option<Timestamp>, Option<String>)>;
+
+        fn snapshot(w: &World) -> Snapshot {
+            w.runs
+                .runs
+                .iter()
+                .map(|r| {
+                    (
+                        r.id,
+                        r.status,
+                        r.machine,
+                        r.started_on,
+                        r.completed_on,
+                        r.failure.as_ref().map(|f| f.code.clone()),
+                    )
+                })
+                .collect()
+        }
+
+        fn check_invariants(w: &World, started: &[RunEvent]) -> Result<(), TestCaseError> {
+            for m in &w.environments[0].machines {
+                let running: Vec<&Run> = w.running_on(m.id).collect();
+                let unattended = running.iter().filter(|r| r.mode == RunMode::Unattended).count();
+                prop_assert!(unattended as u32 <= m.session_capacity, "{} unattended on {}", unattended, m.name);
+                for (i, a) in running.iter().enumerate() {
+                    for b in &running[i + 1..] {
+                        prop_assert!(
+                            !(a.mode == RunMode::Attended
+                                && b.mode == RunMode::Attended
+                                && same_account(&a.account, &b.account, &m.name)),
+                            "two runs in one session on {}",
+                            m.name
+                        );
+                    }
+                }
+            }
+            for e in started {
+                let RunEventKind::Started { machine } = e.kind else { continue };
+                let run = w.runs.runs.iter().find(|r| r.id == e.run).unwrap();
+                let m = w.environments[0].machines.iter().find(|m| m.id == machine).unwrap();
+                prop_assert!(m.online && !m.maintenance);
+                match run.mode {
+                    RunMode::Attended => prop_assert!(
+                        session_of(m, &run.account).any(|s| s == SessionState::Active),
+                        "attended run started without an active session of its user"
+                    ),
+                    RunMode::Unattended => {
+                        if m.windows_edition == WindowsEdition::Client {
+                            prop_assert!(m.sessions.is_empty(), "unattended run on a client with a user session");
+                        } else {
+                            prop_assert!(session_of(m, &run.account).next().is_none());
+                        }
+                    }
+                }
+            }
+            for r in &w.runs.runs {
+                prop_assert_eq!(r.status.is_terminal(), r.completed_on.is_some());
+            }
+            Ok(())
+        }
+
+        fn play(ops: &[Op], check_steps: bool) -> Result<(Snapshot, Vec<RunEvent>), TestCaseError> {
+            let mut s = Sim::new();
+            let conns = [
+                s.sign_in(BUILD_GROUP),
+                s.password(BUILD_GROUP, "BUILD-01\\rpa", "Build01-Rpa-Passw0rd!"),
+                s.password(FINANCE, "CONTOSO\\svc-rpa", "Contoso-SvcRpa-Passw0rd!"),
+                s.sign_in(FINANCE),
+            ];
+            let machines: Vec<MachineId> = s.w.environments[0].machines.iter().map(|m| m.id).collect();
+            let mut ids = Vec::new();
+            let mut events = Vec::new();
+            for op in ops {
+                let mut new_events = Vec::new();
+                match op {
+                    Op::Run { conn, unattended, high, fail } => {
+                        let mode = if *unattended { RunMode::Unattended } else { RunMode::Attended };
+                        let mut req = s.request(&conns[*conn], mode, if *fail { FLOW_FAIL } else { FLOW_OK });
+                        req.priority = if *high { Priority::High } else { Priority::Normal };
+                        // Keep the flow short of the timeout sometimes, past it others.
+                        req.timeout_secs = Some(if *fail { 30 } else { 3 * 3600 });
+                        s.ids += 1;
+                        let id = FlowSessionId::from_uuid(uuid::Uuid::from_u128(0xf000_0000 + s.ids));
+                        let megan = s.megan();
+                        new_events = s.w.enqueue_run(&megan, req, id, s.now).unwrap();
+                        ids.push(id);
+                    }
+                    Op::Sessions { machine, megan, rpa } => {
+                        let mut list = Vec::new();
+                        if let Some(state) = megan {
+                            let state = [SessionState::Active, SessionState::Locked, SessionState::Disconnected]
+                                [*state as usize];
+                            list.push(megan_session(state));
+                        }
+                        if *rpa {
+                            list.push(Session { user: "CONTOSO\\svc-rpa".into(), state: SessionState::Active });
+                        }
+                        let id = machines[*machine];
+                        s.w.environments[0].machines.iter_mut().find(|m| m.id == id).unwrap().sessions = list;
+                        let now = s.now;
+                        new_events = s.w.advance_to(now, s.limits, Trigger::WorldChange);
+                    }
+                    Op::Online { machine, online } => {
+                        let id = machines[*machine];
+                        s.w.environments[0].machines.iter_mut().find(|m| m.id == id).unwrap().online = *online;
+                        let now = s.now;
+                        new_events = s.w.advance_to(now, s.limits, Trigger::WorldChange);
+                    }
+                    Op::Cancel { run } => {
+                        if let Some(id) = ids.get(*run) {
+                            let megan = s.megan();
+                            let now = s.now;
+                            if let Ok(e) = s.w.cancel_run(&megan, &env(), *id, now) {
+                                new_events.push(e);
+                            }
+                        }
+                    }
+                    Op::Advance { secs } => {
+                        if check_steps && *secs <= 2000 {
+                            // One advance gives what second-by-second advances give.
+                            let mut stepped = Sim { w: s.w.clone(), now: s.now, ids: s.ids, limits: s.limits };
+                            let mut stepped_events = Vec::new();
+                            for _ in 0..*secs {
+                                stepped_events.extend(stepped.advance(1));
+                            }
+                            new_events = s.advance(*secs);
+                            prop_assert_eq!(snapshot(&stepped.w), snapshot(&s.w));
+                            prop_assert_eq!(&stepped_events, &new_events);
+                        } else {
+                            new_events = s.advance(*secs);
+                        }
+                    }
+                }
+                check_invariants(&s.w, &new_events)?;
+                events.extend(new_events);
+            }
+            for r in &s.w.runs.runs {
+                let ends =
+                    events.iter().filter(|e| e.run == r.id && matches!(e.kind, RunEventKind::Ended { .. })).count();
+                prop_assert_eq!(ends, usize::from(r.status.is_terminal()), "a run ends at most once");
+            }
+            Ok((snapshot(&s.w), events))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_queue_keeps_its_invariants_and_time_is_one_entry_point(ops in proptest::collection::vec(op(), 1..40)) {
+                let first = play(&ops, true)?;
+                let again = play(&ops, false)?;
+                prop_assert_eq!(first.0, again.0, "the same sequence gives the same result");
+                prop_assert_eq!(first.1, again.1);
+            }
+        }
+
+        #[test]
+        fn two_hours_in_one_advance_equal_7200_advances_of_one_second() {
+            let mut s = Sim::new();
+            let sign_in = s.sign_in(BUILD_GROUP);
+            let svc = s.password(FINANCE, "CONTOSO\\svc-rpa", "Contoso-SvcRpa-Passw0rd!");
+            for i in 0..6 {
+                s.run(&sign_in, RunMode::Attended, if i % 2 == 0 { FLOW_OK } else { FLOW_FAIL });
+                s.run(&svc, RunMode::Unattended, FLOW_OK);
+            }
+            let mut stepped = Sim { w: s.w.clone(), now: s.now, ids: s.ids, limits: s.limits };
+            let once = s.advance(7200);
+            let mut many = Vec::new();
+            for _ in 0..7200 {
+                many.extend(stepped.advance(1));
+            }
+            assert_eq!(snapshot(&s.w), snapshot(&stepped.w));
+            assert_eq!(once, many);
+            assert!(s.w.runs.runs.iter().all(|r| r.status.is_terminal()), "{:?}", snapshot(&s.w));
+        }
+    }
+}
