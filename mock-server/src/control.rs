@@ -16,7 +16,7 @@ use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, Princi
 use crate::domain::membership::{MachineFacts, Registration};
 use crate::domain::world::{Environment, Machine};
 use crate::journal::{Evictions, Journal};
-use crate::sandbox::{Registry, Sandbox, SandboxError, Settings};
+use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -169,28 +169,46 @@ impl Control {
         self.read(sandbox, |_, st| ClockView::of(sandbox, st))
     }
 
-    /// Switches the mode and/or sets the instant; a refused instant changes neither.
+    /// Switches the mode and/or sets the instant; a refused instant changes neither. Run
+    /// transitions due up to the new instant are applied in the same lock.
     pub fn set_clock(&self, sandbox: &str, change: ClockChange) -> Result<ClockView, ControlError> {
-        self.write(sandbox, |st| {
-            let mut clock = st.clock.clone();
+        self.clock_change(sandbox, |clock| {
             if let Some(mode) = change.mode {
                 clock.set_mode(mode);
             }
             if let Some(now) = change.now {
                 clock.set(now)?;
             }
-            st.clock = clock;
-            Ok(ClockView::of(sandbox, st))
+            Ok(())
         })
     }
 
-    /// Moves a virtual clock forward.
+    /// Moves a virtual clock forward, applying every run transition due on the way, each at
+    /// its instant; the answer lists them.
     pub fn advance_clock(&self, sandbox: &str, by: std::time::Duration) -> Result<ClockView, ControlError> {
         let by = chrono::Duration::from_std(by).map_err(|_| ClockError::OutOfRange)?;
-        self.write(sandbox, |st| {
-            st.clock.advance(by)?;
-            Ok(ClockView::of(sandbox, st))
-        })
+        self.clock_change(sandbox, |clock| clock.advance(by).map(|_| ()))
+    }
+
+    /// One clock change: the clock and the queue move under one lock; the transitions are
+    /// journaled after it.
+    fn clock_change(
+        &self,
+        sandbox: &str,
+        change: impl FnOnce(&mut crate::domain::clock::VirtualClock) -> Result<(), ClockError>,
+    ) -> Result<ClockView, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        let (view, events) = sb.apply(|st| {
+            let mut clock = st.clock.clone();
+            change(&mut clock)?;
+            st.clock = clock;
+            let events = st.clock_changed();
+            let mut view = ClockView::of(sandbox, st);
+            view.run_events = events.iter().map(RunEventView::of).collect();
+            Ok::<_, ControlError>((view, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &events);
+        Ok(view)
     }
 
     /// A sandbox's settings.
@@ -200,16 +218,36 @@ impl Control {
 
     /// Sets the settings `patch` names; the others keep their values.
     pub fn patch_settings(&self, sandbox: &str, patch: SettingsPatch) -> Result<Settings, ControlError> {
-        if patch.token_lifetime_secs == Some(0) {
-            return Err(ControlError::invalid(
-                "InvalidRequestContent",
-                "The field 'tokenLifetimeSecs' must be at least 1.",
-            ));
+        for (field, value) in [
+            ("tokenLifetimeSecs", patch.token_lifetime_secs),
+            ("queueTimeLimitSecs", patch.queue_time_limit_secs),
+            ("signInQueueTimeLimitSecs", patch.sign_in_queue_time_limit_secs),
+            ("runsPerMinutePerConnection", patch.runs_per_minute_per_connection),
+        ] {
+            if value == Some(0) {
+                return Err(ControlError::invalid(
+                    "InvalidRequestContent",
+                    format!("The field '{field}' must be at least 1."),
+                ));
+            }
         }
         self.write(sandbox, |st| {
-            if let Some(secs) = patch.token_lifetime_secs {
-                st.settings.token_lifetime_secs = secs;
-            }
+            let s = &mut st.settings;
+            let SettingsPatch {
+                token_lifetime_secs,
+                queue_time_limit_secs,
+                sign_in_queue_time_limit_secs,
+                runs_per_minute_per_connection,
+                run_status_retry_after_secs,
+                async_disabled,
+            } = patch;
+            s.token_lifetime_secs = token_lifetime_secs.unwrap_or(s.token_lifetime_secs);
+            s.queue_time_limit_secs = queue_time_limit_secs.unwrap_or(s.queue_time_limit_secs);
+            s.sign_in_queue_time_limit_secs = sign_in_queue_time_limit_secs.unwrap_or(s.sign_in_queue_time_limit_secs);
+            s.runs_per_minute_per_connection =
+                runs_per_minute_per_connection.unwrap_or(s.runs_per_minute_per_connection);
+            s.run_status_retry_after_secs = run_status_retry_after_secs.unwrap_or(s.run_status_retry_after_secs);
+            s.async_disabled = async_disabled.unwrap_or(s.async_disabled);
             Ok(st.settings.clone())
         })
     }
@@ -280,14 +318,23 @@ impl Control {
         id: MachineId,
         facts: MachineFacts,
     ) -> Result<MachineView, ControlError> {
-        self.write(sandbox, |st| {
-            let m = st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
+        let sb = self.registry().get(sandbox)?;
+        let (out, events) = sb.apply(|st| {
+            let mut events = st.catch_up();
+            st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
                 code: "MachineNotFound",
                 message: format!("No machine '{id}' in this sandbox."),
             })?;
-            let out = MachineView::of(m);
+            events.extend(st.world_changed());
+            let m = st.world.environments.iter().flat_map(|e| e.machines.iter()).find(|m| m.id == id);
+            let out = m.map(|m| MachineView::of(&st.world, m));
             st.refresh_secrets();
-            Ok(out)
+            Ok::<_, ControlError>((out, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &events);
+        out.ok_or_else(|| ControlError::NotFound {
+            code: "MachineNotFound",
+            message: format!("No machine '{id}' in this sandbox."),
         })
     }
 
@@ -372,11 +419,14 @@ pub struct ClockView {
     pub now: Timestamp,
     /// How it moves.
     pub mode: ClockMode,
+    /// The run transitions this change applied, in order (absent when none).
+    #[serde(rename = "runEvents", skip_serializing_if = "Vec::is_empty")]
+    pub run_events: Vec<RunEventView>,
 }
 
 impl ClockView {
     fn of(sandbox: &str, st: &Held) -> Self {
-        Self { sandbox: sandbox.to_owned(), now: st.clock.now(), mode: st.clock.mode() }
+        Self { sandbox: sandbox.to_owned(), now: st.clock.now(), mode: st.clock.mode(), run_events: Vec::new() }
     }
 }
 
@@ -399,6 +449,21 @@ pub struct SettingsPatch {
     /// Access-token lifetime in seconds (at least 1).
     #[serde(default, deserialize_with = "present")]
     pub token_lifetime_secs: Option<u64>,
+    /// Standard queue-time limit in seconds (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub queue_time_limit_secs: Option<u64>,
+    /// Connect-with-sign-in queue-time limit in seconds (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub sign_in_queue_time_limit_secs: Option<u64>,
+    /// Runs per minute per connection (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub runs_per_minute_per_connection: Option<u64>,
+    /// `Retry-After` of the connector door's 202 answers.
+    #[serde(default, deserialize_with = "present")]
+    pub run_status_retry_after_secs: Option<u64>,
+    /// Every connector-door run request as if it carried `x-mock-async-disabled: true`.
+    #[serde(default, deserialize_with = "present")]
+    pub async_disabled: Option<bool>,
 }
 
 /// A field that, when given, must hold a value (`null` is refused like any other wrong type).
@@ -624,10 +689,22 @@ pub struct MachineView {
     pub shares: Vec<ShareView>,
     /// Windows user sessions open on it.
     pub sessions: Vec<fixtures::SessionFile>,
+    /// Sessions unattended runs opened (not patchable; they end with their run).
+    pub run_sessions: Vec<RunSessionView>,
+}
+
+/// A session an unattended run opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSessionView {
+    /// The account it signed in with.
+    pub user: String,
+    /// The run.
+    pub run_id: crate::domain::ids::FlowSessionId,
 }
 
 impl MachineView {
-    fn of(m: &Machine) -> Self {
+    fn of(w: &crate::domain::world::World, m: &Machine) -> Self {
         Self {
             id: m.id,
             name: m.name.clone(),
@@ -652,6 +729,11 @@ impl MachineView {
                 .sessions
                 .iter()
                 .map(|s| fixtures::SessionFile { user: s.user.clone(), state: s.state.into() })
+                .collect(),
+            run_sessions: w
+                .run_sessions(m.id)
+                .into_iter()
+                .map(|(user, run_id)| RunSessionView { user, run_id })
                 .collect(),
         }
     }
@@ -708,7 +790,7 @@ pub struct EnvironmentView {
 }
 
 impl EnvironmentView {
-    fn of(e: &Environment) -> Self {
+    fn of(w: &crate::domain::world::World, e: &Environment) -> Self {
         Self {
             id: e.id.clone(),
             tenant: e.tenant,
@@ -727,7 +809,7 @@ impl EnvironmentView {
                     machines: e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id).collect(),
                 })
                 .collect(),
-            machines: e.machines.iter().map(MachineView::of).collect(),
+            machines: e.machines.iter().map(|m| MachineView::of(w, m)).collect(),
         }
     }
 }
@@ -894,7 +976,7 @@ impl SandboxState {
                     display_name: s.display_name.clone(),
                 })
                 .collect(),
-            environments: w.environments.iter().map(EnvironmentView::of).collect(),
+            environments: w.environments.iter().map(|e| EnvironmentView::of(w, e)).collect(),
             connections: w
                 .connections
                 .iter()

@@ -202,7 +202,8 @@ impl SandboxHandle {
 
     /// Sets the lifetime of the access tokens issued from now on (whole seconds, at least 1).
     pub async fn set_token_lifetime(&self, lifetime: Duration) -> Result<Settings, ControlError> {
-        self.patch_settings(SettingsPatch { token_lifetime_secs: Some(lifetime.as_secs()) }).await
+        self.patch_settings(SettingsPatch { token_lifetime_secs: Some(lifetime.as_secs()), ..SettingsPatch::default() })
+            .await
     }
 
     /// Silently registers a machine (a service principal's `-applicationid`).

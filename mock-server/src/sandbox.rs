@@ -3,10 +3,13 @@
 //! to the sandbox that owns what it names: the tenant (identity), the environment (Power
 //! Platform API, connector runtime, BAP) or the org (Dataverse).
 
-use crate::domain::clock::{ClockMode, VirtualClock};
+use crate::domain::clock::{ClockMode, Timestamp, VirtualClock, format_timestamp};
 use crate::domain::id_gen::IdGenerator;
 use crate::domain::ids::EnvironmentId;
+use crate::domain::ids::{FlowSessionId, MachineId};
+use crate::domain::run::{RunEvent, RunEventKind, RunLimits, Trigger};
 use crate::domain::world::World;
+use crate::journal::{EntryKind, EventEntry};
 use crate::journal::{Journal, JournalLimits};
 use fixtures::{FixtureError, WorldFile};
 use std::collections::{BTreeMap, HashMap};
@@ -22,11 +25,65 @@ pub const DEFAULT_SANDBOX: &str = "default";
 pub struct Settings {
     /// Access-token lifetime in seconds (default 3599); an "expired token" scenario shortens it.
     pub token_lifetime_secs: u64,
+    /// How long a run may wait in the queue, in seconds (default 43200, 12 h).
+    pub queue_time_limit_secs: u64,
+    /// The same for connect-with-sign-in runs (default 3600, the documented hour).
+    pub sign_in_queue_time_limit_secs: u64,
+    /// Runs per minute per connection before `DesktopFlowsActionThrottled` (default 70; real time).
+    pub runs_per_minute_per_connection: u64,
+    /// `Retry-After` of the connector door's 202 answers, in real seconds (default 1).
+    pub run_status_retry_after_secs: u64,
+    /// Treat every connector-door run request as carrying `x-mock-async-disabled: true`.
+    pub async_disabled: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { token_lifetime_secs: 3599 }
+        Self {
+            token_lifetime_secs: 3599,
+            queue_time_limit_secs: 43_200,
+            sign_in_queue_time_limit_secs: 3_600,
+            runs_per_minute_per_connection: 70,
+            run_status_retry_after_secs: 1,
+            async_disabled: false,
+        }
+    }
+}
+
+/// A run transition as the control surface and the journal show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunEventView {
+    /// `run.queued`, `run.started` or `run.ended`.
+    pub event: &'static str,
+    /// The run.
+    pub flowsession_id: FlowSessionId,
+    /// Virtual time of the transition.
+    #[serde(serialize_with = "timestamp")]
+    pub at: Timestamp,
+    /// Status after it (`Waiting`, `Running`, `Succeeded`, `Failed`, …).
+    pub status: &'static str,
+    /// The machine, when it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineId>,
+    /// The error code, when it failed or timed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+fn timestamp<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(*t))
+}
+
+impl RunEventView {
+    /// The view of a domain event.
+    pub fn of(e: &RunEvent) -> Self {
+        let (event, status, machine, code) = match &e.kind {
+            RunEventKind::Queued => ("run.queued", "Waiting", None, None),
+            RunEventKind::Started { machine } => ("run.started", "Running", Some(*machine), None),
+            RunEventKind::Ended { status, code } => ("run.ended", status.name(), None, code.clone()),
+        };
+        Self { event, flowsession_id: e.run, at: e.at, status, machine, code }
     }
 }
 
@@ -65,6 +122,33 @@ impl SandboxState {
     /// Every credential of the world, longest first, for the journal's redactor.
     pub fn known_secrets(&self) -> Arc<Vec<(&'static str, String)>> {
         self.known_secrets.clone()
+    }
+
+    /// The queue-time limits the settings give.
+    pub fn run_limits(&self) -> RunLimits {
+        RunLimits {
+            queue_time_limit_secs: self.settings.queue_time_limit_secs,
+            sign_in_queue_time_limit_secs: self.settings.sign_in_queue_time_limit_secs,
+        }
+    }
+
+    /// The clock changed (or, in system mode, moved on by itself): every run transition due
+    /// up to now, each at its instant.
+    pub fn clock_changed(&mut self) -> Vec<RunEvent> {
+        let (now, limits) = (self.clock.now(), self.run_limits());
+        self.world.advance_to(now, limits, Trigger::Clock)
+    }
+
+    /// What a request does first: in system mode the clock moved by itself, so what is due
+    /// up to now is applied before the request's rule runs.
+    pub fn catch_up(&mut self) -> Vec<RunEvent> {
+        if self.clock.mode() == ClockMode::System { self.clock_changed() } else { Vec::new() }
+    }
+
+    /// The world changed: the failures that causes, at the current instant.
+    pub fn world_changed(&mut self) -> Vec<RunEvent> {
+        let (now, limits) = (self.clock.now(), self.run_limits());
+        self.world.advance_to(now, limits, Trigger::WorldChange)
     }
 
     /// Re-reads the world's credentials after a control call changed them (a rotated password
@@ -135,6 +219,29 @@ impl Sandbox {
     pub fn next_correlation(&self) -> uuid::Uuid {
         let n = self.correlations.fetch_add(1, Ordering::Relaxed) + 1;
         IdGenerator::correlation(self.seed, n)
+    }
+
+    /// Journals run transitions as events (after the state's lock is released: the journal
+    /// has its own).
+    pub fn journal_run_events(&self, real_ms: u64, events: &[RunEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        self.journal(|j| {
+            for e in events {
+                let view = RunEventView::of(e);
+                let seq = j.next_seq();
+                j.push_event(EventEntry {
+                    seq,
+                    kind: EntryKind::Event,
+                    sandbox: self.name.clone(),
+                    virtual_time: format_timestamp(e.at),
+                    real_ms,
+                    event: view.event.to_owned(),
+                    detail: serde_json::to_value(&view).unwrap_or_default(),
+                });
+            }
+        });
     }
 
     /// Back to the fixture: state, clock, journal, ids and settings.

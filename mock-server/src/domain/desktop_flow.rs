@@ -108,3 +108,84 @@ impl ConnectionReference {
         })
     }
 }
+
+/// A change to a connection reference; `None` keeps a value.
+#[derive(Debug, Clone, Default)]
+pub struct ReferenceChange {
+    /// `connectionreferencelogicalname` (only at creation).
+    pub logical_name: Option<String>,
+    /// `connectionreferencedisplayname`.
+    pub display_name: Option<String>,
+    /// `connectorid`.
+    pub connector_id: Option<String>,
+    /// `connectionid` (empty clears it).
+    pub connection_id: Option<String>,
+}
+
+/// The connector of desktop flows, as a connection reference names it.
+pub const UIFLOW_CONNECTOR_ID: &str = "/providers/Microsoft.PowerApps/apis/shared_uiflow";
+
+impl super::world::World {
+    /// Creates or updates a connection reference (`POST`, `PATCH connectionreferences(id)`);
+    /// every member of the environment may (its solution-aware rights are not modelled).
+    /// True when it was created.
+    pub fn upsert_connection_reference(
+        &mut self,
+        env: &super::ids::EnvironmentId,
+        id: ConnectionReferenceId,
+        change: ReferenceChange,
+    ) -> Result<bool, super::Error> {
+        let e = self
+            .environments
+            .iter_mut()
+            .find(|e| &e.id == env)
+            .ok_or(super::Error::RecordNotFound { entity: "connectionreference", id: id.to_string() })?;
+        if let Some(name) = &change.logical_name
+            && e.connection_references.iter().any(|r| r.id != id && r.logical_name.eq_ignore_ascii_case(name))
+        {
+            return Err(super::Error::DuplicateRecord(format!("connectionreferencelogicalname '{name}'")));
+        }
+        let created = match e.connection_references.iter_mut().find(|r| r.id == id) {
+            Some(r) => {
+                if change.logical_name.as_ref().is_some_and(|n| !n.eq_ignore_ascii_case(&r.logical_name)) {
+                    return Err(super::Error::InvalidRunParameter(
+                        "The logical name of a connection reference is fixed once it is created.".into(),
+                    ));
+                }
+                apply(r, change);
+                false
+            }
+            None => {
+                let logical_name = change.logical_name.clone().filter(|n| !n.trim().is_empty()).ok_or(
+                    super::Error::AttributeRequired {
+                        entity: "connectionreference",
+                        attribute: "connectionreferencelogicalname",
+                    },
+                )?;
+                let mut r = ConnectionReference {
+                    id,
+                    display_name: logical_name.clone(),
+                    logical_name,
+                    connector_id: UIFLOW_CONNECTOR_ID.to_owned(),
+                    connection_id: String::new(),
+                };
+                apply(&mut r, change);
+                e.connection_references.push(r);
+                true
+            }
+        };
+        Ok(created)
+    }
+}
+
+fn apply(r: &mut ConnectionReference, change: ReferenceChange) {
+    if let Some(v) = change.display_name {
+        r.display_name = v;
+    }
+    if let Some(v) = change.connector_id {
+        r.connector_id = v;
+    }
+    if let Some(v) = change.connection_id {
+        r.connection_id = v;
+    }
+}

@@ -20,5 +20,6 @@ mod newcomer;
 mod operations;
 mod routing;
 mod rules;
+mod runs;
 mod secrets;
 mod token_checks;
