@@ -12,7 +12,7 @@ use crate::domain::world::World;
 use crate::journal::{EntryKind, EventEntry};
 use crate::journal::{Journal, JournalLimits};
 use fixtures::{FixtureError, WorldFile};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -102,6 +102,8 @@ pub struct SandboxState {
     pub ids: IdGenerator,
     /// Settings.
     pub settings: Settings,
+    /// Run requests per connection in the last minute of real time (the throttle).
+    run_requests: HashMap<uuid::Uuid, VecDeque<std::time::Instant>>,
     /// Cached for redaction: every credential of the world.
     known_secrets: Arc<Vec<(&'static str, String)>>,
 }
@@ -116,7 +118,27 @@ impl SandboxState {
             clock: VirtualClock::default(),
             ids: IdGenerator::sequential(seed),
             settings: Settings::default(),
+            run_requests: HashMap::new(),
         })
+    }
+
+    /// The throttle of runs per connection (`runsPerMinutePerConnection`, real time, both
+    /// doors): counts this request, or answers how many seconds until a slot frees.
+    pub fn admit_run(&mut self, connection: uuid::Uuid) -> Result<(), u64> {
+        let now = crate::domain::clock::monotonic();
+        let minute = std::time::Duration::from_secs(60);
+        let limit = usize::try_from(self.settings.runs_per_minute_per_connection).unwrap_or(usize::MAX);
+        let recent = self.run_requests.entry(connection).or_default();
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+            recent.pop_front();
+        }
+        if recent.len() >= limit {
+            let oldest = recent.front().copied().unwrap_or(now);
+            let wait = minute.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        }
+        recent.push_back(now);
+        Ok(())
     }
 
     /// Every credential of the world, longest first, for the journal's redactor.
@@ -259,6 +281,7 @@ impl Sandbox {
             }
             st.ids = IdGenerator::sequential(self.seed);
             st.settings = Settings::default();
+            st.run_requests.clear();
         });
         self.journal(Journal::clear);
         self.correlations.store(0, Ordering::Relaxed);

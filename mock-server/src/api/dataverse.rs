@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 mod credentials;
-mod runs;
+pub(crate) mod runs;
 
 /// Routes of the Dataverse surface (path form; the org host is rewritten here).
 pub fn router() -> Router<AppState> {

@@ -67,6 +67,16 @@ pub enum ApiError {
     /// A bug in the mock (a handler panicked); mock-defined `InternalError`.
     #[error("The mock hit an internal error (a bug in the mock); see its log.")]
     Internal,
+    /// Too many requests: 429 with `Retry-After`.
+    #[error("{message}")]
+    Throttled {
+        /// Code (`DesktopFlowsActionThrottled`).
+        code: &'static str,
+        /// Message.
+        message: String,
+        /// Seconds until a slot frees.
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -95,6 +105,7 @@ impl ApiError {
             Self::BadRequest { status, .. } => *status,
             Self::NotImplemented(_) | Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::Throttled { .. } => 429,
             Self::Internal => 500,
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => 404,
@@ -110,7 +121,10 @@ impl ApiError {
         match self {
             Self::Domain(e) => e.code(),
             Self::Identity(e) => e.oauth_error(),
-            Self::Unauthorized { code, .. } | Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::Unauthorized { code, .. }
+            | Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Throttled { code, .. } => code,
             Self::NotImplemented(_) => "NotImplementedByMock",
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",
             Self::Internal => "InternalError",
@@ -242,6 +256,9 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
         if let Ok(v) = HeaderValue::from_str(&value) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+    }
+    if let ApiError::Throttled { retry_after, .. } = err {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     if matches!(err, ApiError::Identity(_)) {
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));

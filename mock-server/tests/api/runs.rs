@@ -343,3 +343,142 @@ async fn runs_work_in_a_fresh_sandbox_where_megans_session_follows_her_upn() {
         "the default sandbox's clock did not move"
     );
 }
+
+impl Door<'_> {
+    fn runtime_runs(&self, connection: &str, flow: &str) -> String {
+        format!("{}/apim/uiflow/{}/{connection}/uiFlowTypes/desktopV2/uiflows/{flow}/runs", self.t.http, self.env)
+    }
+
+    async fn runtime(
+        &self,
+        method: Method,
+        url: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.t.client.request(method, url).bearer_auth(token);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        let text = r.text().await.unwrap();
+        (status, headers, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+}
+
+#[tokio::test]
+async fn the_connector_door_answers_202_with_location_then_the_runs_outcome() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, h, v) = d.runtime(Method::POST, &url, &token, &[], Some(json!({"item": {"Month": "2025-02"}}))).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(h["retry-after"], "1");
+    let location = h["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!(
+            "{}/apim/uiflow/{ENV_ID}/{conn}/uiFlowTypes/desktopV2/uiflows/{FLOW_OK}/runs/",
+            t.http
+        )),
+        "{location}"
+    );
+    let (s, h, _) = d.runtime(Method::GET, &location, &token, &[], None).await;
+    assert_eq!((s, h["location"].to_str().unwrap()), (202, location.as_str()), "Waiting: same headers");
+    d.advance(120).await;
+    let (s, _, v) = d.runtime(Method::GET, &location, &token, &[], None).await;
+    assert_eq!((s, v), (200, json!({"status": "Succeeded", "outputs": {"InvoiceCount": 42, "Status": "Exported"}})));
+    // Both doors share one flow session per run.
+    let id = location.rsplit('/').next().unwrap();
+    let dv = d.dv_token().await;
+    assert_eq!(d.session(&dv, id).await["statuscode"], 4);
+}
+
+#[tokio::test]
+async fn the_connector_door_refuses_sign_in_runs_with_async_disabled_or_unattended_and_needs_a_run_mode() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let runs = d.runtime_runs(&conn, FLOW_OK);
+    let (s, h, v) = d
+        .runtime(Method::POST, &format!("{runs}?runMode=attended"), &token, &[("x-mock-async-disabled", "true")], None)
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("PasswordlessTokenExpiry")), "{v}");
+    assert!(h.get("location").is_none());
+    let (s, _, v) = d.runtime(Method::POST, &format!("{runs}?runMode=unattended"), &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SignInConnectionAttendedOnly")), "{v}");
+    let (s, _, v) = d.runtime(Method::POST, &runs, &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("MissingRunMode")));
+    // Each refused run left a Failed flow session.
+    let dv = d.dv_token().await;
+    let (_, list) = d
+        .send(Method::GET, &d.dv("flowsessions?$select=errorcode,statuscode&$filter=statuscode%20eq%208"), &dv, None)
+        .await;
+    let codes: Vec<&str> = list["value"].as_array().unwrap().iter().map(|r| r["errorcode"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["PasswordlessTokenExpiry", "SignInConnectionAttendedOnly"]);
+    // The setting turns the header on for every request.
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"asyncDisabled": true}))).await;
+    assert_eq!(s, 200);
+    let (s, _, v) = d.runtime(Method::POST, &format!("{runs}?runMode=attended"), &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("PasswordlessTokenExpiry")));
+}
+
+#[tokio::test]
+async fn get_run_status_gives_the_section_7_status_of_a_failed_run() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    d.set_sessions(BUILD01, json!([])).await;
+    let token = d.token(PP_SCOPE).await;
+    let (_, h, _) = d
+        .runtime(Method::POST, &format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK)), &token, &[], None)
+        .await;
+    let location = h["location"].to_str().unwrap().to_owned();
+    d.advance(3600).await;
+    let (s, _, v) = d.runtime(Method::GET, &location, &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("NoCandidateMachine")));
+    d.set_sessions(BUILD01, json!([{"user": USER_UPN, "state": "active"}])).await;
+    let (_, h, _) = d
+        .runtime(Method::POST, &format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_FAIL)), &token, &[], None)
+        .await;
+    let location = h["location"].to_str().unwrap().to_owned();
+    d.advance(60).await;
+    let (s, _, v) = d.runtime(Method::GET, &location, &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (429, Some("UIFlowAlreadyRunning")), "SUP-ERR's status for the code");
+}
+
+#[tokio::test]
+async fn the_per_connection_throttle_counts_both_doors_and_makes_no_run() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"runsPerMinutePerConnection": 2}))).await;
+    assert_eq!(s, 200);
+    let dv = d.dv_token().await;
+    let pp = d.token(PP_SCOPE).await;
+    d.start(&dv, FLOW_OK, "attended", &conn).await;
+    let (s, _, _) =
+        d.runtime(Method::POST, &format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK)), &pp, &[], None).await;
+    assert_eq!(s, 202);
+    let r = t
+        .client
+        .post(d.dv(&format!("workflows({FLOW_OK})/Microsoft.Dynamics.CRM.RunDesktopFlow")))
+        .bearer_auth(&dv)
+        .json(&json!({"runMode": "attended", "connectionName": conn}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "DesktopFlowsActionThrottled");
+    let (_, list) = d.send(Method::GET, &d.dv("flowsessions"), &dv, None).await;
+    assert_eq!(list["value"].as_array().unwrap().len(), 2, "the throttled request made no run");
+}

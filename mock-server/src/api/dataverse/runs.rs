@@ -188,6 +188,7 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
             .map(|f| f.input_schema.clone())
             .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: flow.to_string() })?;
         let inputs = inputs_for(&schema, body.inputs.as_deref())?;
+        admit(st, dv.who(), &dv.env, &connection)?;
         let session = FlowSessionId::from_uuid(st.ids.next_id());
         let req = RunRequest {
             environment: dv.env.clone(),
@@ -213,6 +214,26 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
             "flowsessionId": session.to_string(),
         }),
     ))
+}
+
+/// The per-connection throttle of both doors: 429 `DesktopFlowsActionThrottled` with
+/// `Retry-After`, and no run.
+pub(crate) fn admit(
+    st: &mut crate::sandbox::SandboxState,
+    who: &crate::domain::connection::Caller,
+    env: &crate::domain::ids::EnvironmentId,
+    connection: &ConnectionName,
+) -> Result<(), ApiError> {
+    let id = st.world.run_connection_id(who, env, connection)?;
+    st.admit_run(id.uuid()).map_err(|retry_after| ApiError::Throttled {
+        code: "DesktopFlowsActionThrottled",
+        message: format!(
+            "Too many desktop flow runs on the connection '{}': at most {} per minute. Retry after {retry_after} seconds.",
+            id.as_written(),
+            st.settings.runs_per_minute_per_connection
+        ),
+        retry_after,
+    })
 }
 
 /// `GET flowsessions({id})/outputs/$value`: the outputs of a Succeeded run (`{}` before).
