@@ -12,8 +12,12 @@
 use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockError, ClockMode, Timestamp, format_timestamp};
 use crate::domain::credential::KeyVaultReference;
-use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId, TenantId};
+use crate::domain::desktop_flow::{DesktopFlow, FlowChange, Simulation};
+use crate::domain::ids::{
+    AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, TeamId, TenantId, WorkflowId,
+};
 use crate::domain::membership::{MachineFacts, Registration};
+use crate::domain::run::RunStatus;
 use crate::domain::world::{Environment, Machine};
 use crate::journal::{Evictions, Journal};
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
@@ -188,6 +192,150 @@ impl Control {
     pub fn advance_clock(&self, sandbox: &str, by: std::time::Duration) -> Result<ClockView, ControlError> {
         let by = chrono::Duration::from_std(by).map_err(|_| ClockError::OutOfRange)?;
         self.clock_change(sandbox, |clock| clock.advance(by).map(|_| ()))
+    }
+
+    /// `untilIdle`: clock changes to each run's end until no run is Running (Waiting runs
+    /// wait on world changes), at most 24 h on.
+    pub fn advance_until_idle(&self, sandbox: &str) -> Result<ClockView, ControlError> {
+        self.clock_walk(sandbox, usize::MAX, |st| {
+            if st.world.any_run_running() { st.world.next_run_completion_after(st.clock.now()) } else { None }
+        })
+    }
+
+    /// `toNextEvent`: to the next instant a run transition is due (a completion, a timeout, a
+    /// queue-limit expiry), at most 24 h on; nowhere when nothing is due.
+    pub fn advance_to_next_event(&self, sandbox: &str) -> Result<ClockView, ControlError> {
+        self.clock_walk(sandbox, 1, |st| st.world.next_run_event_after(st.clock.now(), st.run_limits()))
+    }
+
+    /// A 0 s clock change (what is due now, assignments included), then up to `steps` clock
+    /// changes to the instants `next` names, never past 24 h from the start. Each change goes
+    /// through the one entry point; the transitions are listed and journaled.
+    fn clock_walk(
+        &self,
+        sandbox: &str,
+        steps: usize,
+        next: impl Fn(&Held) -> Option<Timestamp>,
+    ) -> Result<ClockView, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        let (view, events) = sb.apply(|st| {
+            if st.clock.mode() == ClockMode::System {
+                return Err(ClockError::SystemMode.into());
+            }
+            let cap = st.clock.now() + chrono::Duration::hours(24);
+            let mut events = st.clock_changed();
+            for _ in 0..steps {
+                let Some(at) = next(st) else { break };
+                let at = at.min(cap);
+                st.clock.set(at)?;
+                events.extend(st.clock_changed());
+                if at >= cap {
+                    break;
+                }
+            }
+            let mut view = ClockView::of(sandbox, st);
+            view.run_events = events.iter().map(RunEventView::of).collect();
+            Ok::<_, ControlError>((view, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &events);
+        Ok(view)
+    }
+
+    /// The runs of a sandbox as the portal's queue shows them: Waiting and Running runs (or
+    /// every run of one status), with their position in their group's queue.
+    pub fn runs(&self, sandbox: &str, filter: &RunFilter) -> Result<Vec<RunView>, ControlError> {
+        let status = match &filter.status {
+            None => None,
+            Some(s) => Some(
+                [
+                    RunStatus::Waiting,
+                    RunStatus::Running,
+                    RunStatus::Succeeded,
+                    RunStatus::Failed,
+                    RunStatus::TimedOut,
+                    RunStatus::Cancelled,
+                ]
+                .into_iter()
+                .find(|x| x.name().eq_ignore_ascii_case(s))
+                .ok_or_else(|| {
+                    ControlError::invalid(
+                        "InvalidRunStatus",
+                        "status is one of Waiting, Running, Succeeded, Failed, TimedOut, Cancelled.",
+                    )
+                })?,
+            ),
+        };
+        self.read(sandbox, |_, st| {
+            st.world
+                .runs
+                .runs
+                .iter()
+                .filter(|r| match status {
+                    Some(s) => r.status == s,
+                    None => !r.status.is_terminal(),
+                })
+                .filter(|r| filter.group.is_none_or(|g| r.group == g))
+                .map(|r| RunView::of(&st.world, r))
+                .collect()
+        })
+    }
+
+    /// Ends one Waiting or Running run now: Succeeded with `outputs`, or Failed with a code.
+    pub fn end_run(&self, sandbox: &str, id: FlowSessionId, outcome: RunOutcome) -> Result<RunView, ControlError> {
+        let outcome = match outcome {
+            RunOutcome::Complete { outputs } => Ok(outputs.to_string()),
+            RunOutcome::Fail { code, message } => {
+                if code.trim().is_empty() {
+                    return Err(ControlError::invalid("InvalidRequestContent", "The field 'code' must not be empty."));
+                }
+                Err((code, message))
+            }
+        };
+        let sb = self.registry().get(sandbox)?;
+        let (view, event) = sb.apply(|st| {
+            let mut events = st.catch_up();
+            let now = st.clock.now();
+            events.push(st.world.end_run_now(id, outcome, now)?);
+            let run = st.world.runs.runs.iter().find(|r| r.id == id).map(|r| RunView::of(&st.world, r));
+            Ok::<_, ControlError>((run, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &event);
+        view.ok_or_else(|| ControlError::NotFound { code: "RunNotFound", message: format!("No run '{id}'.") })
+    }
+
+    /// Adds a desktop flow to an environment of the sandbox.
+    pub fn create_desktop_flow(
+        &self,
+        sandbox: &str,
+        environment: EnvironmentId,
+        flow: fixtures::DesktopFlowFile,
+    ) -> Result<DesktopFlowView, ControlError> {
+        check_flow_file(&flow)?;
+        let f =
+            DesktopFlow::from_file(&flow).map_err(|e| ControlError::invalid("InvalidRequestContent", e.to_string()))?;
+        self.write(sandbox, |st| {
+            st.world.add_desktop_flow(&environment, f.clone())?;
+            Ok(DesktopFlowView::of(&environment, &f))
+        })
+    }
+
+    /// Changes a desktop flow (runs queued before keep what they were queued with).
+    pub fn patch_desktop_flow(
+        &self,
+        sandbox: &str,
+        id: WorkflowId,
+        change: FlowChange,
+    ) -> Result<DesktopFlowView, ControlError> {
+        self.write(sandbox, |st| {
+            st.world.change_desktop_flow(id, change)?;
+            let (env, f) = st
+                .world
+                .environments
+                .iter()
+                .find_map(|e| e.desktop_flows.iter().find(|f| f.id == id).map(|f| (e.id.clone(), f)))
+                .ok_or(crate::domain::Error::RecordNotFound { entity: "workflow", id: id.to_string() })?;
+            Ok(DesktopFlowView::of(&env, f))
+        })
     }
 
     /// One clock change: the clock and the queue move under one lock; the transitions are
@@ -367,6 +515,166 @@ impl Control {
             Ok(out)
         })
     }
+}
+
+/// Which runs `GET /_mock/runs` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Runs of this machine group only.
+    pub group: Option<MachineGroupId>,
+    /// Runs of this status (`Waiting`, …, `Cancelled`); absent: Waiting and Running.
+    pub status: Option<String>,
+}
+
+/// How `end_run` ends a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Succeeded with these outputs.
+    Complete {
+        /// Outputs.
+        outputs: serde_json::Value,
+    },
+    /// Failed with this code and message.
+    Fail {
+        /// `errorcode`.
+        code: String,
+        /// `errormessage`.
+        message: String,
+    },
+}
+
+/// A run as the portal's queue and `GET /_mock/runs` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    /// `flowsessionid`.
+    pub flowsession_id: FlowSessionId,
+    /// Environment.
+    pub environment: EnvironmentId,
+    /// The desktop flow.
+    pub flow: WorkflowId,
+    /// Its name.
+    pub flow_name: String,
+    /// `Waiting`, `Running`, `Succeeded`, `Failed`, `TimedOut`, `Cancelled`.
+    pub status: &'static str,
+    /// `statuscode`.
+    pub statuscode: i64,
+    /// `attended` or `unattended`.
+    pub run_mode: &'static str,
+    /// `high` or `normal`.
+    pub priority: &'static str,
+    /// The machine group.
+    pub group: MachineGroupId,
+    /// The machine, once assigned.
+    pub machine: Option<MachineId>,
+    /// The session it runs in (the account), while Running.
+    pub session: Option<String>,
+    /// 1-based place in its group's queue, while Waiting.
+    pub position: Option<usize>,
+    /// First in its group's queue.
+    pub next_to_run: bool,
+    /// Queued.
+    #[serde(serialize_with = "timestamp")]
+    pub enqueued_on: Timestamp,
+    /// Started.
+    pub started_on: Option<String>,
+    /// Ended.
+    pub completed_on: Option<String>,
+    /// Error code.
+    pub error_code: Option<String>,
+    /// Error message.
+    pub error_message: Option<String>,
+    /// Sub-code (`NoCandidateMachine`'s).
+    pub error_details: Option<String>,
+}
+
+impl RunView {
+    fn of(w: &crate::domain::world::World, r: &crate::domain::run::Run) -> Self {
+        let position = (r.status == RunStatus::Waiting).then(|| {
+            w.runs
+                .runs
+                .iter()
+                .filter(|o| {
+                    o.status == RunStatus::Waiting && o.group == r.group && (o.priority, o.seq) < (r.priority, r.seq)
+                })
+                .count()
+                + 1
+        });
+        Self {
+            flowsession_id: r.id,
+            environment: r.environment.clone(),
+            flow: r.flow,
+            flow_name: r.flow_name.clone(),
+            status: r.status.name(),
+            statuscode: r.status.statuscode(),
+            run_mode: r.mode.name(),
+            priority: r.priority.name(),
+            group: r.group,
+            machine: r.machine,
+            session: (r.status == RunStatus::Running).then(|| r.account.clone()),
+            position,
+            next_to_run: position == Some(1),
+            enqueued_on: r.enqueued_on,
+            started_on: r.started_on.map(format_timestamp),
+            completed_on: r.completed_on.map(format_timestamp),
+            error_code: r.failure.as_ref().map(|f| f.code.clone()),
+            error_message: r.failure.as_ref().map(|f| f.message.clone()),
+            error_details: r.failure.as_ref().and_then(|f| f.details.clone()),
+        }
+    }
+}
+
+/// A desktop flow in the fixture format, with its environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesktopFlowView {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The flow.
+    #[serde(flatten)]
+    pub flow: fixtures::DesktopFlowFile,
+}
+
+impl DesktopFlowView {
+    fn of(env: &EnvironmentId, f: &DesktopFlow) -> Self {
+        let parse = |t: &str| serde_json::from_str(t).unwrap_or_default();
+        let simulation = match &f.simulation {
+            Simulation::Succeed { duration_secs, outputs } => {
+                fixtures::SimulationFile { duration_seconds: *duration_secs, outputs: Some(parse(outputs)), fail: None }
+            }
+            Simulation::Fail { duration_secs, code, message } => fixtures::SimulationFile {
+                duration_seconds: *duration_secs,
+                outputs: None,
+                fail: Some(fixtures::FailureFile { code: code.clone(), message: message.clone() }),
+            },
+        };
+        Self {
+            environment: env.clone(),
+            flow: fixtures::DesktopFlowFile {
+                workflow_id: f.id.to_string(),
+                name: f.name.clone(),
+                owner: f.owner.to_string(),
+                published: f.published,
+                input_schema: parse(&f.input_schema),
+                output_schema: parse(&f.output_schema),
+                simulation,
+            },
+        }
+    }
+}
+
+/// The checks the fixture format makes on one flow.
+fn check_flow_file(f: &fixtures::DesktopFlowFile) -> Result<(), ControlError> {
+    let bad = |m: &str| Err(ControlError::invalid("InvalidRequestContent", m));
+    if f.simulation.outputs.is_some() && f.simulation.fail.is_some() {
+        return bad("A simulation has 'outputs' or 'fail', not both.");
+    }
+    if !f.input_schema.is_object() || !f.output_schema.is_object() {
+        return bad("'inputSchema' and 'outputSchema' are JSON Schema objects.");
+    }
+    if f.name.trim().is_empty() {
+        return bad("The field 'name' must not be empty.");
+    }
+    Ok(())
 }
 
 /// What `health` reports.
@@ -945,6 +1253,8 @@ pub struct SandboxState {
     pub environments: Vec<EnvironmentView>,
     /// Connections.
     pub connections: Vec<ConnectionView>,
+    /// Every run, in enqueue order.
+    pub runs: Vec<RunView>,
 }
 
 impl SandboxState {
@@ -998,6 +1308,7 @@ impl SandboxState {
                         .collect(),
                 })
                 .collect(),
+            runs: w.runs.runs.iter().map(|r| RunView::of(w, r)).collect(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! what its runs do, so a test decides outcomes without a machine.
 
 use super::ids::{ConnectionReferenceId, IdError, PrincipalId, WorkflowId};
-use fixtures::{ConnectionReferenceFile, DesktopFlowFile};
+use fixtures::{ConnectionReferenceFile, DesktopFlowFile, SimulationFile};
 
 /// What a run of a flow does once it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +54,10 @@ pub struct DesktopFlow {
     pub simulation: Simulation,
 }
 
-impl DesktopFlow {
-    /// From the fixture format (validated by the fixtures crate).
-    pub fn from_file(f: &DesktopFlowFile) -> Result<Self, IdError> {
-        let s = &f.simulation;
-        let simulation = match &s.fail {
+impl Simulation {
+    /// From the fixture format.
+    pub fn from_file(s: &SimulationFile) -> Self {
+        match &s.fail {
             Some(fail) => Simulation::Fail {
                 duration_secs: s.duration_seconds,
                 code: fail.code.clone(),
@@ -68,7 +67,14 @@ impl DesktopFlow {
                 duration_secs: s.duration_seconds,
                 outputs: s.outputs.as_ref().map_or_else(|| "{}".to_owned(), ToString::to_string),
             },
-        };
+        }
+    }
+}
+
+impl DesktopFlow {
+    /// From the fixture format (validated by the fixtures crate).
+    pub fn from_file(f: &DesktopFlowFile) -> Result<Self, IdError> {
+        let simulation = Simulation::from_file(&f.simulation);
         Ok(Self {
             id: WorkflowId::parse(&f.workflow_id)?,
             name: f.name.clone(),
@@ -106,6 +112,69 @@ impl ConnectionReference {
             connector_id: r.connector_id.clone(),
             connection_id: r.connection_id.clone(),
         })
+    }
+}
+
+/// A change to a desktop flow (`PATCH /_mock/desktopflows/{id}`); `None` keeps a value.
+#[derive(Debug, Clone, Default)]
+pub struct FlowChange {
+    /// Name.
+    pub name: Option<String>,
+    /// Owner.
+    pub owner: Option<PrincipalId>,
+    /// Published.
+    pub published: Option<bool>,
+    /// Input schema (JSON text).
+    pub input_schema: Option<String>,
+    /// Output schema (JSON text).
+    pub output_schema: Option<String>,
+    /// What its runs do (runs queued later; queued runs keep theirs).
+    pub simulation: Option<Simulation>,
+}
+
+impl super::world::World {
+    /// Adds a desktop flow to an environment (`POST /_mock/desktopflows`).
+    pub fn add_desktop_flow(&mut self, env: &super::ids::EnvironmentId, flow: DesktopFlow) -> Result<(), super::Error> {
+        let e = self
+            .environments
+            .iter_mut()
+            .find(|e| &e.id == env)
+            .ok_or(super::Error::RecordNotFound { entity: "environment", id: env.to_string() })?;
+        if e.system_user_of(flow.owner).is_none() {
+            return Err(super::Error::NotOrganizationMember(flow.owner.to_string()));
+        }
+        if e.desktop_flows.iter().any(|f| f.id == flow.id) {
+            return Err(super::Error::DuplicateRecord(format!("workflow {}", flow.id)));
+        }
+        e.desktop_flows.push(flow);
+        Ok(())
+    }
+
+    /// Changes a desktop flow of any environment; the flow after.
+    pub fn change_desktop_flow(&mut self, id: WorkflowId, change: FlowChange) -> Result<&DesktopFlow, super::Error> {
+        let e = self
+            .environments
+            .iter_mut()
+            .find(|e| e.desktop_flows.iter().any(|f| f.id == id))
+            .ok_or(super::Error::RecordNotFound { entity: "workflow", id: id.to_string() })?;
+        if let Some(o) = change.owner
+            && e.system_user_of(o).is_none()
+        {
+            return Err(super::Error::NotOrganizationMember(o.to_string()));
+        }
+        let f = e
+            .desktop_flows
+            .iter_mut()
+            .find(|f| f.id == id)
+            .ok_or(super::Error::RecordNotFound { entity: "workflow", id: id.to_string() })?;
+        let FlowChange { name, owner, published, input_schema, output_schema, simulation } = change;
+        f.name = name.unwrap_or(std::mem::take(&mut f.name));
+        f.owner = owner.unwrap_or(f.owner);
+        f.published = published.unwrap_or(f.published);
+        f.input_schema = input_schema.unwrap_or(std::mem::take(&mut f.input_schema));
+        f.output_schema = output_schema.unwrap_or(std::mem::take(&mut f.output_schema));
+        f.simulation = simulation.unwrap_or(f.simulation.clone());
+        Ok(f)
     }
 }
 

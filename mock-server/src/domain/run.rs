@@ -583,6 +583,49 @@ impl World {
         events
     }
 
+    /// The next instant after `at` when a run transition is due (a completion, a timeout, a
+    /// queue-limit expiry): what `toNextEvent` advances to.
+    pub fn next_run_event_after(&self, at: Timestamp, limits: RunLimits) -> Option<Timestamp> {
+        self.next_due_after(at, limits)
+    }
+
+    /// The next instant after `at` when a Running run ends; `None` when none runs (what
+    /// `untilIdle` waits for: Waiting runs wait on world changes).
+    pub fn next_run_completion_after(&self, at: Timestamp) -> Option<Timestamp> {
+        self.runs.runs.iter().filter(|r| r.status == RunStatus::Running).filter_map(Run::due).filter(|t| *t > at).min()
+    }
+
+    /// Whether a run is Running.
+    pub fn any_run_running(&self) -> bool {
+        self.runs.runs.iter().any(|r| r.status == RunStatus::Running)
+    }
+
+    /// Ends a Waiting or Running run now, as a test asks (`POST /_mock/runs/{id}/complete` or
+    /// `/fail`), without editing its flow: outputs (JSON text) to succeed, a failure to fail.
+    pub fn end_run_now(
+        &mut self,
+        id: FlowSessionId,
+        outcome: Result<String, (String, String)>,
+        now: Timestamp,
+    ) -> Result<RunEvent, Error> {
+        let run = self
+            .runs
+            .runs
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| Error::RecordNotFound { entity: "flowsession", id: id.to_string() })?;
+        if run.status.is_terminal() {
+            return Err(Error::RunAlreadyEnded(id.to_string()));
+        }
+        Ok(match outcome {
+            Ok(outputs) => {
+                run.outputs = Some(outputs);
+                run.end(RunStatus::Succeeded, now, None)
+            }
+            Err((code, message)) => run.end(RunStatus::Failed, now, Some(RunFailure::new(&code, message))),
+        })
+    }
+
     /// The next instant after `at` when something is due: a completion, a timeout, an expiry.
     fn next_due_after(&self, at: Timestamp, limits: RunLimits) -> Option<Timestamp> {
         self.runs

@@ -21,5 +21,6 @@ mod operations;
 mod routing;
 mod rules;
 mod runs;
+mod runs_control;
 mod secrets;
 mod token_checks;

@@ -7,25 +7,25 @@ use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const BUILD01_GROUP: &str = "fbd9ef90-eb39-437b-a791-919993c57260";
-const BUILD01: &str = "78afb281-eb1e-4e35-ba11-9460dcabf47a";
-const FLOW_OK: &str = "5c0e6f3e-9a57-4c1e-8d0f-3a2b7c9e1d42";
-const FLOW_FAIL: &str = "a7d3c1b9-2f4e-4b8a-9c6d-0e1f2a3b4c5d";
+pub(crate) const BUILD01_GROUP: &str = "fbd9ef90-eb39-437b-a791-919993c57260";
+pub(crate) const BUILD01: &str = "78afb281-eb1e-4e35-ba11-9460dcabf47a";
+pub(crate) const FLOW_OK: &str = "5c0e6f3e-9a57-4c1e-8d0f-3a2b7c9e1d42";
+pub(crate) const FLOW_FAIL: &str = "a7d3c1b9-2f4e-4b8a-9c6d-0e1f2a3b4c5d";
 const SIGN_IN_CONNECTION: &str = "5a1b2c3d-0000-4000-8000-00000000c0de";
 
 /// One sandbox's doors: its control header, its Dataverse URL and Megan's tokens there.
-struct Door<'a> {
-    t: &'a TestServer,
-    sandbox: String,
-    env: String,
-    org: String,
-    upn: String,
-    password: String,
-    tenant: String,
+pub(crate) struct Door<'a> {
+    pub(crate) t: &'a TestServer,
+    pub(crate) sandbox: String,
+    pub(crate) env: String,
+    pub(crate) org: String,
+    pub(crate) upn: String,
+    pub(crate) password: String,
+    pub(crate) tenant: String,
 }
 
 impl<'a> Door<'a> {
-    fn default(t: &'a TestServer) -> Self {
+    pub(crate) fn default(t: &'a TestServer) -> Self {
         Self {
             t,
             sandbox: "default".into(),
@@ -37,7 +37,7 @@ impl<'a> Door<'a> {
         }
     }
 
-    async fn token(&self, scope: &str) -> String {
+    pub(crate) async fn token(&self, scope: &str) -> String {
         let form = [
             ("grant_type", "password"),
             ("client_id", PUBLIC_CLIENT),
@@ -50,15 +50,15 @@ impl<'a> Door<'a> {
         v["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn dv_token(&self) -> String {
+    pub(crate) async fn dv_token(&self) -> String {
         self.token(&format!("{}/dataverse/{}/.default", self.t.http, self.org)).await
     }
 
-    fn dv(&self, rest: &str) -> String {
+    pub(crate) fn dv(&self, rest: &str) -> String {
         format!("{}/dataverse/{}/api/data/v9.2/{rest}", self.t.http, self.org)
     }
 
-    async fn send(&self, method: Method, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn send(&self, method: Method, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.t.client.request(method, url).bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -69,7 +69,7 @@ impl<'a> Door<'a> {
         (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
     }
 
-    async fn control(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn control(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req =
             self.t.client.request(method, format!("{}{path}", self.t.http)).header("x-mock-sandbox", &self.sandbox);
         if let Some(b) = body {
@@ -79,7 +79,7 @@ impl<'a> Door<'a> {
     }
 
     /// Megan makes a connect-with-sign-in connection on a group.
-    async fn sign_in_connection(&self, group: &str) -> String {
+    pub(crate) async fn sign_in_connection(&self, group: &str) -> String {
         let token = self.token(PP_SCOPE).await;
         let url = format!(
             "{}/connectivity/environments/{}/connectors/shared_uiflow/connections/{SIGN_IN_CONNECTION}?api-version=1",
@@ -93,7 +93,7 @@ impl<'a> Door<'a> {
         SIGN_IN_CONNECTION.to_owned()
     }
 
-    async fn run(&self, token: &str, flow: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn run(&self, token: &str, flow: &str, body: Value) -> (u16, Value) {
         self.send(
             Method::POST,
             &self.dv(&format!("workflows({flow})/Microsoft.Dynamics.CRM.RunDesktopFlow")),
@@ -104,7 +104,7 @@ impl<'a> Door<'a> {
     }
 
     /// Starts a run that makes a record and returns its flow session id.
-    async fn start(&self, token: &str, flow: &str, mode: &str, connection: &str) -> String {
+    pub(crate) async fn start(&self, token: &str, flow: &str, mode: &str, connection: &str) -> String {
         let (s, v) = self.run(token, flow, json!({"runMode": mode, "connectionName": connection})).await;
         assert_eq!(s, 200, "{v}");
         assert!(
@@ -113,7 +113,7 @@ impl<'a> Door<'a> {
         v["flowsessionId"].as_str().unwrap().to_owned()
     }
 
-    async fn session(&self, token: &str, id: &str) -> Value {
+    pub(crate) async fn session(&self, token: &str, id: &str) -> Value {
         let (s, v) = self
             .send(
                 Method::GET,
@@ -128,13 +128,13 @@ impl<'a> Door<'a> {
         v
     }
 
-    async fn advance(&self, seconds: u64) -> Value {
+    pub(crate) async fn advance(&self, seconds: u64) -> Value {
         let (s, v) = self.control(Method::POST, "/_mock/clock/advance", Some(json!({"seconds": seconds}))).await;
         assert_eq!(s, 200, "{v}");
         v
     }
 
-    async fn set_sessions(&self, machine: &str, sessions: Value) -> Value {
+    pub(crate) async fn set_sessions(&self, machine: &str, sessions: Value) -> Value {
         let (s, v) = self
             .control(Method::PATCH, &format!("/_mock/machines/{machine}"), Some(json!({"sessions": sessions})))
             .await;
@@ -345,11 +345,11 @@ async fn runs_work_in_a_fresh_sandbox_where_megans_session_follows_her_upn() {
 }
 
 impl Door<'_> {
-    fn runtime_runs(&self, connection: &str, flow: &str) -> String {
+    pub(crate) fn runtime_runs(&self, connection: &str, flow: &str) -> String {
         format!("{}/apim/uiflow/{}/{connection}/uiFlowTypes/desktopV2/uiflows/{flow}/runs", self.t.http, self.env)
     }
 
-    async fn runtime(
+    pub(crate) async fn runtime(
         &self,
         method: Method,
         url: &str,
