@@ -1,6 +1,8 @@
 //! A mock Power Platform server: the identity token endpoint, the Power Platform API
-//! connections endpoints, the Dataverse machine tables and sharing, with the real rules, on a
-//! virtual clock. Desktop-flow runs are routed but not served yet (404 `NotImplementedByMock`).
+//! connections endpoints, the Dataverse machine tables and sharing, and desktop-flow runs
+//! (`RunDesktopFlow`, `flowsessions`, `RunUIFlow_V2` and `GetRunStatus`: one queue over Windows
+//! sessions on the machines), with the real rules, on a virtual clock. Run callbacks are not
+//! called yet (`callbackUrl` is stored).
 //! Embeddable in tests ([`MockServer`]) and runnable as a binary (`cargo run -p mock-server`).
 //!
 //! # In a test
@@ -60,7 +62,7 @@
 //! - [`control`] — the control service: every control operation as a typed Rust method, one
 //!   error type; `/_mock/…` and the typed handle both call it.
 //! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
-//!   (clock, journal, settings, machines, reset).
+//!   (clock, journal, settings, machines and sessions, runs, desktop flows, reset).
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).

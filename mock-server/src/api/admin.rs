@@ -11,7 +11,7 @@
 //! | `GET /_mock/state` | what the sandbox holds now |
 //! | `GET /_mock/journal` / `DELETE /_mock/journal` | read (filters, raw or normalised) / clear |
 //! | `GET /_mock/clock`, `PUT /_mock/clock`, `POST /_mock/clock/advance` | the virtual clock |
-//! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime) |
+//! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime, run queue limits, throttle, async) |
 //! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
