@@ -241,6 +241,30 @@ impl Control {
         Ok(view)
     }
 
+    /// The timer of sandboxes on real time: applies, in each, what is due up to now (through
+    /// the one entry point) and answers how long until the next run transition is due, at
+    /// most `max` (so runs queued meanwhile are assigned within `max`, at their queue instant).
+    /// It triggers; the queue decides.
+    pub fn wake_system_clocks(&self, max: std::time::Duration) -> std::time::Duration {
+        let mut wait = max;
+        for sb in self.registry().all() {
+            let (events, next) = sb.apply(|st| {
+                if st.clock.mode() != ClockMode::System {
+                    return (Vec::new(), None);
+                }
+                let events = st.clock_changed();
+                let now = st.clock.now();
+                let next = st.world.next_run_event_after(now, st.run_limits()).and_then(|t| (t - now).to_std().ok());
+                (events, next)
+            });
+            sb.journal_run_events(self.state.real_ms(), &events);
+            if let Some(n) = next {
+                wait = wait.min(n);
+            }
+        }
+        wait
+    }
+
     /// The runs of a sandbox as the portal's queue shows them: Waiting and Running runs (or
     /// every run of one status), with their position in their group's queue.
     pub fn runs(&self, sandbox: &str, filter: &RunFilter) -> Result<Vec<RunView>, ControlError> {

@@ -199,3 +199,22 @@ async fn unattended_runs_show_their_sessions_and_the_typed_handle_drives_runs() 
     let unknown = FlowSessionId::parse("00000000-0000-0000-0000-0000000000ff").unwrap();
     assert!(sb.complete_run(unknown, json!({})).await.is_err());
 }
+
+#[tokio::test]
+async fn a_sandbox_on_real_time_is_woken_by_its_timer_through_the_same_entry_point() {
+    // The timer's work, called directly (no sleeping in tests): what is due applies at its instant.
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    let (s, _) = d.control(Method::PUT, "/_mock/clock", Some(json!({"mode": "system"}))).await;
+    assert_eq!(s, 200);
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    let control = mock_server::control::Control::new(t.server.state().clone());
+    let wait = control.wake_system_clocks(std::time::Duration::from_secs(1));
+    assert!(wait <= std::time::Duration::from_secs(1));
+    // The handle's queue view applies nothing itself: the run was started by the wake.
+    let running = t.sandbox().runs(RunFilter { status: Some("Running".into()), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(running.iter().map(|r| r.flowsession_id.to_string()).collect::<Vec<_>>(), [run]);
+    assert!(running[0].started_on.is_some());
+}
