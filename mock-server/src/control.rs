@@ -235,10 +235,24 @@ impl Control {
             }
             let mut view = ClockView::of(sandbox, st);
             view.run_events = events.iter().map(RunEventView::of).collect();
+            view.owed = crate::callbacks::owed(&events);
             Ok::<_, ControlError>((view, events))
         })?;
         sb.journal_run_events(self.state.real_ms(), &events);
         Ok(view)
+    }
+
+    /// Makes the first attempt of each callback a clock change owes, in completion order,
+    /// and lists the results in the answer (runs.md: the clock's answer waits for them);
+    /// failed ones go on retrying in the background.
+    pub async fn deliver_callbacks(&self, sandbox: &str, view: &mut ClockView) -> Result<(), ControlError> {
+        if view.owed.is_empty() {
+            return Ok(());
+        }
+        let sb = self.registry().get(sandbox)?;
+        let owed = std::mem::take(&mut view.owed);
+        view.callbacks = crate::callbacks::deliver(&self.state, &sb, owed).await;
+        Ok(())
     }
 
     /// The timer of sandboxes on real time: applies, in each, what is due up to now (through
@@ -257,7 +271,7 @@ impl Control {
                 let next = st.world.next_run_event_after(now, st.run_limits()).and_then(|t| (t - now).to_std().ok());
                 (events, next)
             });
-            sb.journal_run_events(self.state.real_ms(), &events);
+            crate::callbacks::after(&self.state, &sb, &events);
             if let Some(n) = next {
                 wait = wait.min(n);
             }
@@ -323,7 +337,7 @@ impl Control {
             let run = st.world.runs.runs.iter().find(|r| r.id == id).map(|r| RunView::of(&st.world, r));
             Ok::<_, ControlError>((run, events))
         })?;
-        sb.journal_run_events(self.state.real_ms(), &event);
+        crate::callbacks::after(&self.state, &sb, &event);
         view.ok_or_else(|| ControlError::NotFound { code: "RunNotFound", message: format!("No run '{id}'.") })
     }
 
@@ -377,6 +391,7 @@ impl Control {
             let events = st.clock_changed();
             let mut view = ClockView::of(sandbox, st);
             view.run_events = events.iter().map(RunEventView::of).collect();
+            view.owed = crate::callbacks::owed(&events);
             Ok::<_, ControlError>((view, events))
         })?;
         sb.journal_run_events(self.state.real_ms(), &events);
@@ -503,7 +518,7 @@ impl Control {
             st.refresh_secrets();
             Ok::<_, ControlError>((out, events))
         })?;
-        sb.journal_run_events(self.state.real_ms(), &events);
+        crate::callbacks::after(&self.state, &sb, &events);
         out.ok_or_else(|| ControlError::NotFound {
             code: "MachineNotFound",
             message: format!("No machine '{id}' in this sandbox."),
@@ -754,11 +769,24 @@ pub struct ClockView {
     /// The run transitions this change applied, in order (absent when none).
     #[serde(rename = "runEvents", skip_serializing_if = "Vec::is_empty")]
     pub run_events: Vec<RunEventView>,
+    /// The callbacks those transitions owe, until they are made.
+    #[serde(skip)]
+    pub owed: Vec<crate::domain::run::Callback>,
+    /// The first attempt of each callback (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::callbacks::CallbackResult>,
 }
 
 impl ClockView {
     fn of(sandbox: &str, st: &Held) -> Self {
-        Self { sandbox: sandbox.to_owned(), now: st.clock.now(), mode: st.clock.mode(), run_events: Vec::new() }
+        Self {
+            sandbox: sandbox.to_owned(),
+            now: st.clock.now(),
+            mode: st.clock.mode(),
+            run_events: Vec::new(),
+            owed: Vec::new(),
+            callbacks: Vec::new(),
+        }
     }
 }
 

@@ -297,19 +297,27 @@ impl ClockHandle {
         Ok(self.get().await?.now)
     }
 
-    /// Moves it forward (virtual mode).
+    /// Moves it forward (virtual mode); answers once the callbacks the runs that ended owe
+    /// had their first attempt.
     pub async fn advance(&self, by: Duration) -> Result<ClockView, ControlError> {
-        self.sandbox.control.advance_clock(&self.sandbox.name, by)
+        let view = self.sandbox.control.advance_clock(&self.sandbox.name, by);
+        self.delivered(view).await
+    }
+
+    async fn delivered(&self, view: Result<ClockView, ControlError>) -> Result<ClockView, ControlError> {
+        let mut view = view?;
+        self.sandbox.control.deliver_callbacks(&self.sandbox.name, &mut view).await?;
+        Ok(view)
     }
 
     /// Runs the queue until no run is Running (at most 24 h on): what `untilIdle` does.
     pub async fn advance_until_idle(&self) -> Result<ClockView, ControlError> {
-        self.sandbox.control.advance_until_idle(&self.sandbox.name)
+        self.delivered(self.sandbox.control.advance_until_idle(&self.sandbox.name)).await
     }
 
     /// Moves to the next instant a run transition is due (at most 24 h on): `toNextEvent`.
     pub async fn advance_to_next_event(&self) -> Result<ClockView, ControlError> {
-        self.sandbox.control.advance_to_next_event(&self.sandbox.name)
+        self.delivered(self.sandbox.control.advance_to_next_event(&self.sandbox.name)).await
     }
 
     /// Sets the instant (virtual mode; never backwards).
@@ -324,7 +332,7 @@ impl ClockHandle {
 
     /// Switches the mode, then sets the instant; a refused instant changes neither.
     pub async fn change(&self, change: ClockChange) -> Result<ClockView, ControlError> {
-        self.sandbox.control.set_clock(&self.sandbox.name, change)
+        self.delivered(self.sandbox.control.set_clock(&self.sandbox.name, change)).await
     }
 }
 

@@ -246,23 +246,30 @@ impl Sandbox {
     /// Journals run transitions as events (after the state's lock is released: the journal
     /// has its own).
     pub fn journal_run_events(&self, real_ms: u64, events: &[RunEvent]) {
-        if events.is_empty() {
-            return;
+        for e in events {
+            let view = RunEventView::of(e);
+            self.journal_event(
+                real_ms,
+                format_timestamp(e.at),
+                view.event,
+                serde_json::to_value(&view).unwrap_or_default(),
+            );
         }
+    }
+
+    /// Journals one event (`run.ended`, `callback.attempt`, …).
+    pub fn journal_event(&self, real_ms: u64, virtual_time: String, event: &str, detail: serde_json::Value) {
         self.journal(|j| {
-            for e in events {
-                let view = RunEventView::of(e);
-                let seq = j.next_seq();
-                j.push_event(EventEntry {
-                    seq,
-                    kind: EntryKind::Event,
-                    sandbox: self.name.clone(),
-                    virtual_time: format_timestamp(e.at),
-                    real_ms,
-                    event: view.event.to_owned(),
-                    detail: serde_json::to_value(&view).unwrap_or_default(),
-                });
-            }
+            let seq = j.next_seq();
+            j.push_event(EventEntry {
+                seq,
+                kind: EntryKind::Event,
+                sandbox: self.name.clone(),
+                virtual_time,
+                real_ms,
+                event: event.to_owned(),
+                detail,
+            });
         });
     }
 

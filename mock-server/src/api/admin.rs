@@ -272,7 +272,20 @@ async fn put_clock(
     Extension(route): Extension<RouteInfo>,
     ApiJson(change): ApiJson<ClockChange>,
 ) -> Result<Response, ApiError> {
-    answer(StatusCode::OK, control(app).set_clock(&route.sandbox, change))
+    let control = control(app);
+    let view = control.set_clock(&route.sandbox, change);
+    clock_answer(&control, &route.sandbox, view).await
+}
+
+/// A clock change's answer, once the first attempt of each callback it owes is made.
+async fn clock_answer(
+    control: &Control,
+    sandbox: &str,
+    view: Result<crate::control::ClockView, ControlError>,
+) -> Result<Response, ApiError> {
+    let mut view = view?;
+    control.deliver_callbacks(sandbox, &mut view).await?;
+    answer(StatusCode::OK, Ok(view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,11 +317,12 @@ async fn post_clock_advance(
             "Give one of: a duration (seconds, minutes, hours), untilIdle or toNextEvent.",
         ));
     }
+    let control = control(app);
     if by.until_idle {
-        return answer(StatusCode::OK, control(app).advance_until_idle(&route.sandbox));
+        return clock_answer(&control, &route.sandbox, control.advance_until_idle(&route.sandbox)).await;
     }
     if by.to_next_event {
-        return answer(StatusCode::OK, control(app).advance_to_next_event(&route.sandbox));
+        return clock_answer(&control, &route.sandbox, control.advance_to_next_event(&route.sandbox)).await;
     }
     let total = by
         .hours
@@ -316,7 +330,8 @@ async fn post_clock_advance(
         .and_then(|h| by.minutes.checked_mul(60).and_then(|m| m.checked_add(h)))
         .and_then(|hm| hm.checked_add(by.seconds))
         .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
-    answer(StatusCode::OK, control(app).advance_clock(&route.sandbox, std::time::Duration::from_secs(total)))
+    let view = control.advance_clock(&route.sandbox, std::time::Duration::from_secs(total));
+    clock_answer(&control, &route.sandbox, view).await
 }
 
 async fn get_settings(

@@ -908,8 +908,8 @@ struct Dv {
     body: axum::body::Bytes,
     /// Whether the request may change the world (not a GET).
     write: bool,
-    /// Real time of the request, for the journal's run events.
-    real_ms: u64,
+    /// The server, for the journal's run events and the callbacks they owe.
+    app: AppState,
 }
 
 impl Dv {
@@ -926,7 +926,7 @@ impl Dv {
             }
             (out, events)
         });
-        self.ctx.sandbox.journal_run_events(self.real_ms, &events);
+        crate::callbacks::after(&self.app, &self.ctx.sandbox, &events);
         out
     }
 
@@ -975,16 +975,8 @@ async fn dataverse(
         format!("{origin}/dataverse/{org}/api/data/{version}")
     };
     let write = method != Method::GET;
-    let dv = Dv {
-        ctx,
-        env,
-        base,
-        pairs: form_pairs(uri.query().unwrap_or("")),
-        headers,
-        body,
-        write,
-        real_ms: app.real_ms(),
-    };
+    let dv =
+        Dv { ctx, env, base, pairs: form_pairs(uri.query().unwrap_or("")), headers, body, write, app: app.clone() };
     match (&method, target) {
         (&Method::GET, Target::WhoAmI) => who_am_i(&dv),
         (&Method::GET, Target::Definitions) => entity_definitions(&dv),

@@ -212,7 +212,7 @@ async fn run_flow(
         let answer = status_answer(run, &location, st.settings.run_status_retry_after_secs);
         Ok((answer, events))
     })?;
-    ctx.sandbox.journal_run_events(app.real_ms(), &events);
+    crate::callbacks::after(&app, &ctx.sandbox, &events);
     Ok(answer)
 }
 
@@ -232,7 +232,7 @@ async fn run_status(
         let location = location(&ctx, &env, &path, run);
         Ok((status_answer(r, &location, st.settings.run_status_retry_after_secs), events))
     })?;
-    ctx.sandbox.journal_run_events(app.real_ms(), &events);
+    crate::callbacks::after(&app, &ctx.sandbox, &events);
     Ok(answer)
 }
 

@@ -239,7 +239,15 @@ impl Run {
             None => RunEventKind::Ended { status, code: None },
         };
         self.failure = failure;
-        RunEvent { run: self.id, at, kind }
+        let callback = self.callback_url.clone().map(|url| Callback {
+            url,
+            workflow: self.flow,
+            run: self.id,
+            statuscode: status.statuscode(),
+            started_on: self.started_on,
+            completed_on: at,
+        });
+        RunEvent { run: self.id, at, kind, callback }
     }
 }
 
@@ -286,6 +294,25 @@ pub struct RunEvent {
     pub at: Timestamp,
     /// What.
     pub kind: RunEventKind,
+    /// The call its end owes its `callbackUrl` (made by the api layer, after the lock).
+    pub callback: Option<Callback>,
+}
+
+/// What the end of a run with a `callbackUrl` sends there (api-facts 5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// Where.
+    pub url: String,
+    /// `x-ms-workflow-id`.
+    pub workflow: WorkflowId,
+    /// `x-ms-run-id` and `flowsessionid`.
+    pub run: FlowSessionId,
+    /// `statuscode` at the end.
+    pub statuscode: i64,
+    /// `startedon`.
+    pub started_on: Option<Timestamp>,
+    /// `completedon`.
+    pub completed_on: Timestamp,
 }
 
 /// What moved the queue: a clock change assigns runs; a world change (a control call, a
@@ -529,7 +556,7 @@ impl World {
             callback_url: req.callback_url,
             simulation: flow.simulation,
         };
-        let mut events = vec![RunEvent { run: id, at: now, kind: RunEventKind::Queued }];
+        let mut events = vec![RunEvent { run: id, at: now, kind: RunEventKind::Queued, callback: None }];
         let at_once = if sign_in && req.mode == RunMode::Unattended {
             Some(RunFailure::new(
                 "SignInConnectionAttendedOnly",
@@ -696,7 +723,7 @@ impl World {
                 None => {
                     run.status = RunStatus::Running;
                     run.started_on = Some(at);
-                    events.push(RunEvent { run: run.id, at, kind: RunEventKind::Started { machine } });
+                    events.push(RunEvent { run: run.id, at, kind: RunEventKind::Started { machine }, callback: None });
                 }
             }
         }

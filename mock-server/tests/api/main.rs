@@ -21,6 +21,7 @@ mod operations;
 mod routing;
 mod rules;
 mod runs;
+mod runs_callbacks;
 mod runs_control;
 mod secrets;
 mod token_checks;

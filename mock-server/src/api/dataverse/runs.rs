@@ -206,7 +206,7 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
         Ok((session, events))
     })?;
     let (session, events) = session;
-    dv.ctx.sandbox.journal_run_events(dv.real_ms, &events);
+    crate::callbacks::after(&dv.app, &dv.ctx.sandbox, &events);
     Ok(json(
         StatusCode::OK,
         json!({
@@ -253,7 +253,7 @@ pub(super) fn cancel_run(dv: &Dv, id: Uuid) -> Result<Response, ApiError> {
         let now = st.clock.now();
         Ok(st.world.cancel_run(dv.who(), &dv.env, FlowSessionId::from_uuid(id), now)?)
     })?;
-    dv.ctx.sandbox.journal_run_events(dv.real_ms, &[event]);
+    crate::callbacks::after(&dv.app, &dv.ctx.sandbox, &[event]);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
