@@ -93,6 +93,10 @@ operations! {
     RuntimeTestConnection => "runtime.testConnection",
     /// `GET /apim/uiflow/…/uiFlowTypes/{type}/uiflows`.
     RuntimeListUIFlows => "runtime.listUIFlows",
+    /// `GET /apim/uiflow/…/uiFlowTypes/{type}/uiflows/{id}/$metadata.json`.
+    RuntimeGetUIFlowMetadata => "runtime.getUIFlowMetadata",
+    /// `GET /apim/uiflow/{environment}/{connection}/status`.
+    RuntimeStatus => "runtime.status",
     /// A call to the control surface `/_mock/…` (never journaled).
     Control => "control",
     /// What the mock could not route: an unknown host, path or method.

@@ -8,7 +8,9 @@
 //!   `GetRunStatus` on that `Location`; one queue and one flow session per run with the
 //!   Dataverse door (runs.md, "The connector door"). `x-mock-async-disabled: true` (or the
 //!   `asyncDisabled` setting) stands for the cloud flow's "Asynchronous pattern: Off".
-//! - `ListUIFlows`: the environment's published desktop flows.
+//! - `ListUIFlows`: the environment's published desktop flows; `GetUIFlowMetadata`: a flow's
+//!   input and output schemas; `Status`: whether a machine of the connection's group is
+//!   online (both bodies mock-defined).
 
 use super::connections::{connection_id, resolve_environment};
 use super::dataverse::runs::{admit, inputs_for};
@@ -35,6 +37,8 @@ pub fn router() -> Router<AppState> {
         .route("/apim/uiflow/{env}/{id}/uiFlowTypes/{kind}/uiflows", get(list_flows))
         .route("/apim/uiflow/{env}/{id}/uiFlowTypes/{kind}/uiflows/{flow}/runs", post(run_flow))
         .route("/apim/uiflow/{env}/{id}/uiFlowTypes/{kind}/uiflows/{flow}/runs/{run}", get(run_status))
+        .route("/apim/uiflow/{env}/{id}/uiFlowTypes/{kind}/uiflows/{flow}/{file}", get(flow_metadata))
+        .route("/apim/uiflow/{env}/{id}/status", get(agent_status))
 }
 
 async fn test_connection(
@@ -258,4 +262,57 @@ async fn list_flows(
             .collect())
     })?;
     Ok(json(StatusCode::OK, json!({ "value": flows })))
+}
+
+/// `GET …/uiflows/{workflowId}/$metadata.json`: the flow's schemas (mock-defined shape:
+/// `{"name", "inputs": schema, "outputs": schema}`).
+async fn flow_metadata(
+    ctx: RequestContext,
+    ApiPath(path): ApiPath<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    check_kind(&path)?;
+    if path.get("file").map(String::as_str) != Some("$metadata.json") {
+        return Err(ApiError::NotImplemented("The mock serves '$metadata.json' under a desktop flow.".into()));
+    }
+    let id = connection_id(&path)?;
+    let flow = workflow(&path)?;
+    let (name, inputs, outputs) = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
+        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        st.world.connection(&ctx.caller, &env, UIFLOW, &id)?;
+        let f = st
+            .world
+            .environment(&env)
+            .and_then(|e| e.desktop_flows.iter().find(|f| f.id == flow))
+            .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: flow.to_string() })?;
+        Ok((f.name.clone(), f.input_schema.clone(), f.output_schema.clone()))
+    })?;
+    let parse = |t: &str| serde_json::from_str::<Value>(t).unwrap_or_default();
+    Ok(json(StatusCode::OK, json!({ "name": name, "inputs": parse(&inputs), "outputs": parse(&outputs) })))
+}
+
+/// `GET …/{connectionId}/status`: the agent's status for the connection's group (mock-defined
+/// shape: `{"status": "Online" | "Offline", "machines": [{"id", "name", "online"}]}`).
+async fn agent_status(
+    ctx: RequestContext,
+    ApiPath(path): ApiPath<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let id = connection_id(&path)?;
+    let machines = ctx.sandbox.apply(|st| -> Result<Vec<Value>, ApiError> {
+        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let c = st.world.connection(&ctx.caller, &env, UIFLOW, &id)?;
+        let group = c.parameters.target();
+        Ok(st
+            .world
+            .environment(&env)
+            .map(|e| {
+                e.machines
+                    .iter()
+                    .filter(|m| m.group == group)
+                    .map(|m| json!({ "id": m.id.to_string(), "name": m.name, "online": m.online && !m.maintenance }))
+                    .collect()
+            })
+            .unwrap_or_default())
+    })?;
+    let online = machines.iter().any(|m| m["online"] == json!(true));
+    Ok(json(StatusCode::OK, json!({ "status": if online { "Online" } else { "Offline" }, "machines": machines })))
 }

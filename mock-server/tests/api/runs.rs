@@ -482,3 +482,36 @@ async fn the_per_connection_throttle_counts_both_doors_and_makes_no_run() {
     let (_, list) = d.send(Method::GET, &d.dv("flowsessions"), &dv, None).await;
     assert_eq!(list["value"].as_array().unwrap().len(), 2, "the throttled request made no run");
 }
+
+#[tokio::test]
+async fn the_connector_lists_flows_with_their_metadata_and_the_agent_status() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let base = format!("{}/apim/uiflow/{}/{conn}", t.http, d.env);
+    let (s, _, list) =
+        d.runtime(Method::GET, &format!("{base}/uiFlowTypes/desktopV2/uiflows"), &token, &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["value"][0], json!({"id": FLOW_OK, "name": "Export invoices"}));
+    let (s, _, meta) = d
+        .runtime(
+            Method::GET,
+            &format!("{base}/uiFlowTypes/desktopV2/uiflows/{FLOW_OK}/$metadata.json"),
+            &token,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{meta}");
+    assert_eq!(meta["inputs"]["properties"]["Month"]["type"], "string");
+    let (s, _, status) = d.runtime(Method::GET, &format!("{base}/status"), &token, &[], None).await;
+    assert_eq!((s, status["status"].as_str()), (200, Some("Online")));
+    d.control(Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(json!({"online": false}))).await;
+    let (_, _, status) = d.runtime(Method::GET, &format!("{base}/status"), &token, &[], None).await;
+    assert_eq!(status["status"], "Offline");
+    let ops = t.journal("surface=runtime").await;
+    let names: Vec<&str> =
+        ops["entries"].as_array().unwrap().iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(names, ["runtime.listUIFlows", "runtime.getUIFlowMetadata", "runtime.status", "runtime.status"]);
+}
