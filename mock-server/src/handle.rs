@@ -4,8 +4,8 @@
 //! runs and desktop flows, reset. Everything here
 //! calls [`Control`], the same service `/_mock/…` translates to, so both doors behave alike.
 //!
-//! The methods are `async` although today's operations finish at once: advancing a clock will
-//! wait for run callbacks (runs.md), and a test should not have to change when it does.
+//! The methods are `async`: a clock change answers once the callbacks of the runs it ended had
+//! their first attempt (runs.md, Callbacks); the other operations finish at once.
 //! The crate's front page shows the handle at work (a doctest).
 
 use crate::control::{
