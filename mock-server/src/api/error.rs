@@ -174,11 +174,7 @@ fn domain_status(e: &domain::Error) -> u16 {
         | E::RunAlreadyEnded(_) => 400,
         E::VersionMismatch | E::DuplicateRecord(_) | E::DuplicateSchemaName(_) => 412,
         // SUP-ERR gives these statuses to the same codes on runs.
-        E::ConnectionTestFailed { code, .. } => match *code {
-            "WindowsIdentityIncorrect" => 401,
-            "XrmMachineGroupNotFound" => 404,
-            _ => 400,
-        },
+        E::ConnectionTestFailed { code, .. } => run_error_status(code),
         E::SignInRequiresUser
         | E::SignInUserTenantMismatch { .. }
         | E::SignInConnectionRunOwner
@@ -208,6 +204,25 @@ fn domain_status(e: &domain::Error) -> u16 {
 }
 
 /// HTTP status of an identity failure: 401 for client authentication failures (RFC 6749 5.2), else 400.
+/// The HTTP status SUP-ERR gives a run error code on the connector action (api-facts 7), for
+/// `TestConnection` and `GetRunStatus`; codes without one, the mock-defined ones included, are 400.
+pub fn run_error_status(code: &str) -> u16 {
+    match code {
+        "InvalidUIFlowsCertificates" | "WindowsIdentityIncorrect" | "AuthTokenNotYetValid" => 401,
+        "UnattendedUnsupportedWithOldConnection" => 403,
+        "NoListenerConnected"
+        | "ConnectionNotEstablished"
+        | "DnsError"
+        | "ConnectionTimeout"
+        | "EndpointDoNotExist"
+        | "XrmMachineGroupNotFound" => 404,
+        "LocalPlaybackOrRecordingOngoing" | "UIFlowAlreadyRunning" | "DesktopFlowsActionThrottled" => 429,
+        "UIFlowAgentLauncherServiceIsNotRunning" | "DesktopFlowMalformedMachineResponse" | "WcfServerCrash" => 500,
+        "OnPremiseDataGatewayNotAvailable" => 502,
+        _ => 400,
+    }
+}
+
 fn identity_status(e: &IdentityError) -> u16 {
     match e.oauth_error() {
         "invalid_client" => 401,

@@ -71,24 +71,9 @@ fn workflow(path: &HashMap<String, String>) -> Result<WorkflowId, ApiError> {
     WorkflowId::parse(raw).map_err(|e| ApiError::bad_request("InvalidUIFlowId", e.to_string()))
 }
 
-/// The HTTP status SUP-ERR gives a run error code on the connector action (api-facts 7);
-/// codes without one, the mock-defined ones included, are 400.
+/// The status of a run's error code on the connector door.
 fn status_of_code(code: &str) -> StatusCode {
-    let status = match code {
-        "InvalidUIFlowsCertificates" | "WindowsIdentityIncorrect" | "AuthTokenNotYetValid" => 401,
-        "UnattendedUnsupportedWithOldConnection" => 403,
-        "NoListenerConnected"
-        | "ConnectionNotEstablished"
-        | "DnsError"
-        | "ConnectionTimeout"
-        | "EndpointDoNotExist"
-        | "XrmMachineGroupNotFound" => 404,
-        "LocalPlaybackOrRecordingOngoing" | "UIFlowAlreadyRunning" | "DesktopFlowsActionThrottled" => 429,
-        "UIFlowAgentLauncherServiceIsNotRunning" | "DesktopFlowMalformedMachineResponse" | "WcfServerCrash" => 500,
-        "OnPremiseDataGatewayNotAvailable" => 502,
-        _ => 400,
-    };
-    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST)
+    StatusCode::from_u16(super::error::run_error_status(code)).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 /// The `Location` of a run: where `GetRunStatus` answers, on the request's origin.
