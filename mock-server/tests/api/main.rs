@@ -23,5 +23,6 @@ mod rules;
 mod runs;
 mod runs_callbacks;
 mod runs_control;
+mod runs_outcomes;
 mod secrets;
 mod token_checks;
