@@ -55,6 +55,24 @@ pub fn render(http: &str, https: Option<&str>, ca_path: Option<&str>, world: &Wo
             for a in &m.windows_accounts {
                 let _ = writeln!(s, "    machine   {}  {}  account {} / {}", m.id, m.name, a.username, a.password);
             }
+            for session in &m.sessions {
+                let _ = writeln!(
+                    s,
+                    "    machine   {}  {}  session of {} ({:?})",
+                    m.id, m.name, session.user, session.state
+                );
+            }
+        }
+        for f in &e.desktop_flows {
+            let outcome = match &f.simulation.fail {
+                Some(fail) => format!("fails with {}", fail.code),
+                None => "succeeds".to_owned(),
+            };
+            let _ = writeln!(
+                s,
+                "    desktop flow {}  {}  runs {} s, {outcome}",
+                f.workflow_id, f.name, f.simulation.duration_seconds
+            );
         }
         for c in &e.credentials {
             let _ = writeln!(

@@ -12,11 +12,15 @@
 use crate::domain::access::{Grantee, Share};
 use crate::domain::clock::{ClockError, ClockMode, Timestamp, format_timestamp};
 use crate::domain::credential::KeyVaultReference;
-use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TeamId, TenantId};
+use crate::domain::desktop_flow::{DesktopFlow, FlowChange, Simulation};
+use crate::domain::ids::{
+    AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, TeamId, TenantId, WorkflowId,
+};
 use crate::domain::membership::{MachineFacts, Registration};
+use crate::domain::run::RunStatus;
 use crate::domain::world::{Environment, Machine};
 use crate::journal::{Evictions, Journal};
-use crate::sandbox::{Registry, Sandbox, SandboxError, Settings};
+use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -169,28 +173,229 @@ impl Control {
         self.read(sandbox, |_, st| ClockView::of(sandbox, st))
     }
 
-    /// Switches the mode and/or sets the instant; a refused instant changes neither.
+    /// Switches the mode and/or sets the instant; a refused instant changes neither. Run
+    /// transitions due up to the new instant are applied in the same lock.
     pub fn set_clock(&self, sandbox: &str, change: ClockChange) -> Result<ClockView, ControlError> {
-        self.write(sandbox, |st| {
-            let mut clock = st.clock.clone();
+        self.clock_change(sandbox, |clock| {
             if let Some(mode) = change.mode {
                 clock.set_mode(mode);
             }
             if let Some(now) = change.now {
                 clock.set(now)?;
             }
-            st.clock = clock;
-            Ok(ClockView::of(sandbox, st))
+            Ok(())
         })
     }
 
-    /// Moves a virtual clock forward.
+    /// Moves a virtual clock forward, applying every run transition due on the way, each at
+    /// its instant; the answer lists them.
     pub fn advance_clock(&self, sandbox: &str, by: std::time::Duration) -> Result<ClockView, ControlError> {
         let by = chrono::Duration::from_std(by).map_err(|_| ClockError::OutOfRange)?;
-        self.write(sandbox, |st| {
-            st.clock.advance(by)?;
-            Ok(ClockView::of(sandbox, st))
+        self.clock_change(sandbox, |clock| clock.advance(by).map(|_| ()))
+    }
+
+    /// `untilIdle`: clock changes to each run's end until no run is Running (Waiting runs
+    /// wait on world changes), at most 24 h on.
+    pub fn advance_until_idle(&self, sandbox: &str) -> Result<ClockView, ControlError> {
+        self.clock_walk(sandbox, usize::MAX, |st| {
+            if st.world.any_run_running() { st.world.next_run_completion_after(st.clock.now()) } else { None }
         })
+    }
+
+    /// `toNextEvent`: to the next instant a run transition is due (a completion, a timeout, a
+    /// queue-limit expiry), at most 24 h on; nowhere when nothing is due.
+    pub fn advance_to_next_event(&self, sandbox: &str) -> Result<ClockView, ControlError> {
+        self.clock_walk(sandbox, 1, |st| st.world.next_run_event_after(st.clock.now(), st.run_limits()))
+    }
+
+    /// A 0 s clock change (what is due now, assignments included), then up to `steps` clock
+    /// changes to the instants `next` names, never past 24 h from the start. Each change goes
+    /// through the one entry point; the transitions are listed and journaled.
+    fn clock_walk(
+        &self,
+        sandbox: &str,
+        steps: usize,
+        next: impl Fn(&Held) -> Option<Timestamp>,
+    ) -> Result<ClockView, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        let (view, events) = sb.apply(|st| {
+            if st.clock.mode() == ClockMode::System {
+                return Err(ClockError::SystemMode.into());
+            }
+            let cap = st.clock.now() + chrono::Duration::hours(24);
+            let mut events = st.clock_changed();
+            for _ in 0..steps {
+                let Some(at) = next(st) else { break };
+                let at = at.min(cap);
+                st.clock.set(at)?;
+                events.extend(st.clock_changed());
+                if at >= cap {
+                    break;
+                }
+            }
+            let mut view = ClockView::of(sandbox, st);
+            view.run_events = events.iter().map(RunEventView::of).collect();
+            view.owed = crate::callbacks::owed(&events);
+            Ok::<_, ControlError>((view, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &events);
+        Ok(view)
+    }
+
+    /// Makes the first attempt of each callback a clock change owes, in completion order,
+    /// and lists the results in the answer (runs.md: the clock's answer waits for them);
+    /// failed ones go on retrying in the background.
+    pub async fn deliver_callbacks(&self, sandbox: &str, view: &mut ClockView) -> Result<(), ControlError> {
+        if view.owed.is_empty() {
+            return Ok(());
+        }
+        let sb = self.registry().get(sandbox)?;
+        let owed = std::mem::take(&mut view.owed);
+        view.callbacks = crate::callbacks::deliver(&self.state, &sb, owed).await;
+        Ok(())
+    }
+
+    /// The timer of sandboxes on real time: applies, in each, what is due up to now (through
+    /// the one entry point) and answers how long until the next run transition is due, at
+    /// most `max` (so runs queued meanwhile are assigned within `max`, at their queue instant).
+    /// It triggers; the queue decides.
+    pub fn wake_system_clocks(&self, max: std::time::Duration) -> std::time::Duration {
+        let mut wait = max;
+        for sb in self.registry().all() {
+            let (events, next) = sb.apply(|st| {
+                if st.clock.mode() != ClockMode::System {
+                    return (Vec::new(), None);
+                }
+                let events = st.clock_changed();
+                let now = st.clock.now();
+                let next = st.world.next_run_event_after(now, st.run_limits()).and_then(|t| (t - now).to_std().ok());
+                (events, next)
+            });
+            crate::callbacks::after(&self.state, &sb, &events);
+            if let Some(n) = next {
+                wait = wait.min(n);
+            }
+        }
+        wait
+    }
+
+    /// The runs of a sandbox as the portal's queue shows them: Waiting and Running runs (or
+    /// every run of one status), with their position in their group's queue.
+    pub fn runs(&self, sandbox: &str, filter: &RunFilter) -> Result<Vec<RunView>, ControlError> {
+        let status = match &filter.status {
+            None => None,
+            Some(s) => Some(
+                [
+                    RunStatus::Waiting,
+                    RunStatus::Running,
+                    RunStatus::Succeeded,
+                    RunStatus::Failed,
+                    RunStatus::TimedOut,
+                    RunStatus::Cancelled,
+                ]
+                .into_iter()
+                .find(|x| x.name().eq_ignore_ascii_case(s))
+                .ok_or_else(|| {
+                    ControlError::invalid(
+                        "InvalidRunStatus",
+                        "status is one of Waiting, Running, Succeeded, Failed, TimedOut, Cancelled.",
+                    )
+                })?,
+            ),
+        };
+        self.read(sandbox, |_, st| {
+            st.world
+                .runs
+                .runs
+                .iter()
+                .filter(|r| match status {
+                    Some(s) => r.status == s,
+                    None => !r.status.is_terminal(),
+                })
+                .filter(|r| filter.group.is_none_or(|g| r.group == g))
+                .map(|r| RunView::of(&st.world, r))
+                .collect()
+        })
+    }
+
+    /// Ends one Waiting or Running run now: Succeeded with `outputs`, or Failed with a code.
+    pub fn end_run(&self, sandbox: &str, id: FlowSessionId, outcome: RunOutcome) -> Result<RunView, ControlError> {
+        let outcome = match outcome {
+            RunOutcome::Complete { outputs } => Ok(outputs.to_string()),
+            RunOutcome::Fail { code, message } => {
+                if code.trim().is_empty() {
+                    return Err(ControlError::invalid("InvalidRequestContent", "The field 'code' must not be empty."));
+                }
+                Err((code, message))
+            }
+        };
+        let sb = self.registry().get(sandbox)?;
+        let (view, event) = sb.apply(|st| {
+            let mut events = st.catch_up();
+            let now = st.clock.now();
+            events.push(st.world.end_run_now(id, outcome, now)?);
+            let run = st.world.runs.runs.iter().find(|r| r.id == id).map(|r| RunView::of(&st.world, r));
+            Ok::<_, ControlError>((run, events))
+        })?;
+        crate::callbacks::after(&self.state, &sb, &event);
+        view.ok_or_else(|| ControlError::NotFound { code: "RunNotFound", message: format!("No run '{id}'.") })
+    }
+
+    /// Adds a desktop flow to an environment of the sandbox.
+    pub fn create_desktop_flow(
+        &self,
+        sandbox: &str,
+        environment: EnvironmentId,
+        flow: fixtures::DesktopFlowFile,
+    ) -> Result<DesktopFlowView, ControlError> {
+        check_flow_file(&flow)?;
+        let f =
+            DesktopFlow::from_file(&flow).map_err(|e| ControlError::invalid("InvalidRequestContent", e.to_string()))?;
+        self.write(sandbox, |st| {
+            st.world.add_desktop_flow(&environment, f.clone())?;
+            Ok(DesktopFlowView::of(&environment, &f))
+        })
+    }
+
+    /// Changes a desktop flow (runs queued before keep what they were queued with).
+    pub fn patch_desktop_flow(
+        &self,
+        sandbox: &str,
+        id: WorkflowId,
+        change: FlowChange,
+    ) -> Result<DesktopFlowView, ControlError> {
+        self.write(sandbox, |st| {
+            st.world.change_desktop_flow(id, change)?;
+            let (env, f) = st
+                .world
+                .environments
+                .iter()
+                .find_map(|e| e.desktop_flows.iter().find(|f| f.id == id).map(|f| (e.id.clone(), f)))
+                .ok_or(crate::domain::Error::RecordNotFound { entity: "workflow", id: id.to_string() })?;
+            Ok(DesktopFlowView::of(&env, f))
+        })
+    }
+
+    /// One clock change: the clock and the queue move under one lock; the transitions are
+    /// journaled after it.
+    fn clock_change(
+        &self,
+        sandbox: &str,
+        change: impl FnOnce(&mut crate::domain::clock::VirtualClock) -> Result<(), ClockError>,
+    ) -> Result<ClockView, ControlError> {
+        let sb = self.registry().get(sandbox)?;
+        let (view, events) = sb.apply(|st| {
+            let mut clock = st.clock.clone();
+            change(&mut clock)?;
+            st.clock = clock;
+            let events = st.clock_changed();
+            let mut view = ClockView::of(sandbox, st);
+            view.run_events = events.iter().map(RunEventView::of).collect();
+            view.owed = crate::callbacks::owed(&events);
+            Ok::<_, ControlError>((view, events))
+        })?;
+        sb.journal_run_events(self.state.real_ms(), &events);
+        Ok(view)
     }
 
     /// A sandbox's settings.
@@ -200,16 +405,36 @@ impl Control {
 
     /// Sets the settings `patch` names; the others keep their values.
     pub fn patch_settings(&self, sandbox: &str, patch: SettingsPatch) -> Result<Settings, ControlError> {
-        if patch.token_lifetime_secs == Some(0) {
-            return Err(ControlError::invalid(
-                "InvalidRequestContent",
-                "The field 'tokenLifetimeSecs' must be at least 1.",
-            ));
+        for (field, value) in [
+            ("tokenLifetimeSecs", patch.token_lifetime_secs),
+            ("queueTimeLimitSecs", patch.queue_time_limit_secs),
+            ("signInQueueTimeLimitSecs", patch.sign_in_queue_time_limit_secs),
+            ("runsPerMinutePerConnection", patch.runs_per_minute_per_connection),
+        ] {
+            if value == Some(0) {
+                return Err(ControlError::invalid(
+                    "InvalidRequestContent",
+                    format!("The field '{field}' must be at least 1."),
+                ));
+            }
         }
         self.write(sandbox, |st| {
-            if let Some(secs) = patch.token_lifetime_secs {
-                st.settings.token_lifetime_secs = secs;
-            }
+            let s = &mut st.settings;
+            let SettingsPatch {
+                token_lifetime_secs,
+                queue_time_limit_secs,
+                sign_in_queue_time_limit_secs,
+                runs_per_minute_per_connection,
+                run_status_retry_after_secs,
+                async_disabled,
+            } = patch;
+            s.token_lifetime_secs = token_lifetime_secs.unwrap_or(s.token_lifetime_secs);
+            s.queue_time_limit_secs = queue_time_limit_secs.unwrap_or(s.queue_time_limit_secs);
+            s.sign_in_queue_time_limit_secs = sign_in_queue_time_limit_secs.unwrap_or(s.sign_in_queue_time_limit_secs);
+            s.runs_per_minute_per_connection =
+                runs_per_minute_per_connection.unwrap_or(s.runs_per_minute_per_connection);
+            s.run_status_retry_after_secs = run_status_retry_after_secs.unwrap_or(s.run_status_retry_after_secs);
+            s.async_disabled = async_disabled.unwrap_or(s.async_disabled);
             Ok(st.settings.clone())
         })
     }
@@ -280,14 +505,23 @@ impl Control {
         id: MachineId,
         facts: MachineFacts,
     ) -> Result<MachineView, ControlError> {
-        self.write(sandbox, |st| {
-            let m = st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
+        let sb = self.registry().get(sandbox)?;
+        let (out, events) = sb.apply(|st| {
+            let mut events = st.catch_up();
+            st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
                 code: "MachineNotFound",
                 message: format!("No machine '{id}' in this sandbox."),
             })?;
-            let out = MachineView::of(m);
+            events.extend(st.world_changed());
+            let m = st.world.environments.iter().flat_map(|e| e.machines.iter()).find(|m| m.id == id);
+            let out = m.map(|m| MachineView::of(&st.world, m));
             st.refresh_secrets();
-            Ok(out)
+            Ok::<_, ControlError>((out, events))
+        })?;
+        crate::callbacks::after(&self.state, &sb, &events);
+        out.ok_or_else(|| ControlError::NotFound {
+            code: "MachineNotFound",
+            message: format!("No machine '{id}' in this sandbox."),
         })
     }
 
@@ -390,6 +624,166 @@ pub struct Seeded {
     pub count: usize,
 }
 
+/// Which runs `GET /_mock/runs` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Runs of this machine group only.
+    pub group: Option<MachineGroupId>,
+    /// Runs of this status (`Waiting`, …, `Cancelled`); absent: Waiting and Running.
+    pub status: Option<String>,
+}
+
+/// How `end_run` ends a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Succeeded with these outputs.
+    Complete {
+        /// Outputs.
+        outputs: serde_json::Value,
+    },
+    /// Failed with this code and message.
+    Fail {
+        /// `errorcode`.
+        code: String,
+        /// `errormessage`.
+        message: String,
+    },
+}
+
+/// A run as the portal's queue and `GET /_mock/runs` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    /// `flowsessionid`.
+    pub flowsession_id: FlowSessionId,
+    /// Environment.
+    pub environment: EnvironmentId,
+    /// The desktop flow.
+    pub flow: WorkflowId,
+    /// Its name.
+    pub flow_name: String,
+    /// `Waiting`, `Running`, `Succeeded`, `Failed`, `TimedOut`, `Cancelled`.
+    pub status: &'static str,
+    /// `statuscode`.
+    pub statuscode: i64,
+    /// `attended` or `unattended`.
+    pub run_mode: &'static str,
+    /// `high` or `normal`.
+    pub priority: &'static str,
+    /// The machine group.
+    pub group: MachineGroupId,
+    /// The machine, once assigned.
+    pub machine: Option<MachineId>,
+    /// The session it runs in (the account), while Running.
+    pub session: Option<String>,
+    /// 1-based place in its group's queue, while Waiting.
+    pub position: Option<usize>,
+    /// First in its group's queue.
+    pub next_to_run: bool,
+    /// Queued.
+    #[serde(serialize_with = "timestamp")]
+    pub enqueued_on: Timestamp,
+    /// Started.
+    pub started_on: Option<String>,
+    /// Ended.
+    pub completed_on: Option<String>,
+    /// Error code.
+    pub error_code: Option<String>,
+    /// Error message.
+    pub error_message: Option<String>,
+    /// Sub-code (`NoCandidateMachine`'s).
+    pub error_details: Option<String>,
+}
+
+impl RunView {
+    fn of(w: &crate::domain::world::World, r: &crate::domain::run::Run) -> Self {
+        let position = (r.status == RunStatus::Waiting).then(|| {
+            w.runs
+                .runs
+                .iter()
+                .filter(|o| {
+                    o.status == RunStatus::Waiting && o.group == r.group && (o.priority, o.seq) < (r.priority, r.seq)
+                })
+                .count()
+                + 1
+        });
+        Self {
+            flowsession_id: r.id,
+            environment: r.environment.clone(),
+            flow: r.flow,
+            flow_name: r.flow_name.clone(),
+            status: r.status.name(),
+            statuscode: r.status.statuscode(),
+            run_mode: r.mode.name(),
+            priority: r.priority.name(),
+            group: r.group,
+            machine: r.machine,
+            session: (r.status == RunStatus::Running).then(|| r.account.clone()),
+            position,
+            next_to_run: position == Some(1),
+            enqueued_on: r.enqueued_on,
+            started_on: r.started_on.map(format_timestamp),
+            completed_on: r.completed_on.map(format_timestamp),
+            error_code: r.failure.as_ref().map(|f| f.code.clone()),
+            error_message: r.failure.as_ref().map(|f| f.message.clone()),
+            error_details: r.failure.as_ref().and_then(|f| f.details.clone()),
+        }
+    }
+}
+
+/// A desktop flow in the fixture format, with its environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesktopFlowView {
+    /// The environment.
+    pub environment: EnvironmentId,
+    /// The flow.
+    #[serde(flatten)]
+    pub flow: fixtures::DesktopFlowFile,
+}
+
+impl DesktopFlowView {
+    fn of(env: &EnvironmentId, f: &DesktopFlow) -> Self {
+        let parse = |t: &str| serde_json::from_str(t).unwrap_or_default();
+        let simulation = match &f.simulation {
+            Simulation::Succeed { duration_secs, outputs } => {
+                fixtures::SimulationFile { duration_seconds: *duration_secs, outputs: Some(parse(outputs)), fail: None }
+            }
+            Simulation::Fail { duration_secs, code, message } => fixtures::SimulationFile {
+                duration_seconds: *duration_secs,
+                outputs: None,
+                fail: Some(fixtures::FailureFile { code: code.clone(), message: message.clone() }),
+            },
+        };
+        Self {
+            environment: env.clone(),
+            flow: fixtures::DesktopFlowFile {
+                workflow_id: f.id.to_string(),
+                name: f.name.clone(),
+                owner: f.owner.to_string(),
+                published: f.published,
+                input_schema: parse(&f.input_schema),
+                output_schema: parse(&f.output_schema),
+                simulation,
+            },
+        }
+    }
+}
+
+/// The checks the fixture format makes on one flow.
+fn check_flow_file(f: &fixtures::DesktopFlowFile) -> Result<(), ControlError> {
+    let bad = |m: &str| Err(ControlError::invalid("InvalidRequestContent", m));
+    if f.simulation.outputs.is_some() && f.simulation.fail.is_some() {
+        return bad("A simulation has 'outputs' or 'fail', not both.");
+    }
+    if !f.input_schema.is_object() || !f.output_schema.is_object() {
+        return bad("'inputSchema' and 'outputSchema' are JSON Schema objects.");
+    }
+    if f.name.trim().is_empty() {
+        return bad("The field 'name' must not be empty.");
+    }
+    Ok(())
+}
+
 /// What `health` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
@@ -440,11 +834,27 @@ pub struct ClockView {
     pub now: Timestamp,
     /// How it moves.
     pub mode: ClockMode,
+    /// The run transitions this change applied, in order (absent when none).
+    #[serde(rename = "runEvents", skip_serializing_if = "Vec::is_empty")]
+    pub run_events: Vec<RunEventView>,
+    /// The callbacks those transitions owe, until they are made.
+    #[serde(skip)]
+    pub owed: Vec<crate::domain::run::Callback>,
+    /// The first attempt of each callback (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::callbacks::CallbackResult>,
 }
 
 impl ClockView {
     fn of(sandbox: &str, st: &Held) -> Self {
-        Self { sandbox: sandbox.to_owned(), now: st.clock.now(), mode: st.clock.mode() }
+        Self {
+            sandbox: sandbox.to_owned(),
+            now: st.clock.now(),
+            mode: st.clock.mode(),
+            run_events: Vec::new(),
+            owed: Vec::new(),
+            callbacks: Vec::new(),
+        }
     }
 }
 
@@ -467,6 +877,21 @@ pub struct SettingsPatch {
     /// Access-token lifetime in seconds (at least 1).
     #[serde(default, deserialize_with = "present")]
     pub token_lifetime_secs: Option<u64>,
+    /// Standard queue-time limit in seconds (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub queue_time_limit_secs: Option<u64>,
+    /// Connect-with-sign-in queue-time limit in seconds (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub sign_in_queue_time_limit_secs: Option<u64>,
+    /// Runs per minute per connection (at least 1).
+    #[serde(default, deserialize_with = "present")]
+    pub runs_per_minute_per_connection: Option<u64>,
+    /// `Retry-After` of the connector door's 202 answers.
+    #[serde(default, deserialize_with = "present")]
+    pub run_status_retry_after_secs: Option<u64>,
+    /// Every connector-door run request as if it carried `x-mock-async-disabled: true`.
+    #[serde(default, deserialize_with = "present")]
+    pub async_disabled: Option<bool>,
 }
 
 /// A field that, when given, must hold a value (`null` is refused like any other wrong type).
@@ -690,10 +1115,24 @@ pub struct MachineView {
     pub maintenance: bool,
     /// Shares of the machine itself.
     pub shares: Vec<ShareView>,
+    /// Windows user sessions open on it.
+    pub sessions: Vec<fixtures::SessionFile>,
+    /// Sessions unattended runs opened (not patchable; they end with their run).
+    pub run_sessions: Vec<RunSessionView>,
+}
+
+/// A session an unattended run opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSessionView {
+    /// The account it signed in with.
+    pub user: String,
+    /// The run.
+    pub run_id: crate::domain::ids::FlowSessionId,
 }
 
 impl MachineView {
-    fn of(m: &Machine) -> Self {
+    fn of(w: &crate::domain::world::World, m: &Machine) -> Self {
         Self {
             id: m.id,
             name: m.name.clone(),
@@ -714,6 +1153,16 @@ impl MachineView {
             online: m.online,
             maintenance: m.maintenance,
             shares: shares_of(&m.shares),
+            sessions: m
+                .sessions
+                .iter()
+                .map(|s| fixtures::SessionFile { user: s.user.clone(), state: s.state.into() })
+                .collect(),
+            run_sessions: w
+                .run_sessions(m.id)
+                .into_iter()
+                .map(|(user, run_id)| RunSessionView { user, run_id })
+                .collect(),
         }
     }
 }
@@ -769,7 +1218,7 @@ pub struct EnvironmentView {
 }
 
 impl EnvironmentView {
-    fn of(e: &Environment) -> Self {
+    fn of(w: &crate::domain::world::World, e: &Environment) -> Self {
         Self {
             id: e.id.clone(),
             tenant: e.tenant,
@@ -788,7 +1237,7 @@ impl EnvironmentView {
                     machines: e.machines.iter().filter(|m| m.group == g.id).map(|m| m.id).collect(),
                 })
                 .collect(),
-            machines: e.machines.iter().map(MachineView::of).collect(),
+            machines: e.machines.iter().map(|m| MachineView::of(w, m)).collect(),
         }
     }
 }
@@ -924,6 +1373,8 @@ pub struct SandboxState {
     pub environments: Vec<EnvironmentView>,
     /// Connections.
     pub connections: Vec<ConnectionView>,
+    /// Every run, in enqueue order.
+    pub runs: Vec<RunView>,
 }
 
 impl SandboxState {
@@ -955,7 +1406,7 @@ impl SandboxState {
                     display_name: s.display_name.clone(),
                 })
                 .collect(),
-            environments: w.environments.iter().map(EnvironmentView::of).collect(),
+            environments: w.environments.iter().map(|e| EnvironmentView::of(w, e)).collect(),
             connections: w
                 .connections
                 .iter()
@@ -977,6 +1428,7 @@ impl SandboxState {
                         .collect(),
                 })
                 .collect(),
+            runs: w.runs.runs.iter().map(|r| RunView::of(w, r)).collect(),
         }
     }
 }

@@ -1,20 +1,23 @@
 //! The typed Rust door onto the control service, in wiremock-rs's style: a test starts a
 //! [`MockServer`], points its client at the surfaces' base URLs ([`Urls`]) and drives the
-//! mock through [`SandboxHandle`]s: clock, journal, settings, machines, reset. Everything here
+//! mock through [`SandboxHandle`]s: clock, journal, settings, machines and their sessions,
+//! runs and desktop flows, reset. Everything here
 //! calls [`Control`], the same service `/_mock/…` translates to, so both doors behave alike.
 //!
-//! The methods are `async` although today's operations finish at once: advancing a clock will
-//! wait for run callbacks (runs.md), and a test should not have to change when it does.
+//! The methods are `async`: a clock change answers once the callbacks of the runs it ended had
+//! their first attempt (runs.md, Callbacks); the other operations finish at once.
 //! The crate's front page shows the handle at work (a doctest).
 
 use crate::control::{
-    ClockChange, ClockView, Control, ControlError, EnvironmentHosts, Health, JournalFilter, JournalRead, Loaded,
-    MachineRegistration, MachineView, NewSandbox, RegisteredMachine, SandboxState, SandboxSummary, Seeded,
-    SettingsPatch, VaultSecret,
+    ClockChange, ClockView, Control, ControlError, DesktopFlowView, EnvironmentHosts, Health, JournalFilter,
+    JournalRead, Loaded, MachineRegistration, MachineView, NewSandbox, RegisteredMachine, RunFilter, RunOutcome,
+    RunView, SandboxState, SandboxSummary, Seeded, SettingsPatch, VaultSecret,
 };
 use crate::domain::clock::{ClockMode, Timestamp};
-use crate::domain::ids::{EnvironmentId, MachineId};
+use crate::domain::desktop_flow::FlowChange;
+use crate::domain::ids::{EnvironmentId, FlowSessionId, MachineId, WorkflowId};
 use crate::domain::membership::MachineFacts;
+use crate::domain::world::Session;
 use crate::sandbox::{DEFAULT_SANDBOX, Settings};
 use crate::server::MockServer;
 use fixtures::WorldFile;
@@ -202,7 +205,8 @@ impl SandboxHandle {
 
     /// Sets the lifetime of the access tokens issued from now on (whole seconds, at least 1).
     pub async fn set_token_lifetime(&self, lifetime: Duration) -> Result<Settings, ControlError> {
-        self.patch_settings(SettingsPatch { token_lifetime_secs: Some(lifetime.as_secs()) }).await
+        self.patch_settings(SettingsPatch { token_lifetime_secs: Some(lifetime.as_secs()), ..SettingsPatch::default() })
+            .await
     }
 
     /// Silently registers a machine (a service principal's `-applicationid`).
@@ -214,6 +218,50 @@ impl SandboxHandle {
     /// connection statuses follow at once.
     pub async fn set_machine(&self, machine: MachineId, facts: MachineFacts) -> Result<MachineView, ControlError> {
         self.control.patch_machine(&self.name, machine, facts)
+    }
+
+    /// Sets the Windows user sessions of a machine (an empty list signs everybody out); runs
+    /// they break fail at once.
+    pub async fn set_sessions(&self, machine: MachineId, sessions: Vec<Session>) -> Result<MachineView, ControlError> {
+        self.set_machine(machine, MachineFacts { sessions: Some(sessions), ..MachineFacts::default() }).await
+    }
+
+    /// Its run queue: Waiting and Running runs, or every run of `filter.status`.
+    pub async fn runs(&self, filter: RunFilter) -> Result<Vec<RunView>, ControlError> {
+        self.control.runs(&self.name, &filter)
+    }
+
+    /// Ends a Waiting or Running run now, Succeeded with `outputs`.
+    pub async fn complete_run(&self, run: FlowSessionId, outputs: serde_json::Value) -> Result<RunView, ControlError> {
+        self.control.end_run(&self.name, run, RunOutcome::Complete { outputs })
+    }
+
+    /// Ends a Waiting or Running run now, Failed with `code` and `message`.
+    pub async fn fail_run(
+        &self,
+        run: FlowSessionId,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Result<RunView, ControlError> {
+        self.control.end_run(&self.name, run, RunOutcome::Fail { code: code.into(), message: message.into() })
+    }
+
+    /// Adds a desktop flow (fixture format) to one of its environments.
+    pub async fn create_desktop_flow(
+        &self,
+        environment: EnvironmentId,
+        flow: fixtures::DesktopFlowFile,
+    ) -> Result<DesktopFlowView, ControlError> {
+        self.control.create_desktop_flow(&self.name, environment, flow)
+    }
+
+    /// Changes a desktop flow.
+    pub async fn change_desktop_flow(
+        &self,
+        flow: WorkflowId,
+        change: FlowChange,
+    ) -> Result<DesktopFlowView, ControlError> {
+        self.control.patch_desktop_flow(&self.name, flow, change)
     }
 
     /// Sets a secret in its stand-in for Azure Key Vault.
@@ -257,9 +305,27 @@ impl ClockHandle {
         Ok(self.get().await?.now)
     }
 
-    /// Moves it forward (virtual mode).
+    /// Moves it forward (virtual mode); answers once the callbacks the runs that ended owe
+    /// had their first attempt.
     pub async fn advance(&self, by: Duration) -> Result<ClockView, ControlError> {
-        self.sandbox.control.advance_clock(&self.sandbox.name, by)
+        let view = self.sandbox.control.advance_clock(&self.sandbox.name, by);
+        self.delivered(view).await
+    }
+
+    async fn delivered(&self, view: Result<ClockView, ControlError>) -> Result<ClockView, ControlError> {
+        let mut view = view?;
+        self.sandbox.control.deliver_callbacks(&self.sandbox.name, &mut view).await?;
+        Ok(view)
+    }
+
+    /// Runs the queue until no run is Running (at most 24 h on): what `untilIdle` does.
+    pub async fn advance_until_idle(&self) -> Result<ClockView, ControlError> {
+        self.delivered(self.sandbox.control.advance_until_idle(&self.sandbox.name)).await
+    }
+
+    /// Moves to the next instant a run transition is due (at most 24 h on): `toNextEvent`.
+    pub async fn advance_to_next_event(&self) -> Result<ClockView, ControlError> {
+        self.delivered(self.sandbox.control.advance_to_next_event(&self.sandbox.name)).await
     }
 
     /// Sets the instant (virtual mode; never backwards).
@@ -274,7 +340,7 @@ impl ClockHandle {
 
     /// Switches the mode, then sets the instant; a refused instant changes neither.
     pub async fn change(&self, change: ClockChange) -> Result<ClockView, ControlError> {
-        self.sandbox.control.set_clock(&self.sandbox.name, change)
+        self.delivered(self.sandbox.control.set_clock(&self.sandbox.name, change)).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! A mock Power Platform server: the identity token endpoint, the Power Platform API
-//! connections endpoints, the Dataverse machine tables and sharing, with the real rules, on a
-//! virtual clock. Desktop-flow runs are routed but not served yet (404 `NotImplementedByMock`).
+//! connections endpoints, the Dataverse machine tables and sharing, and desktop-flow runs
+//! (`RunDesktopFlow`, `flowsessions`, `RunUIFlow_V2` and `GetRunStatus`: one queue over Windows
+//! sessions on the machines), with the real rules, on a virtual clock.
 //! Embeddable in tests ([`MockServer`]) and runnable as a binary (`cargo run -p mock-server`).
 //!
 //! # In a test
@@ -60,13 +61,15 @@
 //! - [`control`] — the control service: every control operation as a typed Rust method, one
 //!   error type; `/_mock/…` and the typed handle both call it.
 //! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
-//!   (clock, journal, settings, machines, reset).
+//!   (clock, journal, settings, machines and sessions, runs, desktop flows, reset).
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).
 //! - [`odata`] — the OData subset of the Dataverse surface ($select, $filter, $top, $orderby, paging).
 //! - [`api`] — thin axum glue per surface (`/_mock/…` over [`control`]), the routing pipeline
 //!   and the one error renderer.
+//! - [`callbacks`] — run callbacks: POSTs to loopback `callbackUrl`s after the lock, retried
+//!   in the background, journaled.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
 //! - [`state`] — `AppState`: the registry (a lock per sandbox), keys, the verified-token cache, redactor.
@@ -74,6 +77,7 @@
 
 pub mod api;
 pub mod banner;
+pub mod callbacks;
 pub mod config;
 pub mod control;
 pub mod domain;

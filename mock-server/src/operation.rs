@@ -77,22 +77,26 @@ operations! {
     DataverseEntityDefinitions => "dataverse.entityDefinitions",
     /// `POST flowmachines({id})/Microsoft.Dynamics.CRM.LeaveGroup`.
     DataverseLeaveGroup => "dataverse.leaveGroup",
-    /// `POST workflows({id})/Microsoft.Dynamics.CRM.RunDesktopFlow` (not served yet).
+    /// `POST workflows({id})/Microsoft.Dynamics.CRM.RunDesktopFlow`.
     DataverseRunDesktopFlow => "dataverse.runDesktopFlow",
-    /// `GET flowsessions({id})` (not served yet).
+    /// `GET flowsessions({id})`.
     DataverseGetFlowSession => "dataverse.getFlowSession",
-    /// `GET flowsessions({id})/outputs/$value` (not served yet).
+    /// `GET flowsessions({id})/outputs/$value`.
     DataverseGetFlowSessionOutputs => "dataverse.getFlowSessionOutputs",
-    /// `POST flowsessions({id})/Microsoft.Dynamics.CRM.CancelDesktopFlowRun` (not served yet).
+    /// `POST flowsessions({id})/Microsoft.Dynamics.CRM.CancelDesktopFlowRun`.
     DataverseCancelDesktopFlowRun => "dataverse.cancelDesktopFlowRun",
-    /// `POST /apim/uiflow/…/uiFlowTypes/{type}/uiflows/{id}/runs` (not served yet).
+    /// `POST /apim/uiflow/…/uiFlowTypes/{type}/uiflows/{id}/runs`.
     RuntimeRunUIFlow => "runtime.runUIFlow",
-    /// `GET /apim/uiflow/…/uiflows/{id}/runs/{runId}` (not served yet).
+    /// `GET /apim/uiflow/…/uiflows/{id}/runs/{runId}`.
     RuntimeGetRunStatus => "runtime.getRunStatus",
     /// `GET /apim/uiflow/{environment}/{connection}/usersession/testconnection`.
     RuntimeTestConnection => "runtime.testConnection",
-    /// `GET /apim/uiflow/…/uiFlowTypes/{type}/uiflows` (not served yet).
+    /// `GET /apim/uiflow/…/uiFlowTypes/{type}/uiflows`.
     RuntimeListUIFlows => "runtime.listUIFlows",
+    /// `GET /apim/uiflow/…/uiFlowTypes/{type}/uiflows/{id}/$metadata.json`.
+    RuntimeGetUIFlowMetadata => "runtime.getUIFlowMetadata",
+    /// `GET /apim/uiflow/{environment}/{connection}/status`.
+    RuntimeStatus => "runtime.status",
     /// A call to the control surface `/_mock/…` (never journaled).
     Control => "control",
     /// What the mock could not route: an unknown host, path or method.

@@ -3,13 +3,16 @@
 //! to the sandbox that owns what it names: the tenant (identity), the environment (Power
 //! Platform API, connector runtime, BAP) or the org (Dataverse).
 
-use crate::domain::clock::{ClockMode, VirtualClock};
+use crate::domain::clock::{ClockMode, Timestamp, VirtualClock, format_timestamp};
 use crate::domain::id_gen::IdGenerator;
 use crate::domain::ids::EnvironmentId;
+use crate::domain::ids::{FlowSessionId, MachineId};
+use crate::domain::run::{RunEvent, RunEventKind, RunLimits, Trigger};
 use crate::domain::world::World;
+use crate::journal::{EntryKind, EventEntry};
 use crate::journal::{Journal, JournalLimits, KnownSecrets};
 use fixtures::{FixtureError, WorldFile};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -22,11 +25,65 @@ pub const DEFAULT_SANDBOX: &str = "default";
 pub struct Settings {
     /// Access-token lifetime in seconds (default 3599); an "expired token" scenario shortens it.
     pub token_lifetime_secs: u64,
+    /// How long a run may wait in the queue, in seconds (default 43200, 12 h).
+    pub queue_time_limit_secs: u64,
+    /// The same for connect-with-sign-in runs (default 3600, the documented hour).
+    pub sign_in_queue_time_limit_secs: u64,
+    /// Runs per minute per connection before `DesktopFlowsActionThrottled` (default 70; real time).
+    pub runs_per_minute_per_connection: u64,
+    /// `Retry-After` of the connector door's 202 answers, in real seconds (default 1).
+    pub run_status_retry_after_secs: u64,
+    /// Treat every connector-door run request as carrying `x-mock-async-disabled: true`.
+    pub async_disabled: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { token_lifetime_secs: 3599 }
+        Self {
+            token_lifetime_secs: 3599,
+            queue_time_limit_secs: 43_200,
+            sign_in_queue_time_limit_secs: 3_600,
+            runs_per_minute_per_connection: 70,
+            run_status_retry_after_secs: 1,
+            async_disabled: false,
+        }
+    }
+}
+
+/// A run transition as the control surface and the journal show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunEventView {
+    /// `run.queued`, `run.started` or `run.ended`.
+    pub event: &'static str,
+    /// The run.
+    pub flowsession_id: FlowSessionId,
+    /// Virtual time of the transition.
+    #[serde(serialize_with = "timestamp")]
+    pub at: Timestamp,
+    /// Status after it (`Waiting`, `Running`, `Succeeded`, `Failed`, …).
+    pub status: &'static str,
+    /// The machine, when it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineId>,
+    /// The error code, when it failed or timed out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+fn timestamp<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_timestamp(*t))
+}
+
+impl RunEventView {
+    /// The view of a domain event.
+    pub fn of(e: &RunEvent) -> Self {
+        let (event, status, machine, code) = match &e.kind {
+            RunEventKind::Queued => ("run.queued", "Waiting", None, None),
+            RunEventKind::Started { machine } => ("run.started", "Running", Some(*machine), None),
+            RunEventKind::Ended { status, code } => ("run.ended", status.name(), None, code.clone()),
+        };
+        Self { event, flowsession_id: e.run, at: e.at, status, machine, code }
     }
 }
 
@@ -45,6 +102,8 @@ pub struct SandboxState {
     pub ids: IdGenerator,
     /// Settings.
     pub settings: Settings,
+    /// Run requests per connection in the last minute of real time (the throttle).
+    run_requests: HashMap<uuid::Uuid, VecDeque<std::time::Instant>>,
     /// Cached for redaction: every credential of the world.
     known_secrets: Arc<KnownSecrets>,
 }
@@ -59,12 +118,59 @@ impl SandboxState {
             clock: VirtualClock::default(),
             ids: IdGenerator::sequential(seed),
             settings: Settings::default(),
+            run_requests: HashMap::new(),
         })
+    }
+
+    /// The throttle of runs per connection (`runsPerMinutePerConnection`, real time, both
+    /// doors): counts this request, or answers how many seconds until a slot frees.
+    pub fn admit_run(&mut self, connection: uuid::Uuid) -> Result<(), u64> {
+        let now = crate::domain::clock::monotonic();
+        let minute = std::time::Duration::from_secs(60);
+        let limit = usize::try_from(self.settings.runs_per_minute_per_connection).unwrap_or(usize::MAX);
+        let recent = self.run_requests.entry(connection).or_default();
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= minute) {
+            recent.pop_front();
+        }
+        if recent.len() >= limit {
+            let oldest = recent.front().copied().unwrap_or(now);
+            let wait = minute.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+        }
+        recent.push_back(now);
+        Ok(())
     }
 
     /// Every credential of the world, longest first, for the journal's redactor.
     pub fn known_secrets(&self) -> Arc<KnownSecrets> {
         self.known_secrets.clone()
+    }
+
+    /// The queue-time limits the settings give.
+    pub fn run_limits(&self) -> RunLimits {
+        RunLimits {
+            queue_time_limit_secs: self.settings.queue_time_limit_secs,
+            sign_in_queue_time_limit_secs: self.settings.sign_in_queue_time_limit_secs,
+        }
+    }
+
+    /// The clock changed (or, in system mode, moved on by itself): every run transition due
+    /// up to now, each at its instant.
+    pub fn clock_changed(&mut self) -> Vec<RunEvent> {
+        let (now, limits) = (self.clock.now(), self.run_limits());
+        self.world.advance_to(now, limits, Trigger::Clock)
+    }
+
+    /// What a request does first: in system mode the clock moved by itself, so what is due
+    /// up to now is applied before the request's rule runs.
+    pub fn catch_up(&mut self) -> Vec<RunEvent> {
+        if self.clock.mode() == ClockMode::System { self.clock_changed() } else { Vec::new() }
+    }
+
+    /// The world changed: the failures that causes, at the current instant.
+    pub fn world_changed(&mut self) -> Vec<RunEvent> {
+        let (now, limits) = (self.clock.now(), self.run_limits());
+        self.world.advance_to(now, limits, Trigger::WorldChange)
     }
 
     /// Re-reads the world's credentials after a control call changed them (a rotated password
@@ -137,6 +243,36 @@ impl Sandbox {
         IdGenerator::correlation(self.seed, n)
     }
 
+    /// Journals run transitions as events (after the state's lock is released: the journal
+    /// has its own).
+    pub fn journal_run_events(&self, real_ms: u64, events: &[RunEvent]) {
+        for e in events {
+            let view = RunEventView::of(e);
+            self.journal_event(
+                real_ms,
+                format_timestamp(e.at),
+                view.event,
+                serde_json::to_value(&view).unwrap_or_default(),
+            );
+        }
+    }
+
+    /// Journals one event (`run.ended`, `callback.attempt`, …).
+    pub fn journal_event(&self, real_ms: u64, virtual_time: String, event: &str, detail: serde_json::Value) {
+        self.journal(|j| {
+            let seq = j.next_seq();
+            j.push_event(EventEntry {
+                seq,
+                kind: EntryKind::Event,
+                sandbox: self.name.clone(),
+                virtual_time,
+                real_ms,
+                event: event.to_owned(),
+                detail,
+            });
+        });
+    }
+
     /// Back to the fixture: state, clock, journal, ids and settings.
     pub fn reset(&self) {
         self.apply(|st| {
@@ -152,6 +288,7 @@ impl Sandbox {
             }
             st.ids = IdGenerator::sequential(self.seed);
             st.settings = Settings::default();
+            st.run_requests.clear();
         });
         self.journal(Journal::clear);
         self.correlations.store(0, Ordering::Relaxed);
@@ -457,6 +594,13 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
         None => format!("{d}-{name}"),
     };
     let secret = |s: &str| format!("{s}-{name}");
+    // `name@{a world tenant's domain}` (also after `AzureAD\`) follows its tenant; other
+    // accounts (`CONTOSO\svc-rpa`, `BUILD-01\rpa`) are machine or AD names and stay.
+    let tenant_domains: Vec<String> = template.tenants.iter().map(|t| t.domain.to_ascii_lowercase()).collect();
+    let account = |a: &str| match a.rsplit_once('@') {
+        Some((head, d)) if tenant_domains.contains(&d.to_ascii_lowercase()) => format!("{head}@{}", domain(d)),
+        _ => a.to_owned(),
+    };
     let mut w = template.clone();
     w.name = format!("{}@{name}", template.name);
     for t in &mut w.tenants {
@@ -527,6 +671,19 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
             for s in &mut m.shares {
                 s.principal = guid(&s.principal);
             }
+            for s in &mut m.sessions {
+                s.user = account(&s.user);
+            }
+        }
+        for f in &mut e.desktop_flows {
+            f.workflow_id = guid(&f.workflow_id);
+            f.owner = guid(&f.owner);
+        }
+        for r in &mut e.connection_references {
+            r.connection_reference_id = guid(&r.connection_reference_id);
+            if fixtures::is_guid(&r.connection_id) {
+                r.connection_id = guid(&r.connection_id);
+            }
         }
     }
     w
@@ -568,6 +725,17 @@ mod tests {
         let secret = env.environment_variables.iter().find(|v| v.schema_name == "new_FinancePassword").unwrap();
         let fin = env.machines.iter().find(|m| m.name == "FIN-01").unwrap();
         assert_eq!(secret.value, fin.windows_accounts[0].password, "the Key Vault secret follows the renamed password");
+        let build = env.machines.iter().find(|m| m.name == "BUILD-01").unwrap();
+        assert_eq!(build.sessions[0].user, a.users[0].user_principal_name, "Megan's session follows her UPN");
+        assert_eq!(build.sessions[0].user, "megan@contoso-x.onmicrosoft.com");
+        let template = fixtures::default_world();
+        assert_eq!(env.desktop_flows.len(), template.environments[0].desktop_flows.len());
+        assert_ne!(env.desktop_flows[0].workflow_id, template.environments[0].desktop_flows[0].workflow_id);
+        assert_eq!(env.desktop_flows[0].owner, a.users[0].object_id, "the owner follows the user");
+        assert_ne!(
+            env.connection_references[0].connection_reference_id,
+            template.environments[0].connection_references[0].connection_reference_id
+        );
     }
 
     #[test]

@@ -509,7 +509,10 @@ impl MockServerBuilder {
         let app = api::app(state.clone());
         let (tx, rx) = watch::channel(false);
         let http_addr = http_listener.local_addr().map_err(|source| StartError::Bind { addr: self.http, source })?;
-        let mut tasks = vec![tokio::spawn(run(http_listener, None, app.clone(), self.timeouts, rx.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(run(http_listener, None, app.clone(), self.timeouts, rx.clone())),
+            tokio::spawn(system_clock_timer(Control::new(state.clone()), rx.clone())),
+        ];
         let mut https_addr = None;
         let mut ca_pem = None;
         if let Some((listener, ca, acceptor)) = https {
@@ -518,6 +521,19 @@ impl MockServerBuilder {
             tasks.push(tokio::spawn(run(listener, Some(acceptor), app, self.timeouts, rx)));
         }
         Ok(MockServer { http: http_addr, https: https_addr, ca_pem, state, shutdown: tx, tasks })
+    }
+}
+
+/// Sandboxes on real time (runs.md, Time): wakes at the next due run transition, at least
+/// once a second, and calls the queue's one entry point. It triggers; it decides nothing.
+async fn system_clock_timer(control: Control, mut shutdown: watch::Receiver<bool>) {
+    const AT_MOST: Duration = Duration::from_secs(1);
+    loop {
+        let wait = control.wake_system_clocks(AT_MOST).max(Duration::from_millis(5));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
     }
 }
 

@@ -11,21 +11,28 @@
 //! | `GET /_mock/state` | what the sandbox holds now |
 //! | `GET /_mock/journal` / `DELETE /_mock/journal` | read (filters, raw or normalised) / clear |
 //! | `GET /_mock/clock`, `PUT /_mock/clock`, `POST /_mock/clock/advance` | the virtual clock |
-//! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime) |
+//! | `GET /_mock/settings`, `PATCH /_mock/settings` | per-sandbox settings (token lifetime, run queue limits, throttle, async) |
 //! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
-//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, online, …) |
+//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, sessions, online, …) |
 //! | `PUT /_mock/keyvault/{vault}/secrets/{name}` | set a secret in the stand-in for Azure Key Vault |
+//! | `GET /_mock/runs` | the run queue (`group=`, `status=`) |
+//! | `POST /_mock/runs/{id}/complete`, `POST /_mock/runs/{id}/fail` | end one run now |
+//! | `POST /_mock/desktopflows`, `PATCH /_mock/desktopflows/{id}` | create or change a desktop flow |
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::control::{
-    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, SettingsPatch,
+    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, RunFilter, RunOutcome,
+    SettingsPatch,
 };
-use crate::domain::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, TenantId};
+use crate::domain::desktop_flow::{FlowChange, Simulation};
+use crate::domain::ids::{
+    AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, TenantId, WorkflowId,
+};
 use crate::domain::membership::MachineFacts;
-use crate::domain::world::WindowsAccount;
+use crate::domain::world::{Session, WindowsAccount};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -53,6 +60,11 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/machines/register", post(post_register_machine))
         .route("/_mock/machines/{id}", patch(patch_machine))
         .route("/_mock/keyvault/{vault}/secrets/{name}", put(put_vault_secret))
+        .route("/_mock/runs", get(get_runs))
+        .route("/_mock/runs/{id}/complete", post(post_complete_run))
+        .route("/_mock/runs/{id}/fail", post(post_fail_run))
+        .route("/_mock/desktopflows", post(post_desktop_flow))
+        .route("/_mock/desktopflows/{id}", patch(patch_desktop_flow))
 }
 
 impl From<ControlError> for ApiError {
@@ -260,7 +272,20 @@ async fn put_clock(
     Extension(route): Extension<RouteInfo>,
     ApiJson(change): ApiJson<ClockChange>,
 ) -> Result<Response, ApiError> {
-    answer(StatusCode::OK, control(app).set_clock(&route.sandbox, change))
+    let control = control(app);
+    let view = control.set_clock(&route.sandbox, change);
+    clock_answer(&control, &route.sandbox, view).await
+}
+
+/// A clock change's answer, once the first attempt of each callback it owes is made.
+async fn clock_answer(
+    control: &Control,
+    sandbox: &str,
+    view: Result<crate::control::ClockView, ControlError>,
+) -> Result<Response, ApiError> {
+    let mut view = view?;
+    control.deliver_callbacks(sandbox, &mut view).await?;
+    answer(StatusCode::OK, Ok(view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +297,12 @@ struct Advance {
     minutes: u64,
     #[serde(default)]
     hours: u64,
+    /// Until no run is Running (at most 24 h).
+    #[serde(default, rename = "untilIdle")]
+    until_idle: bool,
+    /// To the next run transition that is due (at most 24 h).
+    #[serde(default, rename = "toNextEvent")]
+    to_next_event: bool,
 }
 
 async fn post_clock_advance(
@@ -279,13 +310,28 @@ async fn post_clock_advance(
     Extension(route): Extension<RouteInfo>,
     ApiJson(by): ApiJson<Advance>,
 ) -> Result<Response, ApiError> {
+    let span = by.seconds > 0 || by.minutes > 0 || by.hours > 0;
+    if u8::from(by.until_idle) + u8::from(by.to_next_event) + u8::from(span) > 1 {
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "Give one of: a duration (seconds, minutes, hours), untilIdle or toNextEvent.",
+        ));
+    }
+    let control = control(app);
+    if by.until_idle {
+        return clock_answer(&control, &route.sandbox, control.advance_until_idle(&route.sandbox)).await;
+    }
+    if by.to_next_event {
+        return clock_answer(&control, &route.sandbox, control.advance_to_next_event(&route.sandbox)).await;
+    }
     let total = by
         .hours
         .checked_mul(3600)
         .and_then(|h| by.minutes.checked_mul(60).and_then(|m| m.checked_add(h)))
         .and_then(|hm| hm.checked_add(by.seconds))
         .ok_or(crate::domain::Error::Clock(crate::domain::clock::ClockError::OutOfRange))?;
-    answer(StatusCode::OK, control(app).advance_clock(&route.sandbox, std::time::Duration::from_secs(total)))
+    let view = control.advance_clock(&route.sandbox, std::time::Duration::from_secs(total));
+    clock_answer(&control, &route.sandbox, view).await
 }
 
 async fn get_settings(
@@ -351,6 +397,7 @@ struct MachineFactsBody {
     online: Option<bool>,
     maintenance: Option<bool>,
     windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
+    sessions: Option<Vec<fixtures::SessionFile>>,
 }
 
 fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -379,6 +426,15 @@ impl MachineFactsBody {
             online: self.online,
             maintenance: self.maintenance,
             windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
+            sessions: match self.sessions {
+                None => None,
+                Some(list) => {
+                    if list.iter().any(|s| s.user.trim().is_empty()) {
+                        return Err(bad_field("sessions", "holds a session without a user"));
+                    }
+                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
+                }
+            },
         })
     }
 }
@@ -465,4 +521,134 @@ async fn put_vault_secret(
 ) -> Result<Response, ApiError> {
     let out = control(app).set_vault_secret(&route.sandbox, &vault, &name, secrecy::SecretString::from(b.value));
     answer(StatusCode::OK, out)
+}
+
+/// `GET /_mock/runs` filters. Unknown parameters (`sandbox`, …) are ignored, as the journal's.
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    group: Option<String>,
+    status: Option<String>,
+}
+
+/// The run queue as the portal shows it.
+async fn get_runs(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> Result<Response, ApiError> {
+    let group = match &q.group {
+        Some(g) => Some(MachineGroupId::parse(g).map_err(|e| bad_field("group", format_args!("is invalid: {e}")))?),
+        None => None,
+    };
+    let filter = RunFilter { group, status: q.status };
+    let runs = control(app).runs(&route.sandbox, &filter)?;
+    Ok(json(StatusCode::OK, json!({ "value": runs })))
+}
+
+fn run_id(id: &str) -> Result<FlowSessionId, ApiError> {
+    FlowSessionId::parse(id).map_err(|e| ApiError::NotFound { code: "RunNotFound", message: e.to_string() })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    #[serde(default)]
+    outputs: Option<serde_json::Map<String, Value>>,
+}
+
+/// Ends a run now, Succeeded with the outputs given (`{}` without).
+async fn post_complete_run(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    let b: CompleteBody = if is_empty(&body) { CompleteBody { outputs: None } } else { json_body(&headers, &body)? };
+    let outputs = Value::Object(b.outputs.unwrap_or_default());
+    answer(StatusCode::OK, control(app).end_run(&route.sandbox, id, RunOutcome::Complete { outputs }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Ends a run now, Failed with the code given.
+async fn post_fail_run(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(b): ApiJson<FailBody>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&id)?;
+    answer(
+        StatusCode::OK,
+        control(app).end_run(&route.sandbox, id, RunOutcome::Fail { code: b.code, message: b.message }),
+    )
+}
+
+/// A desktop flow in the fixture format, with `environment` naming where it goes.
+async fn post_desktop_flow(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(body): ApiJson<serde_json::Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let (own, rest): (serde_json::Map<String, Value>, serde_json::Map<String, Value>) =
+        body.into_iter().partition(|(k, _)| k == "environment");
+    let environment = own
+        .get("environment")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_field("environment", "is required (an environment id)"))?;
+    let environment =
+        EnvironmentId::parse(environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
+    let flow: fixtures::DesktopFlowFile = from_json_value(Value::Object(rest))?;
+    for (field, id) in [("workflowId", &flow.workflow_id), ("owner", &flow.owner)] {
+        if !fixtures::is_guid(id) {
+            return Err(bad_field(field, "must be a GUID"));
+        }
+    }
+    answer(StatusCode::CREATED, control(app).create_desktop_flow(&route.sandbox, environment, flow))
+}
+
+/// What `PATCH /_mock/desktopflows/{id}` may change.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DesktopFlowPatch {
+    name: Option<String>,
+    owner: Option<String>,
+    published: Option<bool>,
+    input_schema: Option<serde_json::Map<String, Value>>,
+    output_schema: Option<serde_json::Map<String, Value>>,
+    simulation: Option<fixtures::SimulationFile>,
+}
+
+async fn patch_desktop_flow(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(p): ApiJson<DesktopFlowPatch>,
+) -> Result<Response, ApiError> {
+    let id = WorkflowId::parse(&id)
+        .map_err(|e| ApiError::NotFound { code: "DesktopFlowNotFound", message: e.to_string() })?;
+    if p.simulation.as_ref().is_some_and(|s| s.outputs.is_some() && s.fail.is_some()) {
+        return Err(bad_field("simulation", "has outputs or fail, not both"));
+    }
+    let owner = match &p.owner {
+        Some(o) => Some(PrincipalId::parse(o).map_err(|e| bad_field("owner", format_args!("is invalid: {e}")))?),
+        None => None,
+    };
+    let change = FlowChange {
+        name: p.name,
+        owner,
+        published: p.published,
+        input_schema: p.input_schema.map(|m| Value::Object(m).to_string()),
+        output_schema: p.output_schema.map(|m| Value::Object(m).to_string()),
+        simulation: p.simulation.as_ref().map(Simulation::from_file),
+    };
+    answer(StatusCode::OK, control(app).patch_desktop_flow(&route.sandbox, id, change))
 }

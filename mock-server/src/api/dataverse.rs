@@ -1,6 +1,8 @@
 //! The Dataverse Web API subset a desktop-flow client needs: `flowmachines`,
 //! `flowmachinegroups`, `systemusers`, `teams`, `credentials`, `environmentvariabledefinitions`
-//! and `environmentvariablevalues` as OData tables (the last three in `credentials`), `WhoAmI`, and the `EntityDefinitions`
+//! and `environmentvariablevalues` as OData tables (the last three in `credentials`),
+//! `workflows` (desktop flows), `flowsessions`, `connectionreferences`, `RunDesktopFlow` and
+//! `CancelDesktopFlowRun` (in `runs`), `WhoAmI`, and the `EntityDefinitions`
 //! queries client libraries make before CRUD (entity set name, primary id, picklists). One
 //! catch-all route per org, since OData keys sit inside path segments (`flowmachines(…)`): it
 //! parses the target once and hands the request to the handler of its (method, target), which
@@ -9,6 +11,7 @@
 use super::extract::{ApiPath, json_body, no_parameters};
 use super::{ApiError, RequestContext, RouteInfo, json};
 use crate::domain::access::{AccessChange, Grantee, Rights, ShareTarget};
+use crate::domain::clock::Timestamp;
 use crate::domain::connection::Caller;
 use crate::domain::ids::{
     CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, parse_guid,
@@ -29,6 +32,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 mod credentials;
+pub(crate) mod runs;
 
 /// Routes of the Dataverse surface (path form; the org host is rewritten here).
 pub fn router() -> Router<AppState> {
@@ -45,10 +49,13 @@ enum Table {
     Credential,
     VariableDefinition,
     VariableValue,
+    Workflow,
+    FlowSession,
+    ConnectionReference,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 10] = [
         Table::FlowMachine,
         Table::FlowMachineGroup,
         Table::SystemUser,
@@ -56,6 +63,9 @@ impl Table {
         Table::Credential,
         Table::VariableDefinition,
         Table::VariableValue,
+        Table::Workflow,
+        Table::FlowSession,
+        Table::ConnectionReference,
     ];
 
     fn logical(self) -> &'static str {
@@ -67,6 +77,9 @@ impl Table {
             Self::Credential => "credential",
             Self::VariableDefinition => "environmentvariabledefinition",
             Self::VariableValue => "environmentvariablevalue",
+            Self::Workflow => "workflow",
+            Self::FlowSession => "flowsession",
+            Self::ConnectionReference => "connectionreference",
         }
     }
 
@@ -79,6 +92,9 @@ impl Table {
             Self::Credential => "credentials",
             Self::VariableDefinition => "environmentvariabledefinitions",
             Self::VariableValue => "environmentvariablevalues",
+            Self::Workflow => "workflows",
+            Self::FlowSession => "flowsessions",
+            Self::ConnectionReference => "connectionreferences",
         }
     }
 
@@ -91,6 +107,9 @@ impl Table {
             Self::Credential => "credentialid",
             Self::VariableDefinition => "environmentvariabledefinitionid",
             Self::VariableValue => "environmentvariablevalueid",
+            Self::Workflow => "workflowid",
+            Self::FlowSession => "flowsessionid",
+            Self::ConnectionReference => "connectionreferenceid",
         }
     }
 
@@ -98,6 +117,7 @@ impl Table {
         match self {
             Self::SystemUser => "fullname",
             Self::VariableDefinition | Self::VariableValue => "schemaname",
+            Self::ConnectionReference => "connectionreferencedisplayname",
             _ => "name",
         }
     }
@@ -176,6 +196,47 @@ impl Table {
                 "statuscode",
                 "versionnumber",
             ],
+            Self::Workflow => &[
+                "workflowid",
+                "name",
+                "category",
+                "type",
+                "primaryentity",
+                "statecode",
+                "statuscode",
+                "_ownerid_value",
+            ],
+            Self::FlowSession => &[
+                "flowsessionid",
+                "name",
+                "statuscode",
+                "statecode",
+                "createdon",
+                "startedon",
+                "completedon",
+                "errorcode",
+                "errormessage",
+                "errordetails",
+                "runmode",
+                "triggertype",
+                "connectionid",
+                "callbackurl",
+                "_regardingobjectid_value",
+                "_machineid_value",
+                "_machinegroupid_value",
+                "_ownerid_value",
+                "runwaitduration",
+                "runduration",
+            ],
+            Self::ConnectionReference => &[
+                "connectionreferenceid",
+                "connectionreferencelogicalname",
+                "connectionreferencedisplayname",
+                "connectorid",
+                "connectionid",
+                "statecode",
+                "statuscode",
+            ],
         }
     }
 
@@ -223,7 +284,22 @@ impl Table {
                     (100_000_005, "Secret"),
                 ],
             )],
-            Self::VariableValue => &[],
+            Self::VariableValue | Self::ConnectionReference => &[],
+            Self::Workflow => &[("category", &[(0, "Workflow"), (5, "Modern Flow"), (6, "Desktop Flow")])],
+            Self::FlowSession => &[
+                ("runmode", &[(0, "Local"), (1, "Attended"), (2, "Unattended")]),
+                (
+                    "statuscode",
+                    &[
+                        (2, "Running"),
+                        (3, "Waiting"),
+                        (4, "Succeeded"),
+                        (7, "Cancelled"),
+                        (8, "Failed"),
+                        (10, "TimedOut"),
+                    ],
+                ),
+            ],
         }
     }
 
@@ -251,6 +327,14 @@ enum Target {
     SharedPrincipals(String),
     /// `flowmachines(id)/Microsoft.Dynamics.CRM.LeaveGroup`.
     LeaveGroup(Uuid),
+    /// `workflows(id)/Microsoft.Dynamics.CRM.RunDesktopFlow`.
+    RunDesktopFlow(Uuid),
+    /// `workflows(id)/inputs/$value` (true) or `/outputs/$value` (false).
+    WorkflowSchema(Uuid, bool),
+    /// `flowsessions(id)/outputs/$value`.
+    FlowSessionOutputs(Uuid),
+    /// `flowsessions(id)/Microsoft.Dynamics.CRM.CancelDesktopFlowRun`.
+    CancelRun(Uuid),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +377,9 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
             ))),
         };
     }
+    if let Some(t) = run_target(rest) {
+        return t;
+    }
     let (set, key) = match rest.split_once('(') {
         Some((set, k)) => {
             let (k, tail) = k.split_once(')').ok_or_else(|| not_found_segment(rest))?;
@@ -329,6 +416,23 @@ fn parse_target(rest: &str) -> Result<Target, ApiError> {
     }
 }
 
+/// The bound operations and file columns of desktop flows and their runs.
+fn run_target(rest: &str) -> Option<Result<Target, ApiError>> {
+    let (set, after) = rest.split_once('(')?;
+    let (k, tail) = after.split_once(')')?;
+    let bound = tail.strip_prefix("/Microsoft.Dynamics.CRM.").or_else(|| tail.strip_prefix('/'))?;
+    let id = || parse_guid("key", k).map_err(|_| not_found_segment(rest));
+    let target = match (set.to_ascii_lowercase().as_str(), bound) {
+        ("workflows", "RunDesktopFlow") => id().map(Target::RunDesktopFlow),
+        ("workflows", "inputs" | "inputs/$value") => id().map(|i| Target::WorkflowSchema(i, true)),
+        ("workflows", "outputs" | "outputs/$value") => id().map(|i| Target::WorkflowSchema(i, false)),
+        ("flowsessions", "outputs" | "outputs/$value") => id().map(Target::FlowSessionOutputs),
+        ("flowsessions", "CancelDesktopFlowRun") => id().map(Target::CancelRun),
+        _ => return None,
+    };
+    Some(target)
+}
+
 /// The named operation of a Dataverse request: `rest` is the path after `/api/data/{version}/`.
 pub(crate) fn operation(method: &str, rest: &str) -> Operation {
     let is = |m: &str| method.eq_ignore_ascii_case(m);
@@ -351,6 +455,7 @@ pub(crate) fn operation(method: &str, rest: &str) -> Operation {
         Ok(Target::Sharing(SharingMessage::Revoke)) if is("POST") => Operation::DataverseRevokeAccess,
         Ok(Target::SharedPrincipals(_)) if is("GET") => Operation::DataverseRetrieveSharedPrincipalsAndAccess,
         Ok(Target::LeaveGroup(_)) if is("POST") => Operation::DataverseLeaveGroup,
+        Ok(Target::WorkflowSchema(..)) if is("GET") => Operation::DataverseGet,
         _ => Operation::Unmatched,
     }
 }
@@ -438,7 +543,8 @@ fn system_user_rows(world: &World, env: &Environment) -> Vec<Map<String, Value>>
 }
 
 /// Rows of a table the caller can read.
-fn rows(world: &World, env: &Environment, table: Table, who: &Caller) -> Vec<Map<String, Value>> {
+fn rows(world: &World, env: &Environment, table: Table, dv: &Dv, now: Timestamp) -> Vec<Map<String, Value>> {
+    let who = dv.who();
     let principal = who.principal;
     match table {
         Table::FlowMachineGroup => env
@@ -460,6 +566,7 @@ fn rows(world: &World, env: &Environment, table: Table, who: &Caller) -> Vec<Map
             .filter_map(|t| json!({ "teamid": t.id.to_string(), "name": t.name, "teamtype": 0 }).as_object().cloned())
             .collect(),
         Table::Credential | Table::VariableDefinition | Table::VariableValue => credentials::rows(env, table, who),
+        Table::Workflow | Table::FlowSession | Table::ConnectionReference => runs::rows(world, env, table, dv, now),
     }
 }
 
@@ -548,7 +655,10 @@ fn write_body(table: Table, headers: &HeaderMap, body: &[u8]) -> Result<Map<Stri
     let writable: &[&str] = match table {
         Table::FlowMachineGroup => &["name", "description", "flowgrouptype"],
         Table::FlowMachine => &["name", "description", "flowmachinegroupid@odata.bind"],
-        Table::SystemUser | Table::Team => &[],
+        Table::SystemUser | Table::Team | Table::Workflow | Table::FlowSession => &[],
+        Table::ConnectionReference => {
+            &["connectionreferencelogicalname", "connectionreferencedisplayname", "connectorid", "connectionid"]
+        }
         Table::Credential => &[
             "name",
             "description",
@@ -796,16 +906,28 @@ struct Dv {
     pairs: Vec<(String, String)>,
     headers: HeaderMap,
     body: axum::body::Bytes,
+    /// Whether the request may change the world (not a GET).
+    write: bool,
+    /// The server, for the journal's run events and the callbacks they owe.
+    app: AppState,
 }
 
 impl Dv {
     /// Runs `f` under the sandbox's lock once the caller is known to be a member of the
-    /// environment (its systemuser id is `f`'s second argument).
+    /// environment (its systemuser id is `f`'s second argument). In system mode what is due
+    /// is applied first; after a write, the run failures it causes (runs.md, Time). Those run
+    /// transitions are journaled after the lock.
     fn apply<R>(&self, f: impl FnOnce(&mut SandboxState, SystemUserId) -> Result<R, ApiError>) -> Result<R, ApiError> {
-        self.ctx.sandbox.apply(|st| {
-            let me = st.world.member(&self.env, &self.ctx.caller)?;
-            f(st, me)
-        })
+        let (out, events) = self.ctx.sandbox.apply(|st| {
+            let mut events = st.catch_up();
+            let out = st.world.member(&self.env, &self.ctx.caller).map_err(ApiError::from).and_then(|me| f(st, me));
+            if self.write && out.is_ok() {
+                events.extend(st.world_changed());
+            }
+            (out, events)
+        });
+        crate::callbacks::after(&self.app, &self.ctx.sandbox, &events);
+        out
     }
 
     /// Who calls, for the domain.
@@ -852,7 +974,9 @@ async fn dataverse(
     } else {
         format!("{origin}/dataverse/{org}/api/data/{version}")
     };
-    let dv = Dv { ctx, env, base, pairs: form_pairs(uri.query().unwrap_or("")), headers, body };
+    let write = method != Method::GET;
+    let dv =
+        Dv { ctx, env, base, pairs: form_pairs(uri.query().unwrap_or("")), headers, body, write, app: app.clone() };
     match (&method, target) {
         (&Method::GET, Target::WhoAmI) => who_am_i(&dv),
         (&Method::GET, Target::Definitions) => entity_definitions(&dv),
@@ -866,6 +990,10 @@ async fn dataverse(
         (&Method::POST, Target::Sharing(msg)) => change_access(&dv, msg),
         (&Method::GET, Target::SharedPrincipals(args)) => shared_principals(&dv, &args),
         (&Method::POST, Target::LeaveGroup(id)) => leave_group(&dv, id),
+        (&Method::POST, Target::RunDesktopFlow(id)) => runs::run_desktop_flow(&dv, id),
+        (&Method::GET, Target::WorkflowSchema(id, inputs)) => runs::workflow_schema(&dv, id, inputs),
+        (&Method::GET, Target::FlowSessionOutputs(id)) => runs::flow_session_outputs(&dv, id),
+        (&Method::POST, Target::CancelRun(id)) => runs::cancel_run(&dv, id),
         (m, t) => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             path: format!(
@@ -948,7 +1076,7 @@ fn query_rows(dv: &Dv, table: Table) -> Result<Response, ApiError> {
     let q = odata::parse_query(&dv.pairs).map_err(odata_err)?;
     let (max_page, _) = prefer(&dv.headers);
     let page = dv.apply(|st, _| {
-        let all = rows(&st.world, env_of(&st.world, &dv.env)?, table, dv.who());
+        let all = rows(&st.world, env_of(&st.world, &dv.env)?, table, dv, st.clock.now());
         odata::apply(all, &q, table.logical(), table.properties(), table.key(), max_page).map_err(odata_err)
     })?;
     let sel = q.select.as_ref().map(|s| format!("({})", s.join(","))).unwrap_or_default();
@@ -978,7 +1106,11 @@ fn query_rows(dv: &Dv, table: Table) -> Result<Response, ApiError> {
 fn get_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
     let q = odata::parse_query(&dv.pairs).map_err(odata_err)?;
     let row = dv.apply(|st, _| {
-        rows(&st.world, env_of(&st.world, &dv.env)?, table, dv.who())
+        if table == Table::FlowSession {
+            // Another principal's run exists but is not the caller's to read: 403, not 404.
+            st.world.flow_session(dv.who(), &dv.env, crate::domain::ids::FlowSessionId::from_uuid(id))?;
+        }
+        rows(&st.world, env_of(&st.world, &dv.env)?, table, dv, st.clock.now())
             .into_iter()
             .find(|r| r.get(table.key()).and_then(Value::as_str).and_then(|s| Uuid::try_parse(s).ok()) == Some(id))
             .ok_or_else(|| {
@@ -994,7 +1126,19 @@ fn get_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
 
 /// `POST {table}`: a new row; its ids are the only ones this request makes up.
 fn create_row(dv: &Dv, table: Table) -> Result<Response, ApiError> {
+    if matches!(table, Table::Workflow | Table::FlowSession) {
+        return Err(read_only(table));
+    }
     let map = write_body(table, &dv.headers, &dv.body)?;
+    if table == Table::ConnectionReference {
+        let change = runs::reference_change(&map)?;
+        let (id, row) = dv.apply(|st, _| {
+            let id = st.ids.next_id();
+            Ok((id, runs::upsert_reference(&mut st.world, &dv.env, id, change)?.1))
+        })?;
+        let (_, representation) = prefer(&dv.headers);
+        return Ok(written(&dv.base, table, id, Written::Created, row, representation));
+    }
     let name = string_field(&map, "name")?;
     let description = string_field(&map, "description")?;
     if matches!(table, Table::SystemUser | Table::Team) {
@@ -1030,8 +1174,18 @@ fn create_row(dv: &Dv, table: Table) -> Result<Response, ApiError> {
 
 /// `PATCH {table}({id})`: update, or create with that id.
 fn update_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
+    if matches!(table, Table::Workflow | Table::FlowSession) {
+        return Err(read_only(table));
+    }
     let map = write_body(table, &dv.headers, &dv.body)?;
     let expect = if_match(&dv.headers)?;
+    if table == Table::ConnectionReference {
+        let change = runs::reference_change(&map)?;
+        let (created, row) = dv.apply(|st, _| runs::upsert_reference(&mut st.world, &dv.env, id, change))?;
+        let done = if created { Written::Created } else { Written::Updated };
+        let (_, representation) = prefer(&dv.headers);
+        return Ok(written(&dv.base, table, id, done, row, representation));
+    }
     if matches!(table, Table::SystemUser | Table::Team) {
         return Err(ApiError::NotImplemented(format!("Updating {} is not implemented by the mock.", table.set())));
     }
@@ -1061,7 +1215,10 @@ fn update_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
 /// `DELETE {table}({id})`.
 fn delete_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
     let expect = if_match(&dv.headers)?;
-    if matches!(table, Table::SystemUser | Table::Team) {
+    if matches!(
+        table,
+        Table::SystemUser | Table::Team | Table::Workflow | Table::FlowSession | Table::ConnectionReference
+    ) {
         return Err(ApiError::NotImplemented(format!("Deleting {} is not implemented by the mock.", table.set())));
     }
     let who = dv.who();
@@ -1073,6 +1230,14 @@ fn delete_row(dv: &Dv, table: Table, id: Uuid) -> Result<Response, ApiError> {
         t => credentials::delete(&mut st.world, who, &dv.env, t, id, expect),
     })?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Desktop flows are made with `POST /_mock/desktopflows` and runs with `RunDesktopFlow`.
+fn read_only(table: Table) -> ApiError {
+    ApiError::NotImplemented(format!(
+        "Writing {} directly is not implemented by the mock: desktop flows come from the fixture, runs from RunDesktopFlow.",
+        table.set()
+    ))
 }
 
 /// `POST GrantAccess`, `ModifyAccess` or `RevokeAccess`.

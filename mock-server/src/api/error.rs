@@ -67,6 +67,16 @@ pub enum ApiError {
     /// A bug in the mock (a handler panicked); mock-defined `InternalError`.
     #[error("The mock hit an internal error (a bug in the mock); see its log.")]
     Internal,
+    /// Too many requests: 429 with `Retry-After`.
+    #[error("{message}")]
+    Throttled {
+        /// Code (`DesktopFlowsActionThrottled`).
+        code: &'static str,
+        /// Message.
+        message: String,
+        /// Seconds until a slot frees.
+        retry_after: u64,
+    },
 }
 
 impl ApiError {
@@ -95,6 +105,7 @@ impl ApiError {
             Self::BadRequest { status, .. } => *status,
             Self::NotImplemented(_) | Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::Throttled { .. } => 429,
             Self::Internal => 500,
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => 404,
@@ -110,7 +121,10 @@ impl ApiError {
         match self {
             Self::Domain(e) => e.code(),
             Self::Identity(e) => e.oauth_error(),
-            Self::Unauthorized { code, .. } | Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::Unauthorized { code, .. }
+            | Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Throttled { code, .. } => code,
             Self::NotImplemented(_) => "NotImplementedByMock",
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",
             Self::Internal => "InternalError",
@@ -154,14 +168,13 @@ fn domain_status(e: &domain::Error) -> u16 {
         | E::SecretVariableDefaultValue(_)
         | E::VariableValueExists { .. }
         | E::VariableTypeNotEmulated(_)
-        | E::VariableFixedColumn(_) => 400,
+        | E::VariableFixedColumn(_)
+        | E::InvalidRunParameter(_)
+        | E::ConnectionNotUsableForRuns { .. }
+        | E::RunAlreadyEnded(_) => 400,
         E::VersionMismatch | E::DuplicateRecord(_) | E::DuplicateSchemaName(_) => 412,
         // SUP-ERR gives these statuses to the same codes on runs.
-        E::ConnectionTestFailed { code, .. } => match *code {
-            "WindowsIdentityIncorrect" => 401,
-            "XrmMachineGroupNotFound" => 404,
-            _ => 400,
-        },
+        E::ConnectionTestFailed { code, .. } => run_error_status(code),
         E::SignInRequiresUser
         | E::SignInUserTenantMismatch { .. }
         | E::SignInConnectionRunOwner
@@ -191,6 +204,25 @@ fn domain_status(e: &domain::Error) -> u16 {
 }
 
 /// HTTP status of an identity failure: 401 for client authentication failures (RFC 6749 5.2), else 400.
+/// The HTTP status SUP-ERR gives a run error code on the connector action (api-facts 7), for
+/// `TestConnection` and `GetRunStatus`; codes without one, the mock-defined ones included, are 400.
+pub fn run_error_status(code: &str) -> u16 {
+    match code {
+        "InvalidUIFlowsCertificates" | "WindowsIdentityIncorrect" | "AuthTokenNotYetValid" => 401,
+        "UnattendedUnsupportedWithOldConnection" => 403,
+        "NoListenerConnected"
+        | "ConnectionNotEstablished"
+        | "DnsError"
+        | "ConnectionTimeout"
+        | "EndpointDoNotExist"
+        | "XrmMachineGroupNotFound" => 404,
+        "LocalPlaybackOrRecordingOngoing" | "UIFlowAlreadyRunning" | "DesktopFlowsActionThrottled" => 429,
+        "UIFlowAgentLauncherServiceIsNotRunning" | "DesktopFlowMalformedMachineResponse" | "WcfServerCrash" => 500,
+        "OnPremiseDataGatewayNotAvailable" => 502,
+        _ => 400,
+    }
+}
+
 fn identity_status(e: &IdentityError) -> u16 {
     match e.oauth_error() {
         "invalid_client" => 401,
@@ -239,6 +271,9 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
         if let Ok(v) = HeaderValue::from_str(&value) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
+    }
+    if let ApiError::Throttled { retry_after, .. } = err {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     if matches!(err, ApiError::Identity(_)) {
         r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache"));

@@ -338,6 +338,10 @@ pub fn operation(surface: Surface, method: &str, path: &str) -> Operation {
             ["apim", "uiflow", _, _, "uiFlowTypes", _, "uiflows", _, "runs", _] => {
                 by_method(&[("GET", Operation::RuntimeGetRunStatus)])
             }
+            ["apim", "uiflow", _, _, "uiFlowTypes", _, "uiflows", _, "$metadata.json"] => {
+                by_method(&[("GET", Operation::RuntimeGetUIFlowMetadata)])
+            }
+            ["apim", "uiflow", _, _, "status"] => by_method(&[("GET", Operation::RuntimeStatus)]),
             _ => Operation::Unmatched,
         },
         Surface::Dataverse => {

@@ -137,6 +137,28 @@ fn check_sign_in(world: &World, env: &Environment, machines: &[&Machine], c: &Co
 }
 
 impl World {
+    /// The connection's status on one machine: what a run assigned there finds when it signs in.
+    pub fn status_on(&self, c: &Connection, m: &Machine) -> ConnectionStatus {
+        let Some(env) = self.environment(&c.environment) else {
+            return ConnectionStatus::Connected;
+        };
+        match &c.parameters {
+            ParameterSet::AzureRelay { login, .. } | ParameterSet::AzureRelayRunOwner { login, .. } => {
+                check_login(self, env, &[m], login, c.correlation)
+            }
+            ParameterSet::PasswordlessAttended { .. } => check_sign_in(self, env, &[m], c),
+        }
+    }
+
+    /// The Windows account a run of the connection uses: the sign-in user's UPN, or the
+    /// login's username (a credential's resolved from its variable).
+    pub fn run_account(&self, c: &Connection) -> Option<String> {
+        match c.parameters.login() {
+            None => self.user(c.created_by.principal).map(|u| u.upn.clone()),
+            Some(login) => resolve(self, self.environment(&c.environment)?, login).map(|(u, _)| u),
+        }
+    }
+
     /// The status of a connection in the world as it is now.
     pub fn status(&self, c: &Connection) -> ConnectionStatus {
         let Some(env) = self.environment(&c.environment) else {

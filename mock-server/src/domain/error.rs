@@ -313,6 +313,20 @@ pub enum Error {
         "The schema name, type and definition of the environment variable '{0}' are fixed once it is created: create another one."
     )]
     VariableFixedColumn(String),
+    /// A run request's parameter the service refuses (Dataverse `0x80040203`, mock text).
+    #[error("{0}")]
+    InvalidRunParameter(String),
+    /// The connection a run names cannot run flows (mock-defined `ConnectionNotUsableForRuns`).
+    #[error("The connection '{connection}' cannot run desktop flows: {reason}.")]
+    ConnectionNotUsableForRuns {
+        /// The connection (or connection reference) as named.
+        connection: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Cancelling a run that has ended (mock-defined `FlowSessionAlreadyEnded`).
+    #[error("The flow session '{0}' has already ended; only a Waiting or Running run can be cancelled.")]
+    RunAlreadyEnded(String),
 }
 
 impl Error {
@@ -369,6 +383,9 @@ impl Error {
             Self::DuplicateSchemaName(_) => "0x80040237",
             Self::VariableTypeNotEmulated(_) => "EnvironmentVariableTypeNotEmulated",
             Self::VariableFixedColumn(_) => "EnvironmentVariableColumnFixed",
+            Self::InvalidRunParameter(_) => "0x80040203",
+            Self::ConnectionNotUsableForRuns { .. } => "ConnectionNotUsableForRuns",
+            Self::RunAlreadyEnded(_) => "FlowSessionAlreadyEnded",
         }
     }
 }

@@ -107,6 +107,19 @@ guid_id!(
     VariableValueId, "environment variable value id"
 );
 
+guid_id!(
+    /// A desktop flow's `workflowid`.
+    WorkflowId, "workflow id"
+);
+guid_id!(
+    /// A run's `flowsessionid`.
+    FlowSessionId, "flow session id"
+);
+guid_id!(
+    /// `connectionreferenceid`.
+    ConnectionReferenceId, "connection reference id"
+);
+
 /// A Power Platform environment id: a GUID, optionally prefixed `Default-` (default environments).
 /// Kept as written (lower-cased), since it appears verbatim in URLs and bodies.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -11,7 +11,9 @@ use super::access::{Rights, merged};
 use super::connection::Caller;
 use super::ids::{AppId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, TenantId};
 use super::machine::require;
-use super::world::{GroupType, JoinType, Machine, MachineGroup, PrincipalKind, WindowsAccount, WindowsEdition, World};
+use super::world::{
+    GroupType, JoinType, Machine, MachineGroup, PrincipalKind, Session, WindowsAccount, WindowsEdition, World,
+};
 
 /// Machines a group may hold (PAD-MG).
 pub const MAX_MACHINES_PER_GROUP: usize = 50;
@@ -200,6 +202,8 @@ pub struct MachineFacts {
     pub maintenance: Option<bool>,
     /// Windows accounts (replaces the list: how a rotated password is shown).
     pub windows_accounts: Option<Vec<WindowsAccount>>,
+    /// Windows user sessions (replaces the list: `[]` signs everybody out).
+    pub sessions: Option<Vec<Session>>,
 }
 
 /// The agent version a machine registered through Dataverse or the control surface reports.
@@ -219,6 +223,7 @@ impl MachineFacts {
             online,
             maintenance,
             windows_accounts,
+            sessions,
         } = self;
         if let Some(v) = join_type {
             m.join_type = v;
@@ -249,6 +254,9 @@ impl MachineFacts {
         }
         if let Some(v) = windows_accounts {
             m.windows_accounts = v;
+        }
+        if let Some(v) = sessions {
+            m.sessions = v;
         }
     }
 }
@@ -281,6 +289,7 @@ impl Machine {
             shares: Vec::new(),
             version: 1,
             description: None,
+            sessions: Vec::new(),
         };
         facts.apply(&mut m);
         m

@@ -14,11 +14,15 @@
 //!   every machine, connect-with-sign-in prerequisites, a vanished group.
 //! - `credential` — desktop-flow credentials and the environment variables they name, as
 //!   Dataverse rows; the sandbox's stand-in for Azure Key Vault.
+//! - `desktop_flow` — desktop flows (with the simulation of what their runs do) and
+//!   connection references.
 //! - `connection_share` — sharing run-owner connections with service principals.
 //! - `connection_store` — the connections of a world, in creation order, found by id at once.
 //! - `machine` — machines and groups as Dataverse rows: read access, create, rename, delete.
 //! - `membership` — which group a machine is in: joining and leaving groups, silent
 //!   registration, the control surface's edits of a machine's facts.
+//! - `run` — desktop-flow runs: the queue on the virtual clock, machine selection, sessions
+//!   and capacity, every outcome of runs.md; `World::advance_to` is time's one entry point.
 //! - `windows_account` — which Windows account a written name (`.\user`, `AzureAD\upn`, …)
 //!   stands for on a machine: one rule for connections and attended runs.
 //! - `error` — `Error`: one variant per broken rule, with its documented code and message.
@@ -30,6 +34,7 @@ pub mod connection_share;
 pub mod connection_status;
 pub mod connection_store;
 pub mod credential;
+pub mod desktop_flow;
 pub mod error;
 pub mod id_gen;
 pub mod ids;
@@ -37,6 +42,7 @@ pub mod ids;
 mod invariants;
 pub mod machine;
 pub mod membership;
+pub mod run;
 #[cfg(test)]
 mod test_world;
 pub mod windows_account;

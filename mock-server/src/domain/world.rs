@@ -8,13 +8,14 @@ use super::connection::Caller;
 use super::credential::{
     Credential, CredentialKind, EnvironmentVariable, KeyVaultReference, VariableType, VariableValue, VaultSecret,
 };
+use super::desktop_flow::{ConnectionReference, DesktopFlow};
 use super::ids::{
     AppId, CredentialId, EnvironmentId, MachineGroupId, MachineId, PrincipalId, SystemUserId, TeamId, TenantId,
     VariableId, VariableValueId,
 };
 use fixtures::{
-    CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, ShareFile,
-    ShareRoleFile, WindowsAccountFile, WindowsEditionFile, WorldFile,
+    CredentialKindFile, EnvironmentVariableTypeFile, FixtureError, GroupTypeFile, JoinTypeFile, SessionStateFile,
+    ShareFile, ShareRoleFile, WindowsAccountFile, WindowsEditionFile, WorldFile,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -262,6 +263,48 @@ pub struct Machine {
     pub version: u64,
     /// Description.
     pub description: Option<String>,
+    /// Windows user sessions open on it (runs.md, "Machines and sessions").
+    pub sessions: Vec<Session>,
+}
+
+/// State of a Windows user session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Signed in and unlocked.
+    Active,
+    /// Locked.
+    Locked,
+    /// Disconnected.
+    Disconnected,
+}
+
+impl From<SessionStateFile> for SessionState {
+    fn from(s: SessionStateFile) -> Self {
+        match s {
+            SessionStateFile::Active => Self::Active,
+            SessionStateFile::Locked => Self::Locked,
+            SessionStateFile::Disconnected => Self::Disconnected,
+        }
+    }
+}
+
+impl From<SessionState> for SessionStateFile {
+    fn from(s: SessionState) -> Self {
+        match s {
+            SessionState::Active => Self::Active,
+            SessionState::Locked => Self::Locked,
+            SessionState::Disconnected => Self::Disconnected,
+        }
+    }
+}
+
+/// A Windows user session open on a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The signed-in account, as written (matched with `windows_account::same_account`).
+    pub user: String,
+    /// Its state.
+    pub state: SessionState,
 }
 
 /// An environment with its Dataverse organisation and machines.
@@ -289,6 +332,10 @@ pub struct Environment {
     pub variables: Vec<EnvironmentVariable>,
     /// Desktop-flow credentials.
     pub credentials: Vec<Credential>,
+    /// Desktop flows (`workflows` of category 6).
+    pub desktop_flows: Vec<DesktopFlow>,
+    /// Connection references.
+    pub connection_references: Vec<ConnectionReference>,
 }
 
 impl Environment {
@@ -328,6 +375,8 @@ pub struct World {
     pub connections: super::connection_store::Connections,
     /// The stand-in for Azure Key Vault: what Secret environment variables' references resolve to.
     pub vault: Vec<VaultSecret>,
+    /// Desktop-flow runs, in every environment.
+    pub runs: super::run::RunQueue,
 }
 
 impl World {
@@ -344,6 +393,7 @@ impl World {
             environments: Vec::new(),
             connections: Default::default(),
             vault: Vec::new(),
+            runs: super::run::RunQueue::default(),
         };
         for (i, t) in f.tenants.iter().enumerate() {
             w.tenants.push(Tenant {
@@ -405,6 +455,8 @@ impl World {
                 teams: Vec::new(),
                 variables: Vec::new(),
                 credentials: Vec::new(),
+                desktop_flows: Vec::new(),
+                connection_references: Vec::new(),
             };
             for (i, t) in env.teams.iter().enumerate() {
                 let p = at(&format!("teams[{i}]"));
@@ -530,7 +582,20 @@ impl World {
                     shares,
                     version: 1,
                     description: None,
+                    sessions: m
+                        .sessions
+                        .iter()
+                        .map(|s| Session { user: s.user.clone(), state: s.state.into() })
+                        .collect(),
                 });
+            }
+            for (i, d) in env.desktop_flows.iter().enumerate() {
+                let p = at(&format!("desktopFlows[{i}]"));
+                out.desktop_flows.push(DesktopFlow::from_file(d).map_err(id_err(p))?);
+            }
+            for (i, r) in env.connection_references.iter().enumerate() {
+                let p = at(&format!("connectionReferences[{i}]"));
+                out.connection_references.push(ConnectionReference::from_file(r).map_err(id_err(p))?);
             }
             out.unite_stand_alone_shares();
             w.environments.push(out);

@@ -155,7 +155,11 @@ async fn a_token_lifetime_set_through_the_handle_shows_in_the_next_token_and_zer
     assert_eq!(settings.token_lifetime_secs, 5);
     let c = claims(&t.sp_token(PP_SCOPE).await);
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 5);
-    let e = t.sandbox().patch_settings(SettingsPatch { token_lifetime_secs: Some(0) }).await.unwrap_err();
+    let e = t
+        .sandbox()
+        .patch_settings(SettingsPatch { token_lifetime_secs: Some(0), ..SettingsPatch::default() })
+        .await
+        .unwrap_err();
     assert!(matches!(e, ControlError::Invalid { code: "InvalidRequestContent", .. }), "{e}");
     assert_eq!(t.sandbox().settings().await.unwrap().token_lifetime_secs, 5, "refused: unchanged");
     t.sandbox().reset().await.unwrap();
