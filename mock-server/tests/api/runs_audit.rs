@@ -1,0 +1,204 @@
+//! Rules of runs.md that the first round tested only in the domain or not at all, over HTTP:
+//! queue order on a frozen clock across both doors, a group deleted while a run waits,
+//! callback retries, and requests that make no run not counting against the throttle.
+
+use crate::helpers::*;
+use crate::runs::{BUILD01, BUILD01_GROUP, Door, FLOW_OK};
+use axum::http::StatusCode;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[tokio::test]
+async fn runs_start_by_priority_then_in_the_order_they_were_queued_on_a_frozen_clock() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let dv = d.dv_token().await;
+    let pp = d.token(PP_SCOPE).await;
+    let run = |priority: &str| json!({"runMode": "attended", "connectionName": conn, "runPriority": priority});
+    // Four runs at one virtual instant; Megan's one session takes them one at a time.
+    let (_, a) = d.run(&dv, FLOW_OK, run("normal")).await;
+    let (_, b) = d.run(&dv, FLOW_OK, run("normal")).await;
+    let (_, c) = d.run(&dv, FLOW_OK, run("high")).await;
+    let (s, h, _) = d
+        .runtime(
+            Method::POST,
+            &format!("{}?runMode=attended&runPriority=high", d.runtime_runs(&conn, FLOW_OK)),
+            &pp,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let high_by_connector = h["location"].to_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let id = |v: &Value| v["flowsessionId"].as_str().unwrap().to_owned();
+    let (s, clock) = d.control(Method::POST, "/_mock/clock/advance", Some(json!({"untilIdle": true}))).await;
+    assert_eq!(s, 200, "{clock}");
+    let started: Vec<(String, String)> = clock["runEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "run.started")
+        .map(|e| (e["flowsessionId"].as_str().unwrap().to_owned(), e["at"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        (id(&c), "2025-01-06T09:00:00Z"),
+        (high_by_connector, "2025-01-06T09:02:00Z"),
+        (id(&a), "2025-01-06T09:04:00Z"),
+        (id(&b), "2025-01-06T09:06:00Z"),
+    ]
+    .into_iter()
+    .map(|(r, at)| (r, at.to_owned()))
+    .collect();
+    assert_eq!(started, expected, "high before normal, then queue order; each starts as the one before ends");
+    assert_eq!(d.session(&dv, &id(&b)).await["startedon"], "2025-01-06T09:06:00Z");
+}
+
+#[tokio::test]
+async fn a_group_deleted_while_its_run_waits_fails_the_run_with_xrm_machine_group_not_found() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let dv = d.dv_token().await;
+    let r = t
+        .client
+        .post(d.dv("flowmachinegroups"))
+        .bearer_auth(&dv)
+        .json(&json!({"name": "Night shift"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let entity = r.headers()["odata-entityid"].to_str().unwrap().to_owned();
+    let group = entity.rsplit('(').next().unwrap().trim_end_matches(')').to_owned();
+    let join = json!({"flowmachinegroupid@odata.bind": format!("/flowmachinegroups({group})")});
+    let (s, e) = d.send(Method::PATCH, &d.dv(&format!("flowmachines({BUILD01})")), &dv, Some(join)).await;
+    assert_eq!(s, 204, "{e}");
+    let conn = d.sign_in_connection(&group).await;
+    d.set_sessions(BUILD01, json!([])).await;
+    let pp = d.token(PP_SCOPE).await;
+    let (s, h, _) =
+        d.runtime(Method::POST, &format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK)), &pp, &[], None).await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let run = location.rsplit('/').next().unwrap().to_owned();
+    d.advance(60).await;
+    // The machine leaves: the group is empty and can go; the run still waits on it.
+    let leave = d.dv(&format!("flowmachines({BUILD01})/Microsoft.Dynamics.CRM.LeaveGroup"));
+    let (s, e) = d.send(Method::POST, &leave, &dv, None).await;
+    assert_eq!(s, 204, "{e}");
+    assert_eq!(d.session(&dv, &run).await["statuscode"], 3);
+    let (s, _) = d.send(Method::DELETE, &d.dv(&format!("flowmachinegroups({group})")), &dv, None).await;
+    assert_eq!(s, 204);
+    // At deletion, without a clock change.
+    let row = d.session(&dv, &run).await;
+    assert_eq!(
+        (row["statuscode"].as_i64(), row["errorcode"].as_str(), row["completedon"].as_str()),
+        (Some(8), Some("XrmMachineGroupNotFound"), Some("2025-01-06T09:01:00Z")),
+        "{row}"
+    );
+    let (s, h, v) = d.runtime(Method::GET, &location, &pp, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("XrmMachineGroupNotFound")), "api-facts 7: 404");
+    assert!(h.get("location").is_none());
+    let events = t.journal("kind=event").await;
+    let ended: Vec<&Value> =
+        events["entries"].as_array().unwrap().iter().filter(|e| e["event"] == "run.ended").collect();
+    assert_eq!(ended.len(), 1, "{events}");
+}
+
+/// A loopback receiver: `/flaky` answers 500 twice, then 200; `/down` always 503.
+async fn flaky_receiver() -> (String, Arc<AtomicU32>, Arc<AtomicU32>) {
+    let (flaky, down) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (f, dn) = (flaky.clone(), down.clone());
+    let app = axum::Router::new()
+        .route(
+            "/flaky",
+            axum::routing::post(move || {
+                let n = f.fetch_add(1, Ordering::SeqCst) + 1;
+                async move { if n <= 2 { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK } }
+            }),
+        )
+        .route(
+            "/down",
+            axum::routing::post(move || {
+                dn.fetch_add(1, Ordering::SeqCst);
+                async { StatusCode::SERVICE_UNAVAILABLE }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, flaky, down)
+}
+
+/// The `callback.attempt` events of one run: (attempt, status, retrying).
+fn attempts(journal: &Value, run: &str) -> Vec<(u64, Option<u64>, bool)> {
+    journal["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "callback.attempt" && e["detail"]["flowsessionId"] == run)
+        .map(|e| {
+            let d = &e["detail"];
+            (d["attempt"].as_u64().unwrap(), d["status"].as_u64(), d["retrying"].as_bool().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_callback_answering_500_or_503_is_retried_three_times_in_the_background_and_journaled() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let (base, flaky_calls, down_calls) = flaky_receiver().await;
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let dv = d.dv_token().await;
+    let body = |url: String| json!({"runMode": "attended", "connectionName": conn, "callbackUrl": url});
+    let (_, flaky) = d.run(&dv, FLOW_OK, body(format!("{base}/flaky"))).await;
+    let (_, down) = d.run(&dv, FLOW_OK, body(format!("{base}/down"))).await;
+    let (flaky, down) = (flaky["flowsessionId"].as_str().unwrap(), down["flowsessionId"].as_str().unwrap());
+    let (s, clock) = d.control(Method::POST, "/_mock/clock/advance", Some(json!({"untilIdle": true}))).await;
+    assert_eq!(s, 200, "{clock}");
+    let first: Vec<(u64, bool)> = clock["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["status"].as_u64().unwrap(), c["retrying"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(first, [(500, true), (503, true)], "the answer lists the first attempts only");
+    // Retries run on real time in the background: wait for the last one to be journaled.
+    let mut journal = Value::Null;
+    for _ in 0..200 {
+        journal = t.journal("kind=event").await;
+        if attempts(&journal, down).len() == 4 && attempts(&journal, flaky).len() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(attempts(&journal, flaky), [(1, Some(500), true), (2, Some(500), true), (3, Some(200), false)]);
+    assert_eq!(
+        attempts(&journal, down),
+        [(1, Some(503), true), (2, Some(503), true), (3, Some(503), true), (4, Some(503), false)],
+        "three retries, then it gives up"
+    );
+    assert_eq!((flaky_calls.load(Ordering::SeqCst), down_calls.load(Ordering::SeqCst)), (3, 4));
+}
+
+#[tokio::test]
+async fn requests_that_make_no_run_do_not_count_against_the_throttle() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"runsPerMinutePerConnection": 1}))).await;
+    assert_eq!(s, 200);
+    let dv = d.dv_token().await;
+    let (s, e) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn, "timeout": 86401})).await;
+    assert_eq!((s, e["error"]["code"].is_string()), (400, true), "{e}");
+    let (s, e) =
+        d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn, "inputs": "not json"})).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, v) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn})).await;
+    assert_eq!(s, 200, "the refused requests made no run and took no slot: {v}");
+    let (s, e) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("DesktopFlowsActionThrottled")));
+}
