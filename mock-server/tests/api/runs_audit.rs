@@ -1,6 +1,8 @@
 //! Rules of runs.md that the first round tested only in the domain or not at all, over HTTP:
 //! queue order on a frozen clock across both doors, a group deleted while a run waits,
-//! callback retries, and requests that make no run not counting against the throttle.
+//! callback retries, requests that make no run not counting against the throttle, the
+//! allowlist failure's documented text at assignment, the standard queue limit setting,
+//! maintenance, and `GetRunStatus` for cancelled and timed-out runs.
 
 use crate::helpers::*;
 use crate::runs::{BUILD01, BUILD01_GROUP, Door, FLOW_OK};
@@ -201,4 +203,111 @@ async fn requests_that_make_no_run_do_not_count_against_the_throttle() {
     assert_eq!(s, 200, "the refused requests made no run and took no slot: {v}");
     let (s, e) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn})).await;
     assert_eq!((s, e["error"]["code"].as_str()), (429, Some("DesktopFlowsActionThrottled")));
+}
+
+const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
+const FIN02: &str = "148a5ad1-1f49-48ab-8f8f-c73dfc6ea378";
+
+#[tokio::test]
+async fn a_sign_in_run_on_an_ad_joined_machine_without_the_tenant_allowlisted_fails_with_the_documented_text() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(FINANCE).await;
+    // FIN-01 allowlists Contoso but has no session of Megan; FIN-02 has one and does not.
+    d.set_sessions(FIN02, json!([{"user": format!("AzureAD\\{USER_UPN}"), "state": "active"}])).await;
+    let dv = d.dv_token().await;
+    let run = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    assert_eq!(d.session(&dv, &run).await["statuscode"], 3, "checked at assignment, not at the request");
+    d.advance(0).await;
+    let row = d.session(&dv, &run).await;
+    assert_eq!((row["statuscode"].as_i64(), row["_machineid_value"].as_str()), (Some(8), Some(FIN02)), "{row}");
+    assert_eq!(row["errorcode"], "UnallowedTenantForConnectWithSignIn");
+    assert_eq!(
+        row["errormessage"],
+        format!(
+            "Tenant {TENANT} needs to be explicitly allowlisted to authorize 'connect with sign-in' runs on the machine."
+        ),
+        "DECISIONS.md's failure table, word for word"
+    );
+}
+
+#[tokio::test]
+async fn other_runs_wait_up_to_the_standard_queue_limit_setting_and_maintenance_makes_runs_wait() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d
+        .relay_connection(
+            "00000000-0000-0000-0000-00000000a0a1",
+            "BUILD-01\\rpa",
+            "Build01-Rpa-Passw0rd!",
+            BUILD01_GROUP,
+        )
+        .await;
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"queueTimeLimitSecs": 600}))).await;
+    assert_eq!(s, 200);
+    let dv = d.dv_token().await;
+    // Attended needs a session of BUILD-01\rpa, which nobody opened: the run waits.
+    let run = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    d.advance(599).await;
+    assert_eq!(d.session(&dv, &run).await["statuscode"], 3);
+    d.advance(1).await;
+    let row = d.session(&dv, &run).await;
+    assert_eq!(
+        (row["statuscode"].as_i64(), row["errorcode"].as_str(), row["errordetails"].as_str()),
+        (Some(8), Some("NoCandidateMachine"), Some("AttendedUserNotLoggedIn")),
+        "{row}"
+    );
+    assert_eq!(row["errormessage"], "No machine able to run the desktop flow has been found.");
+    assert_eq!(row["runwaitduration"], 600);
+    // A machine in maintenance takes no run until it comes back.
+    d.control(Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(json!({"maintenance": true}))).await;
+    let sign_in = d.sign_in_connection(BUILD01_GROUP).await;
+    let run = d.start(&dv, FLOW_OK, "attended", &sign_in).await;
+    d.advance(60).await;
+    assert_eq!(d.session(&dv, &run).await["statuscode"], 3);
+    let (s, _) =
+        d.control(Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(json!({"maintenance": false}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(d.session(&dv, &run).await["statuscode"], 3, "assignments wait for the next clock change");
+    d.advance(0).await;
+    let row = d.session(&dv, &run).await;
+    assert_eq!((row["statuscode"].as_i64(), row["startedon"].as_str()), (Some(2), Some("2025-01-06T09:11:00Z")));
+}
+
+#[tokio::test]
+async fn get_run_status_answers_cancelled_and_timed_out_runs_and_follows_the_retry_after_setting() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let pp = d.token(PP_SCOPE).await;
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"runStatusRetryAfterSecs": 7}))).await;
+    assert_eq!(s, 200);
+    let long = "0f0f0f0f-2222-4333-8444-555566667777";
+    let flow = json!({
+        "environment": ENV_ID, "workflowId": long, "name": "Never ends",
+        "owner": "9b938b62-1239-4855-aaa8-bd33df599368",
+        "simulation": {"durationSeconds": 5 * 3600, "outputs": {}}
+    });
+    let (s, v) = d.control(Method::POST, "/_mock/desktopflows", Some(flow)).await;
+    assert_eq!(s, 201, "{v}");
+    let mut locations = Vec::new();
+    for flow in [long, FLOW_OK] {
+        let url = format!("{}?runMode=attended", d.runtime_runs(&conn, flow));
+        let (s, h, v) = d.runtime(Method::POST, &url, &pp, &[], None).await;
+        assert_eq!((s, h["retry-after"].to_str().unwrap()), (202, "7"), "{v}");
+        locations.push(h["location"].to_str().unwrap().to_owned());
+    }
+    let [timing_out, cancelled] = <[String; 2]>::try_from(locations).unwrap();
+    let id = cancelled.rsplit('/').next().unwrap();
+    let dv = d.dv_token().await;
+    let cancel = d.dv(&format!("flowsessions({id})/Microsoft.Dynamics.CRM.CancelDesktopFlowRun"));
+    assert_eq!(d.send(Method::POST, &cancel, &dv, None).await.0, 204);
+    let (s, _, v) = d.runtime(Method::GET, &cancelled, &pp, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("Cancelled")), "{v}");
+    // The connector door's timeout is the default: 3 h.
+    d.advance(3 * 3600).await;
+    let (s, _, v) = d.runtime(Method::GET, &timing_out, &pp, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("DesktopFlowsActionTimeout")), "{v}");
+    let id = timing_out.rsplit('/').next().unwrap();
+    assert_eq!(d.session(&dv, id).await["statuscode"], 10);
 }
