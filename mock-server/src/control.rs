@@ -732,7 +732,7 @@ impl RunView {
 }
 
 /// A desktop flow in the fixture format, with its environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DesktopFlowView {
     /// The environment.
     pub environment: EnvironmentId,
@@ -1215,6 +1215,9 @@ pub struct EnvironmentView {
     pub machine_groups: Vec<MachineGroupView>,
     /// Machines.
     pub machines: Vec<MachineView>,
+    /// Desktop flows in the fixture format, those made with `POST /_mock/desktopflows` too
+    /// (the fixture, which reset returns to, has only its own).
+    pub desktop_flows: Vec<fixtures::DesktopFlowFile>,
 }
 
 impl EnvironmentView {
@@ -1238,6 +1241,7 @@ impl EnvironmentView {
                 })
                 .collect(),
             machines: e.machines.iter().map(|m| MachineView::of(w, m)).collect(),
+            desktop_flows: e.desktop_flows.iter().map(|f| DesktopFlowView::of(&e.id, f).flow).collect(),
         }
     }
 }

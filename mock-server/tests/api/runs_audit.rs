@@ -311,3 +311,60 @@ async fn get_run_status_answers_cancelled_and_timed_out_runs_and_follows_the_ret
     let id = timing_out.rsplit('/').next().unwrap();
     assert_eq!(d.session(&dv, id).await["statuscode"], 10);
 }
+
+#[tokio::test]
+async fn desktop_flows_made_on_the_control_surface_are_in_the_state_until_reset_returns_to_the_fixture() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let id = "0f0f0f0f-3333-4444-8555-666677778888";
+    let flow = json!({
+        "environment": ENV_ID, "workflowId": id, "name": "Made here",
+        "owner": "9b938b62-1239-4855-aaa8-bd33df599368",
+        "simulation": {"durationSeconds": 10, "outputs": {"Ok": true}}
+    });
+    let (s, v) = d.control(Method::POST, "/_mock/desktopflows", Some(flow)).await;
+    assert_eq!(s, 201, "{v}");
+    let flows = |state: &Value| -> Vec<String> {
+        state["environments"][0]["desktopFlows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["workflowId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let state = t.control_get("/_mock/state").await;
+    assert_eq!(flows(&state), [FLOW_OK, crate::runs::FLOW_FAIL, id]);
+    assert_eq!(state["environments"][0]["desktopFlows"][2]["simulation"]["outputs"], json!({"Ok": true}));
+    let fixture = t.control_get("/_mock/fixture").await;
+    assert_eq!(fixture["environments"][0]["desktopFlows"].as_array().unwrap().len(), 2, "the loaded world");
+    let (s, _) = d.control(Method::POST, "/_mock/reset", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(flows(&t.control_get("/_mock/state").await), [FLOW_OK, crate::runs::FLOW_FAIL]);
+}
+
+#[tokio::test]
+async fn what_the_mock_does_not_serve_of_runs_answers_not_implemented_by_mock() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let dv = d.dv_token().await;
+    let run = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    let (_, refs) = d.send(Method::GET, &d.dv("connectionreferences"), &dv, None).await;
+    let reference = refs["value"][0]["connectionreferenceid"].as_str().unwrap().to_owned();
+    let cases = [
+        (Method::PATCH, format!("flowsessions({run})"), Some(json!({"name": "renamed"}))),
+        (Method::DELETE, format!("flowsessions({run})"), None),
+        (Method::POST, "workflows".to_owned(), Some(json!({"name": "x", "category": 6}))),
+        (Method::PATCH, format!("workflows({FLOW_OK})"), Some(json!({"name": "renamed"}))),
+        (Method::DELETE, format!("connectionreferences({reference})"), None),
+        (Method::POST, format!("flowsessions({run})/Microsoft.Dynamics.CRM.TriggerDesktopFlowRunCallback"), None),
+    ];
+    for (method, path, body) in cases {
+        let (s, e) = d.send(method.clone(), &d.dv(&path), &dv, body).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (404, Some("0x8006088a")), "{method} {path}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains("not implemented by the mock"),
+            "{method} {path}: {e}"
+        );
+    }
+}
