@@ -368,3 +368,68 @@ async fn what_the_mock_does_not_serve_of_runs_answers_not_implemented_by_mock() 
         );
     }
 }
+
+#[tokio::test]
+async fn at_one_instant_a_freed_session_comes_before_a_queue_limit_which_comes_before_an_assignment() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    // The sign-in limit equals the flow's duration: the second run's limit falls at the
+    // instant the first run frees Megan's session.
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"signInQueueTimeLimitSecs": 120}))).await;
+    assert_eq!(s, 200);
+    let dv = d.dv_token().await;
+    let first = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    let second = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    // PUT /_mock/clock is a clock change like an advance.
+    let (s, clock) = d.control(Method::PUT, "/_mock/clock", Some(json!({"now": "2025-01-06T09:05:00Z"}))).await;
+    assert_eq!(s, 200, "{clock}");
+    let events: Vec<(&str, &str, &str)> = clock["runEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["flowsessionId"].as_str().unwrap(), e["event"].as_str().unwrap(), e["at"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (first.as_str(), "run.started", "2025-01-06T09:00:00Z"),
+            (first.as_str(), "run.ended", "2025-01-06T09:02:00Z"),
+            (second.as_str(), "run.ended", "2025-01-06T09:02:00Z"),
+        ],
+        "{clock}"
+    );
+    let row = d.session(&dv, &second).await;
+    assert_eq!((row["errorcode"].as_str(), row["startedon"].as_str()), (Some("NoCandidateMachine"), None));
+    assert!(row["errormessage"].as_str().unwrap().contains("120 seconds"), "the limit the setting gives: {row}");
+}
+
+#[tokio::test]
+async fn a_run_that_fits_no_machine_does_not_block_later_runs_of_its_group() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let stuck = d
+        .relay_connection(
+            "00000000-0000-0000-0000-00000000a0a2",
+            "BUILD-01\\rpa",
+            "Build01-Rpa-Passw0rd!",
+            BUILD01_GROUP,
+        )
+        .await;
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let dv = d.dv_token().await;
+    // Nobody signed in as BUILD-01\rpa: the first run cannot be placed; Megan's can.
+    let first = d.start(&dv, FLOW_OK, "attended", &stuck).await;
+    let second = d.start(&dv, FLOW_OK, "attended", &conn).await;
+    d.advance(0).await;
+    assert_eq!(d.session(&dv, &first).await["statuscode"], 3);
+    assert_eq!(d.session(&dv, &second).await["statuscode"], 2);
+    let (_, q) = d.control(Method::GET, &format!("/_mock/runs?group={BUILD01_GROUP}"), None).await;
+    let view: Vec<(&str, &str)> = q["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["flowsessionId"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(view, [(first.as_str(), "Waiting"), (second.as_str(), "Running")]);
+}
