@@ -2,7 +2,8 @@
 //! queue order on a frozen clock across both doors, a group deleted while a run waits,
 //! callback retries, requests that make no run not counting against the throttle, the
 //! allowlist failure's documented text at assignment, the standard queue limit setting,
-//! maintenance, and `GetRunStatus` for cancelled and timed-out runs.
+//! maintenance, `GetRunStatus` for cancelled and timed-out runs, who may run, read, cancel and
+//! list on both doors, the 2 MB inputs limit, and connection references made through Dataverse.
 
 use crate::helpers::*;
 use crate::runs::{BUILD01, BUILD01_GROUP, Door, FLOW_OK};
@@ -432,4 +433,110 @@ async fn a_run_that_fits_no_machine_does_not_block_later_runs_of_its_group() {
         .map(|r| (r["flowsessionId"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
     assert_eq!(view, [(first.as_str(), "Waiting"), (second.as_str(), "Running")]);
+}
+
+#[tokio::test]
+async fn who_may_run_read_cancel_and_list_on_both_doors() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    // The service principal starts a run on its own connection; Megan owns the flow.
+    let sp_pp = t.sp_token(PP_SCOPE).await;
+    let sp_conn = "00000000-0000-0000-0000-00000000a0a3";
+    let url = format!(
+        "{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/{sp_conn}?api-version=1",
+        t.http
+    );
+    let body = crate::rules::relay("BUILD-01\\rpa", "Build01-Rpa-Passw0rd!", BUILD01_GROUP);
+    let (s, v) = d.send(Method::PUT, &url, &sp_pp, Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    let sp_dv = t.dv_token_of(None).await;
+    let run = d.start(&sp_dv, FLOW_OK, "unattended", sp_conn).await;
+    let megan_dv = d.dv_token().await;
+    let adele = Door {
+        upn: "adele@contoso.onmicrosoft.com".into(),
+        password: "Adele-Test-Passw0rd!".into(),
+        ..Door::default(&t)
+    };
+    let adele_dv = adele.dv_token().await;
+    // Read: the principal who started it and the flow's owner; nobody else.
+    assert_eq!(d.send(Method::GET, &d.dv(&format!("flowsessions({run})")), &sp_dv, None).await.0, 200);
+    assert_eq!(d.send(Method::GET, &d.dv(&format!("flowsessions({run})")), &megan_dv, None).await.0, 200);
+    let (s, e) = d.send(Method::GET, &d.dv(&format!("flowsessions({run})/outputs/$value")), &adele_dv, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("0x80040220")));
+    // Cancel: the same.
+    let cancel = d.dv(&format!("flowsessions({run})/Microsoft.Dynamics.CRM.CancelDesktopFlowRun"));
+    let (s, e) = d.send(Method::POST, &cancel, &adele_dv, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("0x80040220")), "{e}");
+    assert_eq!(d.session(&megan_dv, &run).await["statuscode"], 3);
+    assert_eq!(d.send(Method::POST, &cancel, &megan_dv, None).await.0, 204, "the flow's owner may cancel");
+    // List and read desktop flows: every systemuser of the environment.
+    let (s, flows) =
+        d.send(Method::GET, &d.dv("workflows?$filter=category%20eq%206&$select=name"), &adele_dv, None).await;
+    assert_eq!((s, flows["value"].as_array().map(Vec::len)), (200, Some(2)));
+    let (s, _) = d.send(Method::GET, &d.dv(&format!("workflows({FLOW_OK})/inputs/$value")), &adele_dv, None).await;
+    assert_eq!(s, 200);
+    // The connector door: the same rules, in the runtime envelope.
+    let megan_conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let adele_pp = adele.token(PP_SCOPE).await;
+    let (s, _, e) = d
+        .runtime(
+            Method::POST,
+            &format!("{}?runMode=attended", d.runtime_runs(&megan_conn, FLOW_OK)),
+            &adele_pp,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("ConnectionAuthorizationFailed")), "{e}");
+    let megan_pp = d.token(PP_SCOPE).await;
+    let (s, h, _) = d
+        .runtime(
+            Method::POST,
+            &format!("{}?runMode=attended", d.runtime_runs(&megan_conn, FLOW_OK)),
+            &megan_pp,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let (s, _, e) = d.runtime(Method::GET, &location, &adele_pp, &[], None).await;
+    assert_eq!(s, 403, "{e}");
+    assert!(e["error"]["code"].is_string() && e["error"]["message"].is_string(), "{e}");
+}
+
+#[tokio::test]
+async fn inputs_over_2_mb_make_no_run_and_connection_references_are_created_through_dataverse() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let dv = d.dv_token().await;
+    let big = json!({"Month": "x".repeat(2 * 1024 * 1024)}).to_string();
+    let (s, e) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn, "inputs": big})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("0x80040203")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("2 MB"), "{e}");
+    let (_, list) = d.send(Method::GET, &d.dv("flowsessions"), &dv, None).await;
+    assert_eq!(list["value"].as_array().map(Vec::len), Some(0));
+    // A reference made through Dataverse runs like one from the fixture.
+    let reference = json!({
+        "connectionreferencelogicalname": "contoso_NightRuns",
+        "connectionreferencedisplayname": "Night runs",
+        "connectorid": "/providers/Microsoft.PowerApps/apis/shared_uiflow",
+        "connectionid": conn,
+    });
+    let r = t.client.post(d.dv("connectionreferences")).bearer_auth(&dv).json(&reference).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, v) = d
+        .run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": "contoso_NightRuns", "connectionType": 2}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, refs) = d
+        .send(
+            Method::GET,
+            &d.dv("connectionreferences?$filter=connectionreferencelogicalname%20eq%20'contoso_NightRuns'&$select=connectionid"),
+            &dv,
+            None,
+        )
+        .await;
+    assert_eq!(refs["value"][0]["connectionid"], conn.as_str());
 }
