@@ -3,7 +3,8 @@
 //! callback retries, requests that make no run not counting against the throttle, the
 //! allowlist failure's documented text at assignment, the standard queue limit setting,
 //! maintenance, `GetRunStatus` for cancelled and timed-out runs, who may run, read, cancel and
-//! list on both doors, the 2 MB inputs limit, and connection references made through Dataverse.
+//! list on both doors, the 2 MB inputs limit, connection references made through Dataverse, and
+//! the 24 h cap of `untilIdle`.
 
 use crate::helpers::*;
 use crate::runs::{BUILD01, BUILD01_GROUP, Door, FLOW_OK};
@@ -539,4 +540,30 @@ async fn inputs_over_2_mb_make_no_run_and_connection_references_are_created_thro
         )
         .await;
     assert_eq!(refs["value"][0]["connectionid"], conn.as_str());
+}
+
+#[tokio::test]
+async fn until_idle_stops_24_hours_on_at_most() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"signInQueueTimeLimitSecs": 172800}))).await;
+    assert_eq!(s, 200);
+    let two_hours = "0f0f0f0f-4444-4555-8666-777788889999";
+    let flow = json!({
+        "environment": ENV_ID, "workflowId": two_hours, "name": "Two hours",
+        "owner": "9b938b62-1239-4855-aaa8-bd33df599368",
+        "simulation": {"durationSeconds": 7200, "outputs": {}}
+    });
+    assert_eq!(d.control(Method::POST, "/_mock/desktopflows", Some(flow)).await.0, 201);
+    let dv = d.dv_token().await;
+    // 13 runs of 2 h, one at a time in Megan's session: 26 h of work.
+    let mut runs = Vec::new();
+    for _ in 0..13 {
+        runs.push(d.start(&dv, two_hours, "attended", &conn).await);
+    }
+    let (s, clock) = d.control(Method::POST, "/_mock/clock/advance", Some(json!({"untilIdle": true}))).await;
+    assert_eq!((s, clock["now"].as_str()), (200, Some("2025-01-07T09:00:00Z")), "capped at 24 h");
+    assert_eq!(d.session(&dv, &runs[11]).await["statuscode"], 4);
+    assert_eq!(d.session(&dv, &runs[12]).await["statuscode"], 2, "the last one started at the cap");
 }
