@@ -245,6 +245,13 @@ async fn other_runs_wait_up_to_the_standard_queue_limit_setting_and_maintenance_
             BUILD01_GROUP,
         )
         .await;
+    let (s, e) =
+        d.control(Method::PATCH, &format!("/_mock/machines/{BUILD01}"), Some(json!({"runSessions": []}))).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("InvalidRequestContent")),
+        "run sessions end with their run"
+    );
     let (s, _) = d.control(Method::PATCH, "/_mock/settings", Some(json!({"queueTimeLimitSecs": 600}))).await;
     assert_eq!(s, 200);
     let dv = d.dv_token().await;
