@@ -574,3 +574,33 @@ async fn until_idle_stops_24_hours_on_at_most() {
     assert_eq!(d.session(&dv, &runs[11]).await["statuscode"], 4);
     assert_eq!(d.session(&dv, &runs[12]).await["statuscode"], 2, "the last one started at the cap");
 }
+
+#[tokio::test]
+async fn the_connector_door_answers_runs_that_fail_at_the_request_at_once_without_location() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let dv = d.dv_token().await;
+    let r =
+        t.client.post(d.dv("flowmachinegroups")).bearer_auth(&dv).json(&json!({"name": "Empty"})).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let entity = r.headers()["odata-entityid"].to_str().unwrap().to_owned();
+    let group = entity.rsplit('(').next().unwrap().trim_end_matches(')').to_owned();
+    let conn = d.sign_in_connection(&group).await;
+    let pp = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, h, e) = d.runtime(Method::POST, &url, &pp, &[], None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("GroupIsEmpty")), "{e}");
+    assert!(h.get("location").is_none());
+    assert_eq!(d.send(Method::DELETE, &d.dv(&format!("flowmachinegroups({group})")), &dv, None).await.0, 204);
+    let (s, h, e) = d.runtime(Method::POST, &url, &pp, &[], None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("XrmMachineGroupNotFound")), "{e}");
+    assert!(h.get("location").is_none());
+    let (_, list) = d.send(Method::GET, &d.dv("flowsessions?$select=statuscode,errorcode"), &dv, None).await;
+    let rows: Vec<(i64, &str)> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["statuscode"].as_i64().unwrap(), r["errorcode"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [(8, "GroupIsEmpty"), (8, "XrmMachineGroupNotFound")], "each made a Failed flow session");
+}
