@@ -185,7 +185,17 @@ pub fn after(app: &AppState, sandbox: &Arc<Sandbox>, events: &[RunEvent]) {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback;
+    use super::{loopback, retryable};
+
+    #[test]
+    fn a_first_attempt_is_retried_on_408_on_500_and_above_and_without_an_answer() {
+        for again in [Some(408), Some(500), Some(503), None] {
+            assert!(retryable(again), "{again:?}");
+        }
+        for done in [Some(200), Some(204), Some(400), Some(404), Some(429)] {
+            assert!(!retryable(done), "{done:?}");
+        }
+    }
 
     #[test]
     fn only_http_and_https_urls_on_loopback_hosts_are_called() {

@@ -330,15 +330,18 @@ impl Control {
             }
         };
         let sb = self.registry().get(sandbox)?;
-        let (view, event) = sb.apply(|st| {
+        // What catching up applied is journaled even when the call is then refused.
+        let (view, events) = sb.apply(|st| {
             let mut events = st.catch_up();
             let now = st.clock.now();
-            events.push(st.world.end_run_now(id, outcome, now)?);
-            let run = st.world.runs.runs.iter().find(|r| r.id == id).map(|r| RunView::of(&st.world, r));
-            Ok::<_, ControlError>((run, events))
-        })?;
-        crate::callbacks::after(&self.state, &sb, &event);
-        view.ok_or_else(|| ControlError::NotFound { code: "RunNotFound", message: format!("No run '{id}'.") })
+            let view = st.world.end_run_now(id, outcome, now).map(|ended| {
+                events.push(ended);
+                st.world.runs.runs.iter().find(|r| r.id == id).map(|r| RunView::of(&st.world, r))
+            });
+            (view, events)
+        });
+        crate::callbacks::after(&self.state, &sb, &events);
+        view?.ok_or_else(|| ControlError::NotFound { code: "RunNotFound", message: format!("No run '{id}'.") })
     }
 
     /// Adds a desktop flow to an environment of the sandbox.
@@ -506,18 +509,18 @@ impl Control {
         facts: MachineFacts,
     ) -> Result<MachineView, ControlError> {
         let sb = self.registry().get(sandbox)?;
+        // What catching up applied is journaled even when the machine is unknown.
         let (out, events) = sb.apply(|st| {
             let mut events = st.catch_up();
-            st.world.patch_machine(id, facts).ok_or_else(|| ControlError::NotFound {
-                code: "MachineNotFound",
-                message: format!("No machine '{id}' in this sandbox."),
-            })?;
+            if st.world.patch_machine(id, facts).is_none() {
+                return (None, events);
+            }
             events.extend(st.world_changed());
             let m = st.world.environments.iter().flat_map(|e| e.machines.iter()).find(|m| m.id == id);
             let out = m.map(|m| MachineView::of(&st.world, m));
             st.refresh_secrets();
-            Ok::<_, ControlError>((out, events))
-        })?;
+            (out, events)
+        });
         crate::callbacks::after(&self.state, &sb, &events);
         out.ok_or_else(|| ControlError::NotFound {
             code: "MachineNotFound",
@@ -732,7 +735,7 @@ impl RunView {
 }
 
 /// A desktop flow in the fixture format, with its environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DesktopFlowView {
     /// The environment.
     pub environment: EnvironmentId,
@@ -1215,6 +1218,9 @@ pub struct EnvironmentView {
     pub machine_groups: Vec<MachineGroupView>,
     /// Machines.
     pub machines: Vec<MachineView>,
+    /// Desktop flows in the fixture format, those made with `POST /_mock/desktopflows` too
+    /// (the fixture, which reset returns to, has only its own).
+    pub desktop_flows: Vec<fixtures::DesktopFlowFile>,
 }
 
 impl EnvironmentView {
@@ -1238,6 +1244,7 @@ impl EnvironmentView {
                 })
                 .collect(),
             machines: e.machines.iter().map(|m| MachineView::of(w, m)).collect(),
+            desktop_flows: e.desktop_flows.iter().map(|f| DesktopFlowView::of(&e.id, f).flow).collect(),
         }
     }
 }

@@ -123,8 +123,9 @@ impl SandboxState {
     }
 
     /// The throttle of runs per connection (`runsPerMinutePerConnection`, real time, both
-    /// doors): counts this request, or answers how many seconds until a slot frees.
-    pub fn admit_run(&mut self, connection: uuid::Uuid) -> Result<(), u64> {
+    /// doors): whether one more run fits now, or how many seconds until a slot frees. It
+    /// counts nothing: only a request that made a run counts ([`Self::count_run`]).
+    pub fn run_throttle(&mut self, connection: uuid::Uuid) -> Result<(), u64> {
         let now = crate::domain::clock::monotonic();
         let minute = std::time::Duration::from_secs(60);
         let limit = usize::try_from(self.settings.runs_per_minute_per_connection).unwrap_or(usize::MAX);
@@ -137,8 +138,12 @@ impl SandboxState {
             let wait = minute.saturating_sub(now.duration_since(oldest));
             return Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
         }
-        recent.push_back(now);
         Ok(())
+    }
+
+    /// A run was made on `connection`: it counts against the throttle for a minute.
+    pub fn count_run(&mut self, connection: uuid::Uuid) {
+        self.run_requests.entry(connection).or_default().push_back(crate::domain::clock::monotonic());
     }
 
     /// Every credential of the world, longest first, for the journal's redactor.

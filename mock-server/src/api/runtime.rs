@@ -13,7 +13,7 @@
 //!   online (both bodies mock-defined).
 
 use super::connections::{connection_id, resolve_environment};
-use super::dataverse::runs::{admit, inputs_for};
+use super::dataverse::runs::{enqueue, inputs_for};
 use super::extract::ApiPath;
 use super::{ApiError, RequestContext, json};
 use crate::domain::Error;
@@ -169,40 +169,61 @@ async fn run_flow(
         .get("x-mock-async-disabled")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let (answer, events) = ctx.sandbox.apply(|st| -> Result<(Response, Vec<_>), ApiError> {
+    // What catching up applied is journaled even when the request is then refused.
+    let (answer, events) = ctx.sandbox.apply(|st| {
         let mut events = st.catch_up();
-        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
-        let schema = st
-            .world
-            .environment(&env)
-            .and_then(|e| e.desktop_flows.iter().find(|f| f.id == flow))
-            .map(|f| f.input_schema.clone())
-            .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: flow.to_string() })?;
-        let inputs = inputs_for(&schema, item.as_deref())
-            .map_err(|e| ApiError::bad_request("InvalidRunInputs", e.to_string()))?;
-        let connection = ConnectionName::Connection(conn.as_written().to_owned());
-        admit(st, &ctx.caller, &env, &connection)?;
-        let session = FlowSessionId::from_uuid(st.ids.next_id());
-        let req = RunRequest {
-            environment: env.clone(),
-            flow,
-            connection,
-            mode,
-            priority,
-            timeout_secs: None,
-            inputs,
-            callback_url: None,
-            async_disabled: header_async_disabled || st.settings.async_disabled,
-        };
-        let now = st.clock.now();
-        events.extend(st.world.enqueue_run(&ctx.caller, req, session, now)?);
-        let run = st.world.flow_session(&ctx.caller, &env, session)?;
-        let location = location(&ctx, &env, &path, session);
-        let answer = status_answer(run, &location, st.settings.run_status_retry_after_secs);
-        Ok((answer, events))
-    })?;
+        let ask = RunAsk { flow, connection: &conn, mode, priority, item: item.as_deref(), header_async_disabled };
+        let answer = start_run(st, &ctx, &path, ask, &mut events);
+        (answer, events)
+    });
     crate::callbacks::after(&app, &ctx.sandbox, &events);
-    Ok(answer)
+    answer
+}
+
+/// What a `RunUIFlow_V2` request asks for, read from its URL, headers and body.
+struct RunAsk<'a> {
+    flow: WorkflowId,
+    connection: &'a crate::domain::connection::ConnectionId,
+    mode: RunMode,
+    priority: Priority,
+    item: Option<&'a str>,
+    header_async_disabled: bool,
+}
+
+/// The run request of `RunUIFlow_V2`, inside the sandbox's lock.
+fn start_run(
+    st: &mut crate::sandbox::SandboxState,
+    ctx: &RequestContext,
+    path: &HashMap<String, String>,
+    ask: RunAsk<'_>,
+    events: &mut Vec<crate::domain::run::RunEvent>,
+) -> Result<Response, ApiError> {
+    let RunAsk { flow, connection: conn, mode, priority, item, header_async_disabled } = ask;
+    let env = resolve_environment(&ctx.route, path, None, &st.world)?;
+    let schema = st
+        .world
+        .environment(&env)
+        .and_then(|e| e.desktop_flows.iter().find(|f| f.id == flow))
+        .map(|f| f.input_schema.clone())
+        .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: flow.to_string() })?;
+    let inputs = inputs_for(&schema, item).map_err(|e| ApiError::bad_request("InvalidRunInputs", e.to_string()))?;
+    let connection = ConnectionName::Connection(conn.as_written().to_owned());
+    let req = RunRequest {
+        environment: env.clone(),
+        flow,
+        connection,
+        mode,
+        priority,
+        timeout_secs: None,
+        inputs,
+        callback_url: None,
+        async_disabled: header_async_disabled || st.settings.async_disabled,
+    };
+    let (session, made) = enqueue(st, &ctx.caller, req)?;
+    events.extend(made);
+    let run = st.world.flow_session(&ctx.caller, &env, session)?;
+    let location = location(ctx, &env, path, session);
+    Ok(status_answer(run, &location, st.settings.run_status_retry_after_secs))
 }
 
 /// `GET …/runs/{flowsessionId}`: 202 while Waiting or Running, else the run's outcome.
@@ -214,15 +235,18 @@ async fn run_status(
     check_kind(&path)?;
     let raw = path.get("run").map(String::as_str).unwrap_or("");
     let run = FlowSessionId::parse(raw).map_err(|e| ApiError::bad_request("InvalidRunId", e.to_string()))?;
-    let (answer, events) = ctx.sandbox.apply(|st| -> Result<(Response, Vec<_>), ApiError> {
+    let (answer, events) = ctx.sandbox.apply(|st| {
         let events = st.catch_up();
-        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
-        let r = st.world.flow_session(&ctx.caller, &env, run)?;
-        let location = location(&ctx, &env, &path, run);
-        Ok((status_answer(r, &location, st.settings.run_status_retry_after_secs), events))
-    })?;
+        let answer = (|| {
+            let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+            let r = st.world.flow_session(&ctx.caller, &env, run)?;
+            let location = location(&ctx, &env, &path, run);
+            Ok(status_answer(r, &location, st.settings.run_status_retry_after_secs))
+        })();
+        (answer, events)
+    });
     crate::callbacks::after(&app, &ctx.sandbox, &events);
-    Ok(answer)
+    answer
 }
 
 /// `GET …/uiFlowTypes/desktopV2/uiflows`: the published desktop flows (mock-defined shape:

@@ -21,6 +21,7 @@ mod operations;
 mod routing;
 mod rules;
 mod runs;
+mod runs_audit;
 mod runs_callbacks;
 mod runs_control;
 mod runs_outcomes;

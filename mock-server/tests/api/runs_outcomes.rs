@@ -11,7 +11,7 @@ const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
 const RELAY: &str = "00000000-0000-0000-0000-00000000a001";
 
 impl Door<'_> {
-    async fn relay_connection(&self, id: &str, user: &str, password: &str, group: &str) -> String {
+    pub(crate) async fn relay_connection(&self, id: &str, user: &str, password: &str, group: &str) -> String {
         let token = self.token(PP_SCOPE).await;
         let url = format!(
             "{}/connectivity/environments/{}/connectors/shared_uiflow/connections/{id}?api-version=1",

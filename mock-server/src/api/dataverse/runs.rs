@@ -10,7 +10,7 @@ use crate::domain::Error;
 use crate::domain::clock::{Timestamp, format_timestamp};
 use crate::domain::desktop_flow::{ConnectionReference, DesktopFlow, ReferenceChange};
 use crate::domain::ids::{ConnectionReferenceId, FlowSessionId, WorkflowId};
-use crate::domain::run::{ConnectionName, Priority, Run, RunMode, RunRequest};
+use crate::domain::run::{ConnectionName, Priority, Run, RunEvent, RunMode, RunRequest};
 use crate::domain::world::{Environment, World};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -188,8 +188,6 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
             .map(|f| f.input_schema.clone())
             .ok_or_else(|| Error::RecordNotFound { entity: "workflow", id: flow.to_string() })?;
         let inputs = inputs_for(&schema, body.inputs.as_deref())?;
-        admit(st, dv.who(), &dv.env, &connection)?;
-        let session = FlowSessionId::from_uuid(st.ids.next_id());
         let req = RunRequest {
             environment: dv.env.clone(),
             flow,
@@ -201,9 +199,7 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
             callback_url: body.callback_url,
             async_disabled: false,
         };
-        let now = st.clock.now();
-        let events = st.world.enqueue_run(dv.who(), req, session, now)?;
-        Ok((session, events))
+        enqueue(st, dv.who(), req)
     })?;
     let (session, events) = session;
     crate::callbacks::after(&dv.app, &dv.ctx.sandbox, &events);
@@ -216,16 +212,16 @@ pub(super) fn run_desktop_flow(dv: &Dv, id: Uuid) -> Result<Response, ApiError> 
     ))
 }
 
-/// The per-connection throttle of both doors: 429 `DesktopFlowsActionThrottled` with
-/// `Retry-After`, and no run.
-pub(crate) fn admit(
+/// Makes a run for either door: the per-connection throttle first (429
+/// `DesktopFlowsActionThrottled` with `Retry-After`, and no run), then the domain's checks and
+/// the queue. Only a request that made a run counts against the throttle.
+pub(crate) fn enqueue(
     st: &mut crate::sandbox::SandboxState,
     who: &crate::domain::connection::Caller,
-    env: &crate::domain::ids::EnvironmentId,
-    connection: &ConnectionName,
-) -> Result<(), ApiError> {
-    let id = st.world.run_connection_id(who, env, connection)?;
-    st.admit_run(id.uuid()).map_err(|retry_after| ApiError::Throttled {
+    req: RunRequest,
+) -> Result<(FlowSessionId, Vec<RunEvent>), ApiError> {
+    let id = st.world.run_connection_id(who, &req.environment, &req.connection)?;
+    st.run_throttle(id.uuid()).map_err(|retry_after| ApiError::Throttled {
         code: "DesktopFlowsActionThrottled",
         message: format!(
             "Too many desktop flow runs on the connection '{}': at most {} per minute. Retry after {retry_after} seconds.",
@@ -233,7 +229,12 @@ pub(crate) fn admit(
             st.settings.runs_per_minute_per_connection
         ),
         retry_after,
-    })
+    })?;
+    let session = FlowSessionId::from_uuid(st.ids.next_id());
+    let now = st.clock.now();
+    let events = st.world.enqueue_run(who, req, session, now)?;
+    st.count_run(id.uuid());
+    Ok((session, events))
 }
 
 /// `GET flowsessions({id})/outputs/$value`: the outputs of a Succeeded run (`{}` before).
