@@ -19,6 +19,7 @@ use crate::domain::ids::{
 use crate::domain::membership::{MachineFacts, Registration};
 use crate::domain::run::RunStatus;
 use crate::domain::world::{Environment, Machine};
+use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::journal::{Evictions, Journal};
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
 use crate::state::AppState;
@@ -128,7 +129,7 @@ impl Control {
         Ok(fixtures::world(name)?)
     }
 
-    /// World, clock, journal, ids and settings back to the fixture.
+    /// World, clock, journal, ids, settings, fault rules and Retry-After debts back to the fixture.
     pub fn reset(&self, sandbox: &str) -> Result<(), ControlError> {
         self.registry().get(sandbox)?.reset();
         Ok(())
@@ -437,6 +438,43 @@ impl Control {
             s.async_disabled = async_disabled.unwrap_or(s.async_disabled);
             Ok(st.settings.clone())
         })
+    }
+
+    /// Adds a fault rule (`scenarios.md`, Fault rules) after the sandbox's others.
+    pub fn add_fault(&self, sandbox: &str, spec: FaultSpec) -> Result<FaultRuleView, ControlError> {
+        spec.validate().map_err(|m| ControlError::invalid("InvalidFaultRule", m))?;
+        Ok(self.registry().get(sandbox)?.network(|n| n.faults.add(spec)))
+    }
+
+    /// The sandbox's fault rules in creation order, with their hit counts.
+    pub fn faults(&self, sandbox: &str) -> Result<Vec<FaultRuleView>, ControlError> {
+        Ok(self.registry().get(sandbox)?.network(|n| n.faults.list()))
+    }
+
+    /// Removes one fault rule.
+    pub fn remove_fault(&self, sandbox: &str, id: &str) -> Result<(), ControlError> {
+        if self.registry().get(sandbox)?.network(|n| n.faults.remove(id)) {
+            Ok(())
+        } else {
+            Err(ControlError::NotFound {
+                code: "FaultRuleNotFound",
+                message: format!("The sandbox has no fault rule '{id}'."),
+            })
+        }
+    }
+
+    /// Removes every fault rule of the sandbox.
+    pub fn clear_faults(&self, sandbox: &str) -> Result<(), ControlError> {
+        self.registry().get(sandbox)?.network(|n| n.faults.clear());
+        Ok(())
+    }
+
+    /// Verdicts of the Retry-After check, oldest first: the violations only unless `all`.
+    pub fn retry_after(&self, sandbox: &str, all: bool) -> Result<Vec<RetryAfterVerdict>, ControlError> {
+        Ok(self
+            .registry()
+            .get(sandbox)?
+            .network(|n| n.retry_after.verdicts().filter(|v| all || !v.honoured).cloned().collect()))
     }
 
     /// Every sandbox with its template and hosts.

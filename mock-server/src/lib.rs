@@ -62,6 +62,8 @@
 //!   error type; `/_mock/…` and the typed handle both call it.
 //! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
 //!   (clock, journal, settings, machines and sessions, runs, desktop flows, reset).
+//! - [`fault`] — fault rules (matching, `times`/`every`/seeded `probability`, delays) and the
+//!   Retry-After check, as plain Rust; `api::faults` puts them on the wire.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).
@@ -81,6 +83,7 @@ pub mod callbacks;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod fault;
 pub mod handle;
 pub mod hosts;
 pub mod identity;

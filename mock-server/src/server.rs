@@ -100,7 +100,10 @@ pub async fn run(
                 async move {
                     let r = answer.await;
                     drop(in_flight);
-                    r
+                    match r {
+                        Ok(resp) => api::faults::on_the_wire(resp),
+                        Err(never) => match never {},
+                    }
                 }
             });
             let stream = match tls {

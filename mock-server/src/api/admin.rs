@@ -20,6 +20,8 @@
 //! | `GET /_mock/runs` | the run queue (`group=`, `status=`) |
 //! | `POST /_mock/runs/{id}/complete`, `POST /_mock/runs/{id}/fail` | end one run now |
 //! | `POST /_mock/desktopflows`, `PATCH /_mock/desktopflows/{id}` | create or change a desktop flow |
+//! | `POST /_mock/faults`, `GET /_mock/faults`, `DELETE /_mock/faults[/{id}]` | fault rules (scenarios.md) |
+//! | `GET /_mock/retry-after` | Retry-After violations (`all=true`: every verdict) |
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
@@ -65,6 +67,9 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/runs/{id}/fail", post(post_fail_run))
         .route("/_mock/desktopflows", post(post_desktop_flow))
         .route("/_mock/desktopflows/{id}", patch(patch_desktop_flow))
+        .route("/_mock/faults", get(get_faults).post(post_fault).delete(delete_faults))
+        .route("/_mock/faults/{id}", delete(delete_fault))
+        .route("/_mock/retry-after", get(get_retry_after))
 }
 
 impl From<ControlError> for ApiError {
@@ -651,4 +656,56 @@ async fn patch_desktop_flow(
         simulation: p.simulation.as_ref().map(Simulation::from_file),
     };
     answer(StatusCode::OK, control(app).patch_desktop_flow(&route.sandbox, id, change))
+}
+
+/// Body: a fault rule (`scenarios.md`, Fault rules); unknown fields are refused.
+async fn post_fault(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("InvalidFaultRule", "The fault rule must be a JSON object."));
+    }
+    let spec: crate::fault::FaultSpec = from_json_value(body).map_err(|e| e.recode("InvalidFaultRule", ""))?;
+    answer(StatusCode::CREATED, control(app).add_fault(&route.sandbox, spec))
+}
+
+async fn get_faults(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let rules = control(app).faults(&route.sandbox)?;
+    Ok(json(StatusCode::OK, json!({ "value": rules })))
+}
+
+async fn delete_faults(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    control(app).clear_faults(&route.sandbox)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_fault(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    control(app).remove_fault(&route.sandbox, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RetryAfterQuery {
+    /// `true`: every verdict, honoured ones included.
+    all: Option<bool>,
+}
+
+async fn get_retry_after(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiQuery(q): ApiQuery<RetryAfterQuery>,
+) -> Result<Response, ApiError> {
+    let verdicts = control(app).retry_after(&route.sandbox, q.all.unwrap_or(false))?;
+    Ok(json(StatusCode::OK, json!({ "value": verdicts })))
 }

@@ -11,6 +11,7 @@ mod connections;
 mod control;
 mod created_ids;
 mod dataverse;
+mod faults;
 mod handle;
 mod helpers;
 mod identity;
