@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /_mock/health` | 200 when ready |
 //! | `GET /_mock/fixture` / `PUT /_mock/fixture` | the loaded world (test credentials included) / load another |
-//! | `POST /_mock/reset` | world, clock, journal, ids and settings back to the fixture |
+//! | `POST /_mock/reset` | world, clock, journal, ids, settings and fault rules back to the fixture |
 //! | `GET /_mock/state` | what the sandbox holds now |
 //! | `GET /_mock/journal` / `DELETE /_mock/journal` | read (filters, raw or normalised) / clear |
 //! | `GET /_mock/clock`, `PUT /_mock/clock`, `POST /_mock/clock/advance` | the virtual clock |
