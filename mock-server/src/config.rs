@@ -52,6 +52,10 @@ pub struct Cli {
     /// Seconds a client may pause between two pieces of a request body (then 408 and close).
     #[arg(long, env = "MOCK_BODY_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
     pub body_timeout: u64,
+    /// Honour the request header `x-mock-scenario: NAME`: the scenario's first fault rule that
+    /// fits answers that one request (scenarios made of fault rules only).
+    #[arg(long, env = "MOCK_ALLOW_REQUEST_FAULTS")]
+    pub allow_request_faults: bool,
     /// Seconds a kept-alive connection may sit idle between requests.
     #[arg(long, env = "MOCK_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 120, value_name = "SECS")]
     pub idle_timeout: u64,

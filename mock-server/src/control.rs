@@ -22,6 +22,7 @@ use crate::domain::world::{Environment, Machine};
 use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::journal::{Evictions, Journal};
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
+pub use crate::scenario::ScenarioSummary;
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -477,6 +478,30 @@ impl Control {
             .network(|n| n.retry_after.verdicts().filter(|v| all || !v.honoured).cloned().collect()))
     }
 
+    /// The named scenarios, by name.
+    pub fn scenarios(&self) -> Result<Vec<ScenarioSummary>, ControlError> {
+        let all = crate::scenario::all().map_err(|m| ControlError::invalid("InvalidScenario", m))?;
+        Ok(all.into_iter().map(|s| ScenarioSummary { name: s.name, summary: s.summary }).collect())
+    }
+
+    /// Applies a named scenario to a sandbox, adding to what it has: its world steps in order,
+    /// then its fault rules after the sandbox's others. Answers what changed.
+    pub fn apply_scenario(&self, sandbox: &str, name: &str) -> Result<AppliedScenario, ControlError> {
+        let scenario = crate::scenario::find(name).ok_or_else(|| ControlError::NotFound {
+            code: "ScenarioNotFound",
+            message: format!("There is no scenario named '{name}' (GET /_mock/scenarios lists them)."),
+        })?;
+        self.registry().get(sandbox)?;
+        let mut settings = None;
+        for step in scenario.world {
+            match step {
+                crate::scenario::WorldStep::Settings(patch) => settings = Some(self.patch_settings(sandbox, patch)?),
+            }
+        }
+        let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
+        Ok(AppliedScenario { scenario: scenario.name, settings, faults })
+    }
+
     /// Every sandbox with its template and hosts.
     pub fn sandboxes(&self) -> Vec<SandboxSummary> {
         self.registry().all().iter().map(|sb| sb.apply(|st| SandboxSummary::of(&sb.name, st))).collect()
@@ -641,6 +666,18 @@ impl Control {
             Ok(out)
         })
     }
+}
+
+/// What applying a scenario changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedScenario {
+    /// Its name.
+    pub scenario: String,
+    /// The sandbox's settings after its `settings` steps, if it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    /// The fault rules it added.
+    pub faults: Vec<FaultRuleView>,
 }
 
 /// The id of the `i`th connection [`Control::seed_connections`] stores.

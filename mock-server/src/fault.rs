@@ -285,7 +285,8 @@ impl std::fmt::Debug for FaultRequest<'_> {
 }
 
 impl FaultMatch {
-    fn fits(&self, req: &FaultRequest<'_>) -> bool {
+    /// Whether `req` fits every field given.
+    pub fn fits(&self, req: &FaultRequest<'_>) -> bool {
         self.operation.as_deref().is_none_or(|o| o == req.operation.as_str())
             && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(req.method))
             && self.path.as_deref().is_none_or(|p| glob(p, req.path))

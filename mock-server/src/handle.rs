@@ -9,9 +9,9 @@
 //! The crate's front page shows the handle at work (a doctest).
 
 use crate::control::{
-    ClockChange, ClockView, Control, ControlError, DesktopFlowView, EnvironmentHosts, Health, JournalFilter,
-    JournalRead, Loaded, MachineRegistration, MachineView, NewSandbox, RegisteredMachine, RunFilter, RunOutcome,
-    RunView, SandboxState, SandboxSummary, Seeded, SettingsPatch, VaultSecret,
+    AppliedScenario, ClockChange, ClockView, Control, ControlError, DesktopFlowView, EnvironmentHosts, Health,
+    JournalFilter, JournalRead, Loaded, MachineRegistration, MachineView, NewSandbox, RegisteredMachine, RunFilter,
+    RunOutcome, RunView, SandboxState, SandboxSummary, Seeded, SettingsPatch, VaultSecret,
 };
 use crate::domain::clock::{ClockMode, Timestamp};
 use crate::domain::desktop_flow::FlowChange;
@@ -246,6 +246,11 @@ impl SandboxHandle {
     /// Every verdict of the Retry-After check, honoured ones included.
     pub async fn retry_after_verdicts(&self) -> Result<Vec<RetryAfterVerdict>, ControlError> {
         self.control.retry_after(&self.name, true)
+    }
+
+    /// Applies a named scenario (`fixtures/scenarios/`), adding to what the sandbox has.
+    pub async fn apply_scenario(&self, name: &str) -> Result<AppliedScenario, ControlError> {
+        self.control.apply_scenario(&self.name, name)
     }
 
     /// Silently registers a machine (a service principal's `-applicationid`).

@@ -64,6 +64,7 @@
 //!   (clock, journal, settings, machines and sessions, runs, desktop flows, reset).
 //! - [`fault`] — fault rules (matching, `times`/`every`/seeded `probability`, delays) and the
 //!   Retry-After check, as plain Rust; `api::faults` puts them on the wire.
+//! - [`scenario`] — named scenarios (`fixtures/scenarios/`): fault rules and world steps.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).
@@ -92,6 +93,7 @@ pub mod normalise;
 pub mod odata;
 pub mod operation;
 pub mod sandbox;
+pub mod scenario;
 pub mod server;
 pub mod state;
 pub mod telemetry;

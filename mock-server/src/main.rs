@@ -39,7 +39,8 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .journal_total_bytes(cli.journal_total_bytes)
         .header_timeout(Duration::from_secs(cli.header_timeout))
         .body_timeout(Duration::from_secs(cli.body_timeout))
-        .idle_timeout(Duration::from_secs(cli.idle_timeout));
+        .idle_timeout(Duration::from_secs(cli.idle_timeout))
+        .allow_request_faults(cli.allow_request_faults);
     if let Some(path) = &cli.signing_key {
         builder =
             builder.signing_key_pem(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);

@@ -21,6 +21,7 @@
 //! | `POST /_mock/runs/{id}/complete`, `POST /_mock/runs/{id}/fail` | end one run now |
 //! | `POST /_mock/desktopflows`, `PATCH /_mock/desktopflows/{id}` | create or change a desktop flow |
 //! | `POST /_mock/faults`, `GET /_mock/faults`, `DELETE /_mock/faults[/{id}]` | fault rules (scenarios.md) |
+//! | `GET /_mock/scenarios`, `POST /_mock/scenarios/{name}` | named scenarios: list, apply |
 //! | `GET /_mock/retry-after` | Retry-After violations (`all=true`: every verdict) |
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
@@ -70,6 +71,8 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/faults", get(get_faults).post(post_fault).delete(delete_faults))
         .route("/_mock/faults/{id}", delete(delete_fault))
         .route("/_mock/retry-after", get(get_retry_after))
+        .route("/_mock/scenarios", get(get_scenarios))
+        .route("/_mock/scenarios/{name}", post(post_scenario))
 }
 
 impl From<ControlError> for ApiError {
@@ -708,4 +711,19 @@ async fn get_retry_after(
 ) -> Result<Response, ApiError> {
     let verdicts = control(app).retry_after(&route.sandbox, q.all.unwrap_or(false))?;
     Ok(json(StatusCode::OK, json!({ "value": verdicts })))
+}
+
+async fn get_scenarios(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let all = control(app).scenarios()?;
+    Ok(json(StatusCode::OK, json!({ "value": all })))
+}
+
+/// Takes no body; answers what the scenario changed.
+async fn post_scenario(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(name): ApiPath<String>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    answer(StatusCode::OK, control(app).apply_scenario(&route.sandbox, &name))
 }

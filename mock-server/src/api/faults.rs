@@ -29,6 +29,8 @@ pub struct Seen<'a> {
     pub authorization: Option<&'a HeaderValue>,
     /// The whole body.
     pub body: &'a Bytes,
+    /// `x-mock-scenario`, honoured with `--allow-request-faults` only.
+    pub scenario: Option<&'a HeaderValue>,
 }
 
 /// The answer of the first fault rule that applies to the request, journaled as a
@@ -36,6 +38,7 @@ pub struct Seen<'a> {
 /// delay of a rule that only delays). Control calls never get here.
 pub async fn intercept(app: &AppState, route: &RouteInfo, seen: Seen<'_>) -> Option<Response> {
     let cell = route.cell.as_ref()?;
+    let requested = seen.scenario.filter(|_| app.request_faults_allowed());
     // Decided in a block: the matcher's borrowed closures must not live across an await.
     let hit = {
         let callers = || callers(seen.authorization, seen.body);
@@ -48,7 +51,15 @@ pub async fn intercept(app: &AppState, route: &RouteInfo, seen: Seen<'_>) -> Opt
             callers: &callers,
             body: &body,
         };
-        cell.network(|n| if n.faults.is_empty() { None } else { n.faults.decide(&request) })?
+        match requested {
+            Some(name) => match requested_hit(name, &request) {
+                Ok(hit) => hit?,
+                Err(refusal) => {
+                    return Some(error::render(&refusal, route.surface, &route.correlation.to_string(), &now()));
+                }
+            },
+            None => cell.network(|n| if n.faults.is_empty() { None } else { n.faults.decide(&request) })?,
+        }
     };
     journal_hit(app, cell, route.operation, &seen, &hit);
     if let Some(ms) = hit.delay_ms {
@@ -58,6 +69,34 @@ pub async fn intercept(app: &AppState, route: &RouteInfo, seen: Seen<'_>) -> Opt
         return None;
     }
     Some(answer(route, &hit).await)
+}
+
+/// `x-mock-scenario: NAME`: the scenario's first fault rule whose `match` fits, uncounted
+/// (`times`, `every` and `probability` are the sandbox's business, not one request's).
+fn requested_hit(name: &HeaderValue, request: &FaultRequest<'_>) -> Result<Option<FaultHit>, ApiError> {
+    let name = name.to_str().unwrap_or("").trim();
+    let scenario = crate::scenario::find(name).ok_or_else(|| ApiError::NotFound {
+        code: "ScenarioNotFound",
+        message: format!("There is no scenario named '{name}' (GET /_mock/scenarios lists them)."),
+    })?;
+    if !scenario.requestable() {
+        return Err(ApiError::bad_request(
+            "ScenarioNotRequestable",
+            format!(
+                "The scenario '{name}' changes the world; only scenarios made of fault rules can be requested with x-mock-scenario. Apply it with POST /_mock/scenarios/{name}."
+            ),
+        ));
+    }
+    Ok(scenario.faults.iter().enumerate().find_map(|(i, f)| {
+        f.match_.fits(request).then(|| FaultHit {
+            rule: format!("{name}#{}", i + 1),
+            respond: f.respond.clone(),
+            delay_ms: f.respond.delay_ms.map(|d| match d {
+                crate::fault::Delay::Fixed(ms) => ms,
+                crate::fault::Delay::Range { min_ms, .. } => min_ms,
+            }),
+        })
+    }))
 }
 
 fn journal_hit(app: &AppState, cell: &Sandbox, operation: Operation, seen: &Seen<'_>, hit: &FaultHit) {
@@ -90,9 +129,8 @@ async fn answer(route: &RouteInfo, hit: &FaultHit) -> Response {
             (code, axum::Json(body.clone())).into_response()
         }
         None => {
-            let timestamp = crate::domain::clock::wall_clock().format("%Y-%m-%d %H:%M:%SZ").to_string();
             let injected = ApiError::Injected { status, rule: hit.rule.clone() };
-            error::render(&injected, route.surface, &route.correlation.to_string(), &timestamp)
+            error::render(&injected, route.surface, &route.correlation.to_string(), &now())
         }
     };
     for (name, value) in &hit.respond.headers {
@@ -122,6 +160,11 @@ async fn answer(route: &RouteInfo, hit: &FaultHit) -> Response {
             Response::from_parts(parts, Body::from(broken))
         }
     }
+}
+
+/// Entra's `Timestamp:` is a network fact: real time, as the pipeline writes it.
+fn now() -> String {
+    crate::domain::clock::wall_clock().format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
 /// What the serve loop does to an answer after the pipeline journaled it.

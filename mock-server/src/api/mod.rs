@@ -359,7 +359,13 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
             parts.uri =
                 pq.parse().map_err(|_| ApiError::bad_request("InvalidPath", "The path cannot be rewritten."))?;
         }
-        let seen = faults::Seen { method: &method, path: &path, authorization: authorization.as_ref(), body: &body };
+        let seen = faults::Seen {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_ref(),
+            body: &body,
+            scenario: parts.headers.get("x-mock-scenario"),
+        };
         if let Some(answer) = faults::intercept(&app, &route, seen).await {
             return Ok(answer);
         }
@@ -377,7 +383,13 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         Err(e) => error::render(&e, surface, &correlation, &timestamp),
     };
     let (rparts, rbody) = resp.into_parts();
-    let seen = faults::Seen { method: &method, path: &path, authorization: authorization.as_ref(), body: &body };
+    let seen = faults::Seen {
+        method: &method,
+        path: &path,
+        authorization: authorization.as_ref(),
+        body: &body,
+        scenario: None,
+    };
     faults::check_retry_after(&app, &cell, operation, seen, real_ms, &rparts);
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -25,5 +25,6 @@ mod runs;
 mod runs_callbacks;
 mod runs_control;
 mod runs_outcomes;
+mod scenarios;
 mod secrets;
 mod token_checks;

@@ -1,0 +1,153 @@
+//! Named scenarios (`fixtures/scenarios/`) applied with one control call, each observed as a
+//! client sees it, and request-driven errors (`x-mock-scenario`) behind their flag.
+
+use crate::helpers::*;
+use crate::runs::{BUILD01_GROUP, Door, FLOW_OK};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const CONNECTION: &str = "d4e4a6ff-9a67-492a-a1f6-de854528668c";
+const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
+
+fn connection_body() -> Value {
+    json!({"properties": {"connectionParametersSet": {"name": "azureRelay", "values": {
+        "username": {"value": "CONTOSO\\svc-rpa"}, "password": {"value": "Contoso-SvcRpa-Passw0rd!"},
+        "targetId": {"value": FINANCE}}}}})
+}
+
+impl TestServer {
+    async fn put_connection_status(&self, token: &str, scenario: Option<&str>) -> (u16, Value) {
+        let url = format!(
+            "{}/connectivity/environments/{ENV_ID}/connectors/shared_uiflow/connections/{CONNECTION}?api-version=1",
+            self.http
+        );
+        let mut req = self.client.put(url).bearer_auth(token).json(&connection_body());
+        if let Some(s) = scenario {
+            req = req.header("x-mock-scenario", s);
+        }
+        status_json(req.send().await.unwrap()).await
+    }
+
+    async fn apply(&self, name: &str) -> Value {
+        let (s, applied) = self.control(Method::POST, &format!("/_mock/scenarios/{name}"), None).await;
+        assert_eq!(s, 200, "{applied}");
+        applied
+    }
+}
+
+#[tokio::test]
+async fn the_scenarios_are_listed_and_unknown_ones_refused() {
+    let t = spawn_server().await;
+    let listed = t.control_get("/_mock/scenarios").await;
+    let names: Vec<&str> = listed["value"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for name in
+        ["transient-5xx", "dataverse-unavailable", "environment-not-yet-visible", "token-expired", "throttled-runs"]
+    {
+        assert!(names.contains(&name), "{name}: {listed}");
+    }
+    assert!(listed["value"][0]["summary"].as_str().is_some_and(|s| !s.is_empty()));
+    let (s, e) = t.control(Method::POST, "/_mock/scenarios/nope", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("ScenarioNotFound")));
+}
+
+#[tokio::test]
+async fn transient_5xx_fails_twice_then_creates_one_connection() {
+    let t = spawn_server().await;
+    let token = t.sp_token(PP_SCOPE).await;
+    let applied = t.apply("transient-5xx").await;
+    assert_eq!(applied["faults"].as_array().unwrap().len(), 2, "{applied}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(t.put_connection_status(&token, None).await.0);
+    }
+    assert_eq!(statuses, [503, 503, 201]);
+    assert_eq!(t.control_get("/_mock/state").await["connections"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn environment_not_yet_visible_answers_its_code_then_succeeds() {
+    let t = spawn_server().await;
+    let token = t.sp_token(PP_SCOPE).await;
+    t.apply("environment-not-yet-visible").await;
+    let (s, e) = t.put_connection_status(&token, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("ServiceToServiceEnvironmentNotFound")));
+    assert_eq!(t.put_connection_status(&token, None).await.0, 404);
+    assert_eq!(t.put_connection_status(&token, None).await.0, 201);
+}
+
+#[tokio::test]
+async fn dataverse_unavailable_answers_503_on_the_web_api_only() {
+    let t = spawn_server().await;
+    let token = t.sp_token(&format!("https://{ORG}.crm.dynamics.com/.default")).await;
+    t.apply("dataverse-unavailable").await;
+    let r = t.client.get(t.dv("WhoAmI")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.headers()["retry-after"], "5");
+    let (s, e) = status_json(r).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (503, Some("0x80040216")), "{e}");
+    let port = t.server.https_addr().unwrap().port();
+    let real_host = format!("https://{ORG}.crm.dynamics.com:{port}/api/data/v9.2/WhoAmI");
+    assert_eq!(t.client.get(real_host).bearer_auth(&token).send().await.unwrap().status(), 503, "the org host too");
+    t.sp_token(PP_SCOPE).await;
+}
+
+#[tokio::test]
+async fn token_expired_issues_tokens_that_live_two_seconds() {
+    let t = spawn_server().await;
+    let applied = t.apply("token-expired").await;
+    assert_eq!(applied["settings"]["tokenLifetimeSecs"], 2, "{applied}");
+    let c = claims(&t.sp_token(PP_SCOPE).await);
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 2, "{c}");
+}
+
+#[tokio::test]
+async fn throttled_runs_throttles_the_second_run_on_a_connection() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    t.apply("throttled-runs").await;
+    let dv = d.dv_token().await;
+    d.start(&dv, FLOW_OK, "attended", &conn).await;
+    let (s, e) = d.run(&dv, FLOW_OK, json!({"runMode": "attended", "connectionName": conn})).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (429, Some("DesktopFlowsActionThrottled")), "{e}");
+}
+
+#[tokio::test]
+async fn a_scenario_applies_to_the_sandbox_named_only() {
+    let t = spawn_server().await;
+    let (s, _) = t.control(Method::POST, "/_mock/sandboxes", Some(json!({"name": "team-b"}))).await;
+    assert_eq!(s, 201);
+    let (s, _) = t.control(Method::POST, "/_mock/scenarios/transient-5xx?sandbox=team-b", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.control_get("/_mock/faults?sandbox=team-b").await["value"].as_array().unwrap().len(), 2);
+    assert_eq!(t.control_get("/_mock/faults").await["value"], json!([]));
+    let token = t.sp_token(PP_SCOPE).await;
+    assert_eq!(t.put_connection_status(&token, None).await.0, 201, "the default sandbox behaves");
+    let (s, _) = t.control(Method::POST, "/_mock/reset?sandbox=team-b", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(t.control_get("/_mock/faults?sandbox=team-b").await["value"], json!([]), "reset removes its effect");
+}
+
+#[tokio::test]
+async fn a_request_may_ask_for_a_scenarios_fault_when_the_flag_allows() {
+    // Arrange
+    let t = spawn_with(mock_server::MockServer::builder().allow_request_faults(true)).await;
+    let token = t.sp_token(PP_SCOPE).await;
+    // Act + Assert: one request answered by the scenario's rule, nothing counted or kept.
+    let (s, e) = t.put_connection_status(&token, Some("environment-not-yet-visible")).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("ServiceToServiceEnvironmentNotFound")));
+    let (s, _) = t.put_connection_status(&token, Some("dataverse-unavailable")).await;
+    assert_eq!(s, 201, "no rule of that scenario fits: the request passes");
+    let (s, e) = t.put_connection_status(&token, Some("token-expired")).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("ScenarioNotRequestable")), "{e}");
+    assert_eq!(t.control_get("/_mock/faults").await["value"], json!([]));
+    let journal = t.journal("operation=connections.put").await;
+    assert_eq!(journal["entries"][0]["headers"]["x-mock-scenario"], "environment-not-yet-visible", "{journal}");
+
+    let plain = spawn_server().await;
+    let token = plain.sp_token(PP_SCOPE).await;
+    assert_eq!(
+        plain.put_connection_status(&token, Some("environment-not-yet-visible")).await.0,
+        201,
+        "ignored without the flag"
+    );
+}
