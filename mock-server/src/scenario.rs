@@ -88,4 +88,12 @@ mod tests {
         assert!(all.len() >= 5);
         assert!(all.iter().all(|s| !s.summary.contains('\n') && !s.docs.is_empty()));
     }
+
+    #[test]
+    fn docs_walk_through_every_scenario() {
+        let docs = include_str!("../../docs/scenarios.md");
+        for s in all().unwrap() {
+            assert!(docs.contains(&format!("### {}\n", s.name)), "docs/scenarios.md has no section for {}", s.name);
+        }
+    }
 }

@@ -151,3 +151,28 @@ async fn a_request_may_ask_for_a_scenarios_fault_when_the_flag_allows() {
         "ignored without the flag"
     );
 }
+
+#[test]
+fn mock_server_scenarios_prints_one_line_each_and_starts_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mock-server")).arg("scenarios").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 5, "{stdout}");
+    for line in &lines {
+        let (name, summary) = line.split_once("  ").unwrap();
+        assert!(!name.is_empty() && !name.contains(' ') && !summary.is_empty(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("transient-5xx  ")));
+}
+
+#[test]
+fn an_unknown_scenario_at_start_is_an_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mock-server"))
+        .args(["--port", "0", "--no-tls", "--scenario", "nope"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario nope"));
+}
