@@ -18,11 +18,12 @@ use crate::domain::ids::{
 };
 use crate::domain::membership::{MachineFacts, Registration};
 use crate::domain::run::RunStatus;
-use crate::domain::world::{Environment, Machine};
+use crate::domain::world::{Environment, Machine, Session, WindowsAccount};
 use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::journal::{Evictions, Journal};
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
 pub use crate::scenario::ScenarioSummary;
+use crate::scenario::WorldStep;
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -48,6 +49,15 @@ pub enum ControlError {
         /// Mock-defined code (`InvalidRequestContent`, `InvalidVaultSecretName`, …).
         code: &'static str,
         /// What is wrong.
+        message: String,
+    },
+    /// What the operation names is missing from the sandbox's world (a scenario naming a
+    /// machine the world lacks): 409.
+    #[error("{message}")]
+    Conflict {
+        /// Mock-defined code (`ScenarioWorldMismatch`).
+        code: &'static str,
+        /// What is missing.
         message: String,
     },
     /// Something the operation names does not exist in the sandbox.
@@ -492,14 +502,52 @@ impl Control {
             message: format!("There is no scenario named '{name}' (GET /_mock/scenarios lists them)."),
         })?;
         self.registry().get(sandbox)?;
-        let mut settings = None;
+        // Every object a step names is found before anything changes, so a world that lacks
+        // one is left as it was.
+        let mut steps = Vec::new();
         for step in scenario.world {
-            match step {
-                crate::scenario::WorldStep::Settings(patch) => settings = Some(self.patch_settings(sandbox, patch)?),
+            steps.push(match step {
+                WorldStep::Settings(patch) => (None, WorldStep::Settings(patch)),
+                WorldStep::PatchMachine(p) => (Some(self.machine_in(sandbox, &p.machine)?), WorldStep::PatchMachine(p)),
+            });
+        }
+        let (mut settings, mut machines) = (None, Vec::new());
+        for (machine, step) in steps {
+            match (machine, step) {
+                (_, WorldStep::Settings(patch)) => settings = Some(self.patch_settings(sandbox, patch)?),
+                (Some(id), WorldStep::PatchMachine(p)) => {
+                    machines.push(self.patch_machine(sandbox, id, p.facts.into_facts()?)?);
+                }
+                (None, WorldStep::PatchMachine(_)) => {}
             }
         }
         let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
-        Ok(AppliedScenario { scenario: scenario.name, settings, faults })
+        Ok(AppliedScenario { scenario: scenario.name, settings, machines, faults })
+    }
+
+    /// The sandbox's machine that a scenario names by the default world's id or by name
+    /// (names survive instantiation; ids do not).
+    fn machine_in(&self, sandbox: &str, reference: &str) -> Result<MachineId, ControlError> {
+        let default = fixtures::default_world();
+        let name = default
+            .environments
+            .iter()
+            .flat_map(|e| e.machines.iter())
+            .find(|m| m.id.eq_ignore_ascii_case(reference))
+            .map_or(reference, |m| m.name.as_str())
+            .to_owned();
+        let found = self.read(sandbox, |_, st| {
+            st.world
+                .environments
+                .iter()
+                .flat_map(|e| e.machines.iter())
+                .find(|m| m.id.to_string().eq_ignore_ascii_case(reference) || m.name.eq_ignore_ascii_case(&name))
+                .map(|m| m.id)
+        })?;
+        found.ok_or_else(|| ControlError::Conflict {
+            code: "ScenarioWorldMismatch",
+            message: format!("The scenario names the machine '{reference}', which this sandbox's world does not have."),
+        })
     }
 
     /// Every sandbox with its template and hosts.
@@ -668,6 +716,64 @@ impl Control {
     }
 }
 
+/// Machine facts as the control surface takes them: the fixture's names, every field optional,
+/// unknown fields refused by name (also a scenario's `patchMachine` step).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineFactsPatch {
+    join_type: Option<fixtures::JoinTypeFile>,
+    entra_synced: Option<bool>,
+    allowed_tenants: Option<Vec<String>>,
+    legacy_sign_in_error: Option<bool>,
+    windows_edition: Option<fixtures::WindowsEditionFile>,
+    agent_version: Option<String>,
+    session_capacity: Option<u32>,
+    online: Option<bool>,
+    maintenance: Option<bool>,
+    windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
+    sessions: Option<Vec<fixtures::SessionFile>>,
+}
+
+impl MachineFactsPatch {
+    /// The facts to set, checked.
+    pub fn into_facts(self) -> Result<MachineFacts, ControlError> {
+        let allowed_tenants = match self.allowed_tenants {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|t| TenantId::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_field("allowedTenants", format_args!("holds {e}")))?,
+            ),
+        };
+        Ok(MachineFacts {
+            join_type: self.join_type.map(Into::into),
+            entra_synced: self.entra_synced,
+            allowed_tenants,
+            legacy_sign_in_error: self.legacy_sign_in_error,
+            windows_edition: self.windows_edition.map(Into::into),
+            agent_version: self.agent_version,
+            session_capacity: self.session_capacity,
+            online: self.online,
+            maintenance: self.maintenance,
+            windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
+            sessions: match self.sessions {
+                None => None,
+                Some(list) => {
+                    if list.iter().any(|s| s.user.trim().is_empty()) {
+                        return Err(bad_field("sessions", "holds a session without a user"));
+                    }
+                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
+                }
+            },
+        })
+    }
+}
+
+fn bad_field(field: &str, why: impl std::fmt::Display) -> ControlError {
+    ControlError::invalid("InvalidRequestContent", format!("The field '{field}' {why}."))
+}
+
 /// What applying a scenario changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedScenario {
@@ -676,6 +782,9 @@ pub struct AppliedScenario {
     /// The sandbox's settings after its `settings` steps, if it had any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings: Option<Settings>,
+    /// The machines its `patchMachine` steps changed, as they are now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineView>,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
 }

@@ -3,11 +3,11 @@
 //! (`POST /_mock/scenarios/{name}`, [`crate::control::Control::apply_scenario`]). A file with
 //! an unknown field does not load: [`all`] names the file and the field.
 //!
-//! Supported so far: `faults` and the `settings` world step. `patchMachine`, `removeShare`,
+//! Supported so far: `faults` and the `settings` and `patchMachine` world steps. `removeShare`,
 //! `patchDesktopFlow`, `clock` triggers and `overrides` are not yet read (a file using them
 //! fails to load, so none can silently do less than it says).
 
-use crate::control::SettingsPatch;
+use crate::control::{MachineFactsPatch, SettingsPatch};
 use crate::fault::FaultSpec;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,33 @@ pub struct Scenario {
 pub enum WorldStep {
     /// The fields of `PATCH /_mock/settings`.
     Settings(SettingsPatch),
+    /// `machine` (the default world's id or the machine's name) and the fields of
+    /// `PATCH /_mock/machines/{id}`.
+    PatchMachine(PatchMachine),
+}
+
+/// A `patchMachine` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub struct PatchMachine {
+    /// The default world's id of the machine, or its name.
+    pub machine: String,
+    /// What to set.
+    pub facts: MachineFactsPatch,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for PatchMachine {
+    type Error = String;
+
+    fn try_from(mut fields: serde_json::Map<String, serde_json::Value>) -> Result<Self, Self::Error> {
+        let machine = match fields.remove("machine") {
+            Some(serde_json::Value::String(m)) => m,
+            _ => return Err("machine: expected the machine's default-world id or name".into()),
+        };
+        let facts = serde_path_to_error::deserialize(serde_json::Value::Object(fields))
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        Ok(Self { machine, facts })
+    }
 }
 
 /// A scenario as `GET /_mock/scenarios` lists it.
@@ -73,9 +100,16 @@ pub fn all() -> Result<Vec<Scenario>, String> {
         .collect()
 }
 
-/// The embedded scenario `name`.
+/// The embedded scenario `name`. The embedded files are checked by a test, so a load error
+/// here is a broken build: it is logged and the scenario counts as missing.
 pub fn find(name: &str) -> Option<Scenario> {
-    all().ok()?.into_iter().find(|s| s.name == name)
+    match all() {
+        Ok(all) => all.into_iter().find(|s| s.name == name),
+        Err(e) => {
+            tracing::error!(error = %e, "an embedded scenario does not load: this is a bug in the mock");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

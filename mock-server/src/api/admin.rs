@@ -27,15 +27,11 @@
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::control::{
-    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, RunFilter, RunOutcome,
-    SettingsPatch,
+    ClockChange, Control, ControlError, JournalFilter, MachineFactsPatch, MachineRegistration, NewSandbox, RunFilter,
+    RunOutcome, SettingsPatch,
 };
 use crate::domain::desktop_flow::{FlowChange, Simulation};
-use crate::domain::ids::{
-    AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, TenantId, WorkflowId,
-};
-use crate::domain::membership::MachineFacts;
-use crate::domain::world::{Session, WindowsAccount};
+use crate::domain::ids::{AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, WorkflowId};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -82,6 +78,7 @@ impl From<ControlError> for ApiError {
             ControlError::Domain(e) => Self::Domain(e),
             ControlError::Invalid { code, message } => Self::bad_request(code, message),
             ControlError::NotFound { code, message } => Self::NotFound { code, message },
+            ControlError::Conflict { code, message } => Self::BadRequest { status: 409, code, message },
         }
     }
 }
@@ -390,61 +387,8 @@ async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
-/// Machine facts as the control surface takes them: the fixture's names, every field optional,
-/// unknown fields refused by name.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MachineFactsBody {
-    join_type: Option<fixtures::JoinTypeFile>,
-    entra_synced: Option<bool>,
-    allowed_tenants: Option<Vec<String>>,
-    legacy_sign_in_error: Option<bool>,
-    windows_edition: Option<fixtures::WindowsEditionFile>,
-    agent_version: Option<String>,
-    session_capacity: Option<u32>,
-    online: Option<bool>,
-    maintenance: Option<bool>,
-    windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
-    sessions: Option<Vec<fixtures::SessionFile>>,
-}
-
 fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("InvalidRequestContent", format!("The field '{field}' {why}."))
-}
-
-impl MachineFactsBody {
-    fn into_facts(self) -> Result<MachineFacts, ApiError> {
-        let allowed_tenants = match self.allowed_tenants {
-            None => None,
-            Some(list) => Some(
-                list.iter()
-                    .map(|t| TenantId::parse(t))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad_field("allowedTenants", format_args!("holds {e}")))?,
-            ),
-        };
-        Ok(MachineFacts {
-            join_type: self.join_type.map(Into::into),
-            entra_synced: self.entra_synced,
-            allowed_tenants,
-            legacy_sign_in_error: self.legacy_sign_in_error,
-            windows_edition: self.windows_edition.map(Into::into),
-            agent_version: self.agent_version,
-            session_capacity: self.session_capacity,
-            online: self.online,
-            maintenance: self.maintenance,
-            windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
-            sessions: match self.sessions {
-                None => None,
-                Some(list) => {
-                    if list.iter().any(|s| s.user.trim().is_empty()) {
-                        return Err(bad_field("sessions", "holds a session without a user"));
-                    }
-                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
-                }
-            },
-        })
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,7 +420,7 @@ async fn post_register_machine(
     let (own, rest): (serde_json::Map<String, Value>, serde_json::Map<String, Value>) =
         body.into_iter().partition(|(k, _)| REGISTER_KEYS.contains(&k.as_str()));
     let r: RegisterBody = from_json_value(Value::Object(own))?;
-    let facts: MachineFactsBody = from_json_value(Value::Object(rest))?;
+    let facts: MachineFactsPatch = from_json_value(Value::Object(rest))?;
     let environment =
         EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
     let application_id =
@@ -505,7 +449,7 @@ async fn patch_machine(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(facts): ApiJson<MachineFactsBody>,
+    ApiJson(facts): ApiJson<MachineFactsPatch>,
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;

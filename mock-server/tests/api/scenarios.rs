@@ -176,3 +176,80 @@ fn an_unknown_scenario_at_start_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario nope"));
 }
+
+impl Door<'_> {
+    /// The status of the connect-with-sign-in connection to `group`, made now.
+    async fn sign_in_status(&self, group: &str) -> (String, Option<String>) {
+        let id = self.sign_in_connection(group).await;
+        let token = self.token(PP_SCOPE).await;
+        let url = format!(
+            "{}/connectivity/environments/{}/connectors/shared_uiflow/connections/{id}?api-version=1",
+            self.t.http, self.env
+        );
+        let (s, c) = self.send(Method::GET, &url, &token, None).await;
+        assert_eq!(s, 200, "{c}");
+        let status = &c["properties"]["statuses"][0];
+        (status["status"].as_str().unwrap().to_owned(), status["error"]["code"].as_str().map(str::to_owned))
+    }
+}
+
+#[tokio::test]
+async fn credentials_incorrect_puts_connections_with_the_old_password_in_error() {
+    let t = spawn_server().await;
+    let token = t.sp_token(PP_SCOPE).await;
+    let applied = t.apply("credentials-incorrect").await;
+    assert_eq!(applied["machines"].as_array().unwrap().len(), 2, "{applied}");
+    assert!(!applied.to_string().contains("Rotated-SvcRpa"), "no password in the answer: {applied}");
+    let (s, c) = t.put_connection_status(&token, None).await;
+    assert_eq!(s, 201);
+    assert_eq!(c["properties"]["statuses"][0]["error"]["code"], "WindowsIdentityIncorrect", "{c}");
+}
+
+#[tokio::test]
+async fn machine_not_joined_and_tenant_not_allowlisted_put_sign_in_connections_in_error() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    t.apply("machine-not-joined").await;
+    assert_eq!(d.sign_in_status(BUILD01_GROUP).await, ("Error".to_owned(), Some("MachineNotJoined".to_owned())));
+    t.control(Method::POST, "/_mock/reset", None).await;
+    t.apply("tenant-not-allowlisted-at-creation").await;
+    assert_eq!(
+        d.sign_in_status(FINANCE).await,
+        ("Error".to_owned(), Some("UnallowedTenantForConnectWithSignIn".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn a_scenario_finds_machines_by_name_in_a_new_sandbox_and_refuses_a_world_without_them() {
+    let t = spawn_server().await;
+    let (s, _) = t.control(Method::POST, "/_mock/sandboxes", Some(json!({"name": "team-c"}))).await;
+    assert_eq!(s, 201);
+    let (s, applied) = t.control(Method::POST, "/_mock/scenarios/machine-not-joined?sandbox=team-c", None).await;
+    assert_eq!(s, 200, "{applied}");
+    assert_eq!(applied["machines"][0]["name"], "BUILD-01");
+    // team-c's own world without FIN-01.
+    let mut world = t.control_get("/_mock/fixture?sandbox=team-c").await;
+    let mut fin01 = Value::Null;
+    for env in world["environments"].as_array_mut().unwrap() {
+        let machines = env["machines"].as_array_mut().unwrap();
+        if let Some(m) = machines.iter().find(|m| m["name"] == "FIN-01") {
+            fin01 = m["id"].clone();
+        }
+        machines.retain(|m| m["name"] != "FIN-01");
+    }
+    for user in world["users"].as_array_mut().unwrap() {
+        if let Some(list) = user["interactiveLogonMachines"].as_array_mut() {
+            list.retain(|m| *m != fin01);
+        }
+    }
+    for key in ["sandbox", "hosts"] {
+        world.as_object_mut().unwrap().remove(key);
+    }
+    let (s, e) = t.control(Method::PUT, "/_mock/fixture?sandbox=team-c", Some(world)).await;
+    assert_eq!(s, 200, "{e}");
+    let (s, e) = t.control(Method::POST, "/_mock/scenarios/credentials-incorrect?sandbox=team-c", None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (409, Some("ScenarioWorldMismatch")), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("FIN-01"));
+    let fin02 = t.control_get("/_mock/state?sandbox=team-c").await.to_string();
+    assert!(!fin02.contains("Rotated-SvcRpa"), "nothing was changed, FIN-02 included");
+}
