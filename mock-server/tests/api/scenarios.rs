@@ -253,3 +253,15 @@ async fn a_scenario_finds_machines_by_name_in_a_new_sandbox_and_refuses_a_world_
     let fin02 = t.control_get("/_mock/state?sandbox=team-c").await.to_string();
     assert!(!fin02.contains("Rotated-SvcRpa"), "nothing was changed, FIN-02 included");
 }
+
+#[tokio::test]
+async fn machine_offline_makes_runs_wait() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    t.apply("machine-offline").await;
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    d.advance(600).await;
+    assert_eq!(d.session(&token, &run).await["statuscode"], 3, "Waiting");
+}
