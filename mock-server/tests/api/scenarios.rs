@@ -265,3 +265,16 @@ async fn machine_offline_makes_runs_wait() {
     d.advance(600).await;
     assert_eq!(d.session(&token, &run).await["statuscode"], 3, "Waiting");
 }
+
+#[tokio::test]
+async fn passwordless_token_expiry_refuses_connector_runs_on_sign_in_connections() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    t.apply("passwordless-token-expiry").await;
+    let token = d.token(PP_SCOPE).await;
+    let runs = d.runtime_runs(&conn, FLOW_OK);
+    let (s, h, v) = d.runtime(Method::POST, &format!("{runs}?runMode=attended"), &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("PasswordlessTokenExpiry")), "{v}");
+    assert!(h.get("location").is_none());
+}
