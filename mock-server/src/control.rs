@@ -21,9 +21,10 @@ use crate::domain::run::RunStatus;
 use crate::domain::world::{Environment, Machine, Session, WindowsAccount};
 use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::journal::{Evictions, Journal};
+use crate::operation::Operation;
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
 pub use crate::scenario::ScenarioSummary;
-use crate::scenario::WorldStep;
+use crate::scenario::{ArmedTrigger, WorldStep};
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -504,25 +505,46 @@ impl Control {
         self.registry().get(sandbox)?;
         // Every object a step names is found before anything changes, so a world that lacks
         // one is left as it was.
-        let mut steps = Vec::new();
-        for step in scenario.world {
-            steps.push(match step {
-                WorldStep::Settings(patch) => (None, WorldStep::Settings(patch)),
-                WorldStep::PatchMachine(p) => (Some(self.machine_in(sandbox, &p.machine)?), WorldStep::PatchMachine(p)),
-            });
+        let triggered = scenario.clock.iter().flat_map(|c| c.world.iter());
+        for step in scenario.world.iter().chain(triggered) {
+            if let WorldStep::PatchMachine(p) = step {
+                self.machine_in(sandbox, &p.machine)?;
+            }
         }
         let (mut settings, mut machines) = (None, Vec::new());
-        for (machine, step) in steps {
-            match (machine, step) {
-                (_, WorldStep::Settings(patch)) => settings = Some(self.patch_settings(sandbox, patch)?),
-                (Some(id), WorldStep::PatchMachine(p)) => {
-                    machines.push(self.patch_machine(sandbox, id, p.facts.into_facts()?)?);
-                }
-                (None, WorldStep::PatchMachine(_)) => {}
+        for step in scenario.world {
+            match self.apply_world_step(sandbox, step)? {
+                StepChange::Settings(s) => settings = Some(s),
+                StepChange::Machine(m) => machines.push(*m),
             }
         }
         let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
-        Ok(AppliedScenario { scenario: scenario.name, settings, machines, faults })
+        let armed: Vec<ArmedTrigger> = scenario
+            .clock
+            .into_iter()
+            .filter_map(|c| {
+                Some(ArmedTrigger {
+                    scenario: scenario.name.clone(),
+                    operation: Operation::parse(&c.after.operation)?,
+                    advance: c.advance.map(|a| a.duration()),
+                    world: c.world,
+                })
+            })
+            .collect();
+        let triggers = armed.len();
+        self.registry().get(sandbox)?.network(|n| n.triggers.extend(armed));
+        Ok(AppliedScenario { scenario: scenario.name, settings, machines, faults, triggers })
+    }
+
+    /// Applies one world step of a scenario.
+    pub fn apply_world_step(&self, sandbox: &str, step: WorldStep) -> Result<StepChange, ControlError> {
+        Ok(match step {
+            WorldStep::Settings(patch) => StepChange::Settings(self.patch_settings(sandbox, patch)?),
+            WorldStep::PatchMachine(p) => {
+                let id = self.machine_in(sandbox, &p.machine)?;
+                StepChange::Machine(Box::new(self.patch_machine(sandbox, id, p.facts.into_facts()?)?))
+            }
+        })
     }
 
     /// The sandbox's machine that a scenario names by the default world's id or by name
@@ -774,6 +796,15 @@ fn bad_field(field: &str, why: impl std::fmt::Display) -> ControlError {
     ControlError::invalid("InvalidRequestContent", format!("The field '{field}' {why}."))
 }
 
+/// What one world step changed.
+#[derive(Debug, Clone)]
+pub enum StepChange {
+    /// The settings after it.
+    Settings(Settings),
+    /// The machine after it.
+    Machine(Box<MachineView>),
+}
+
 /// What applying a scenario changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct AppliedScenario {
@@ -785,6 +816,8 @@ pub struct AppliedScenario {
     /// The machines its `patchMachine` steps changed, as they are now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<MachineView>,
+    /// How many `clock` triggers it armed.
+    pub triggers: usize,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
 }

@@ -214,6 +214,8 @@ pub struct Network {
     pub faults: crate::fault::FaultBook,
     /// The Retry-After check.
     pub retry_after: crate::fault::RetryAfterBook,
+    /// Scenario triggers waiting for their operation, in the order they were armed.
+    pub triggers: Vec<crate::scenario::ArmedTrigger>,
 }
 
 impl Sandbox {

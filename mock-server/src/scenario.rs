@@ -3,12 +3,14 @@
 //! (`POST /_mock/scenarios/{name}`, [`crate::control::Control::apply_scenario`]). A file with
 //! an unknown field does not load: [`all`] names the file and the field.
 //!
-//! Supported so far: `faults` and the `settings` and `patchMachine` world steps. `removeShare`,
-//! `patchDesktopFlow`, `clock` triggers and `overrides` are not yet read (a file using them
+//! Supported so far: `faults`, the `settings` and `patchMachine` world steps, and `clock`
+//! triggers (an advance or world steps). `removeShare`, `patchDesktopFlow` and `overrides`
+//! are not yet read (a file using them
 //! fails to load, so none can silently do less than it says).
 
 use crate::control::{MachineFactsPatch, SettingsPatch};
 use crate::fault::FaultSpec;
+use crate::operation::Operation;
 use serde::{Deserialize, Serialize};
 
 /// One scenario file.
@@ -27,6 +29,68 @@ pub struct Scenario {
     /// Fault rules, added after the sandbox's others in this order.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// One-shot triggers: after an operation is answered, advance the clock or change the world.
+    #[serde(default)]
+    pub clock: Vec<ClockTrigger>,
+}
+
+/// A `clock` trigger: once a request of `after.operation` has been answered by its handler
+/// with a success (2xx; a fault rule's answer never fires it), the sandbox's clock advances
+/// by `advance`, or its `world` steps apply. It fires once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClockTrigger {
+    /// The operation it waits for.
+    pub after: After,
+    /// How far the clock moves.
+    #[serde(default)]
+    pub advance: Option<Advance>,
+    /// Or what changes in the world.
+    #[serde(default)]
+    pub world: Vec<WorldStep>,
+}
+
+/// The `after` of a trigger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct After {
+    /// A named operation.
+    pub operation: String,
+}
+
+/// A clock advance, as `POST /_mock/clock/advance` takes it.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Advance {
+    /// Hours.
+    #[serde(default)]
+    pub hours: u64,
+    /// Minutes.
+    #[serde(default)]
+    pub minutes: u64,
+    /// Seconds.
+    #[serde(default)]
+    pub seconds: u64,
+}
+
+impl Advance {
+    /// The whole advance.
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.hours * 3600 + self.minutes * 60 + self.seconds)
+    }
+}
+
+/// A trigger a sandbox holds until it fires.
+#[derive(Debug, Clone)]
+pub struct ArmedTrigger {
+    /// The scenario that armed it.
+    pub scenario: String,
+    /// The operation it waits for.
+    pub operation: Operation,
+    /// How far the clock moves.
+    pub advance: Option<std::time::Duration>,
+    /// What changes in the world.
+    pub world: Vec<WorldStep>,
 }
 
 /// A world step: each is also a control call.
@@ -77,7 +141,7 @@ impl Scenario {
     /// Whether a request may ask for it with `x-mock-scenario`: only scenarios made of fault
     /// rules alone can answer one request.
     pub fn requestable(&self) -> bool {
-        self.world.is_empty() && !self.faults.is_empty()
+        self.world.is_empty() && self.clock.is_empty() && !self.faults.is_empty()
     }
 }
 
@@ -91,6 +155,14 @@ pub fn all() -> Result<Vec<Scenario>, String> {
                 serde_path_to_error::deserialize(de).map_err(|e| format!("{file}: {}: {}", e.path(), e.inner()))?;
             if !file.ends_with(&format!("/{}.json", s.name)) {
                 return Err(format!("{file}: name: expected the file's stem"));
+            }
+            for (i, c) in s.clock.iter().enumerate() {
+                if Operation::parse(&c.after.operation).is_none_or(|o| o == Operation::Control) {
+                    return Err(format!("{file}: clock[{i}].after.operation: expected a named operation"));
+                }
+                if c.advance.is_some() != c.world.is_empty() {
+                    return Err(format!("{file}: clock[{i}]: expected either advance or world"));
+                }
             }
             for (i, f) in s.faults.iter().enumerate() {
                 f.validate().map_err(|m| format!("{file}: faults[{i}].{m}"))?;

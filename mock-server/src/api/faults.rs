@@ -1,13 +1,16 @@
 //! Fault rules and the Retry-After check on the wire (the rules themselves are
 //! [`crate::fault`]). The pipeline calls [`intercept`] once a request is routed, before any
-//! handler authenticates it, and [`check_retry_after`] once it has its answer; the serve loop
+//! handler authenticates it, and [`after_answer`] once it has its answer (the Retry-After
+//! check, and scenario `clock` triggers); the serve loop
 //! calls [`on_the_wire`] to drop or cut an answer a rule broke. Nothing here changes an
 //! answer except a rule that hit.
 
 use super::{ApiError, RouteInfo, error};
+use crate::control::Control;
 use crate::fault::{Exchanged, FaultHit, FaultRequest, WireFault};
 use crate::operation::Operation;
 use crate::sandbox::Sandbox;
+use crate::scenario::ArmedTrigger;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, header};
@@ -16,6 +19,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// What a request looked like to the fault rules: everything [`intercept`] reads.
@@ -68,8 +72,14 @@ pub async fn intercept(app: &AppState, route: &RouteInfo, seen: Seen<'_>) -> Opt
     if !hit.respond.answers() {
         return None;
     }
-    Some(answer(route, &hit).await)
+    let mut resp = answer(route, &hit).await;
+    resp.extensions_mut().insert(FaultAnswered);
+    Some(resp)
 }
+
+/// Marks an answer a fault rule gave: it does not fire a scenario's `clock` trigger.
+#[derive(Debug, Clone, Copy)]
+struct FaultAnswered;
 
 /// `x-mock-scenario: NAME`: the scenario's first fault rule whose `match` fits, uncounted
 /// (`times`, `every` and `probability` are the sandbox's business, not one request's).
@@ -278,10 +288,70 @@ fn caller_key(authorization: Option<&HeaderValue>, body: &Bytes) -> String {
     callers(authorization, body).into_iter().next().unwrap_or_default().to_ascii_lowercase()
 }
 
+/// After a request is answered, before it is journaled: the Retry-After check, and the
+/// scenario triggers waiting for this operation when the handler answered with a success.
+/// Neither changes the answer.
+pub fn after_answer(
+    app: &AppState,
+    cell: &Arc<Sandbox>,
+    operation: Operation,
+    seen: Seen<'_>,
+    arrived_ms: u64,
+    answer: &axum::http::response::Parts,
+) {
+    check_retry_after(app, cell, operation, seen, arrived_ms, answer);
+    if answer.status.is_success() && answer.extensions.get::<FaultAnswered>().is_none() {
+        fire_triggers(app, cell, operation);
+    }
+}
+
+/// Fires, once each, the sandbox's triggers waiting for `operation`, in the order armed.
+fn fire_triggers(app: &AppState, cell: &Arc<Sandbox>, operation: Operation) {
+    let due: Vec<ArmedTrigger> = cell.network(|n| {
+        if n.triggers.is_empty() {
+            return Vec::new();
+        }
+        let (due, waiting) = std::mem::take(&mut n.triggers).into_iter().partition(|t| t.operation == operation);
+        n.triggers = waiting;
+        due
+    });
+    let control = Control::new(app.clone());
+    for trigger in due {
+        let mut changed = Vec::new();
+        for step in trigger.world {
+            if let Err(e) = control.apply_world_step(&cell.name, step) {
+                changed.push(format!("refused: {e}"));
+            }
+        }
+        let mut advanced = None;
+        if let Some(by) = trigger.advance {
+            match control.advance_clock(&cell.name, by) {
+                Ok(mut view) => {
+                    advanced = Some(by.as_secs());
+                    let control = control.clone();
+                    let name = cell.name.clone();
+                    // Callbacks of the runs it ended go out in the background, as after any clock change.
+                    tokio::spawn(async move {
+                        let _ = control.deliver_callbacks(&name, &mut view).await;
+                    });
+                }
+                Err(e) => changed.push(format!("refused: {e}")),
+            }
+        }
+        let virtual_time = cell.apply(|st| crate::domain::clock::format_timestamp(st.clock.now()));
+        cell.journal_event(
+            app.real_ms(),
+            virtual_time,
+            "scenario.trigger",
+            json!({ "scenario": trigger.scenario, "after": operation, "advancedSecs": advanced, "problems": changed }),
+        );
+    }
+}
+
 /// The Retry-After check (`scenarios.md`): judges this request against what its caller's
 /// earlier answer asked (a `retryAfter.verdict` event in the journal) and records what this
 /// answer asks. It never changes the answer.
-pub fn check_retry_after(
+fn check_retry_after(
     app: &AppState,
     cell: &Sandbox,
     operation: Operation,

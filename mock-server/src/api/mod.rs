@@ -390,7 +390,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         body: &body,
         scenario: None,
     };
-    faults::check_retry_after(&app, &cell, operation, seen, real_ms, &rparts);
+    faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {

@@ -278,3 +278,45 @@ async fn passwordless_token_expiry_refuses_connector_runs_on_sign_in_connections
     assert_eq!((s, v["error"]["code"].as_str()), (400, Some("PasswordlessTokenExpiry")), "{v}");
     assert!(h.get("location").is_none());
 }
+
+#[tokio::test]
+async fn sign_in_queue_limit_fails_the_waiting_run_once_the_trigger_moves_the_clock() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    let before = t.control_get("/_mock/clock").await["now"].clone();
+    let applied = t.apply("sign-in-queue-limit").await;
+    assert_eq!(applied["triggers"], 2, "{applied}");
+    assert_eq!(t.control_get("/_mock/clock").await["now"], before, "applying never moves the clock");
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!((s["statuscode"].as_i64(), s["errorcode"].as_str()), (Some(8), Some("NoCandidateMachine")), "{s}");
+    let events = t.journal("kind=event").await;
+    let fired: Vec<&Value> =
+        events["entries"].as_array().unwrap().iter().filter(|e| e["event"] == "scenario.trigger").collect();
+    assert_eq!(fired.len(), 1, "one-shot");
+    assert_eq!(fired[0]["detail"]["advancedSecs"], 3601);
+    // The trigger is spent: another run waits.
+    let again = d.start(&token, FLOW_OK, "attended", &conn).await;
+    assert_eq!(d.session(&token, &again).await["statuscode"], 3);
+}
+
+#[tokio::test]
+async fn a_fault_rules_answer_does_not_fire_a_trigger() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    t.apply("sign-in-queue-limit").await;
+    t.sandbox()
+        .add_fault_json(
+            json!({"match": {"operation": "dataverse.runDesktopFlow"}, "respond": {"status": 503}, "times": 1}),
+        )
+        .await
+        .unwrap();
+    let before = t.control_get("/_mock/clock").await["now"].clone();
+    let (s, _) = d.run(&token, FLOW_OK, json!({"runMode": "attended", "connectionName": conn})).await;
+    assert_eq!(s, 503);
+    assert_eq!(t.control_get("/_mock/clock").await["now"], before);
+}
