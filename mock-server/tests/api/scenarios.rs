@@ -320,3 +320,19 @@ async fn a_fault_rules_answer_does_not_fire_a_trigger() {
     assert_eq!(s, 503);
     assert_eq!(t.control_get("/_mock/clock").await["now"], before);
 }
+
+#[tokio::test]
+async fn no_unlocked_session_fails_the_running_attended_run() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    t.apply("no-unlocked-session").await;
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!(
+        (s["statuscode"].as_i64(), s["errorcode"].as_str()),
+        (Some(8), Some("NoUnlockedActiveSessionForAttended")),
+        "{s}"
+    );
+}
