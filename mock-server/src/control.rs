@@ -542,9 +542,52 @@ impl Control {
             WorldStep::Settings(patch) => StepChange::Settings(self.patch_settings(sandbox, patch)?),
             WorldStep::PatchMachine(p) => {
                 let id = self.machine_in(sandbox, &p.machine)?;
-                StepChange::Machine(Box::new(self.patch_machine(sandbox, id, p.facts.into_facts()?)?))
+                let mut fields = serde_json::Value::Object(p.fields);
+                self.map_into(sandbox, &mut fields)?;
+                let facts: MachineFactsPatch = serde_json::from_value(fields).map_err(|_| {
+                    ControlError::invalid("InvalidScenario", "patchMachine: the fields do not fit this sandbox")
+                })?;
+                StepChange::Machine(Box::new(self.patch_machine(sandbox, id, facts.into_facts()?)?))
             }
         })
+    }
+
+    /// Rewrites what a scenario names in the default world's terms into the sandbox's: tenant
+    /// ids and `name@{tenant domain}` strings (UPNs, session users), tenant by tenant in
+    /// fixture order (instantiation keeps the order).
+    fn map_into(&self, sandbox: &str, v: &mut serde_json::Value) -> Result<(), ControlError> {
+        let default = fixtures::default_world();
+        let pairs: Vec<(String, String, String, String)> = self.read(sandbox, |_, st| {
+            default
+                .tenants
+                .iter()
+                .zip(st.fixture.tenants.iter())
+                .map(|(d, s)| (d.id.clone(), s.id.clone(), d.domain.clone(), s.domain.clone()))
+                .collect()
+        })?;
+        fn walk(v: &mut serde_json::Value, pairs: &[(String, String, String, String)]) {
+            match v {
+                serde_json::Value::String(s) => {
+                    for (default_id, id, default_domain, domain) in pairs {
+                        if s.eq_ignore_ascii_case(default_id) {
+                            *s = id.clone();
+                            return;
+                        }
+                        if let Some((head, d)) = s.rsplit_once('@')
+                            && d.eq_ignore_ascii_case(default_domain)
+                        {
+                            *s = format!("{head}@{domain}");
+                            return;
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, pairs)),
+                serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, pairs)),
+                _ => {}
+            }
+        }
+        walk(v, &pairs);
+        Ok(())
     }
 
     /// The sandbox's machine that a scenario names by the default world's id or by name

@@ -110,8 +110,9 @@ pub enum WorldStep {
 pub struct PatchMachine {
     /// The default world's id of the machine, or its name.
     pub machine: String,
-    /// What to set.
-    pub facts: MachineFactsPatch,
+    /// The fields to set as written (checked when the file loads): mapped into a sandbox
+    /// before they are read, since tenant ids and UPNs differ from sandbox to sandbox.
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl TryFrom<serde_json::Map<String, serde_json::Value>> for PatchMachine {
@@ -122,9 +123,9 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for PatchMachine {
             Some(serde_json::Value::String(m)) => m,
             _ => return Err("machine: expected the machine's default-world id or name".into()),
         };
-        let facts = serde_path_to_error::deserialize(serde_json::Value::Object(fields))
+        serde_path_to_error::deserialize::<_, MachineFactsPatch>(serde_json::Value::Object(fields.clone()))
             .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
-        Ok(Self { machine, facts })
+        Ok(Self { machine, fields })
     }
 }
 

@@ -336,3 +336,32 @@ async fn no_unlocked_session_fails_the_running_attended_run() {
         "{s}"
     );
 }
+
+#[tokio::test]
+async fn a_scenario_naming_megan_follows_her_upn_into_a_new_sandbox() {
+    let t = spawn_server().await;
+    let (s, sb) = t.control(Method::POST, "/_mock/sandboxes", Some(json!({"name": "scn-a"}))).await;
+    assert_eq!(s, 201, "{sb}");
+    let env = &sb["environments"][0];
+    let build = env["machines"].as_array().unwrap().iter().find(|m| m["name"] == "BUILD-01").unwrap();
+    let upn = sb["users"][0]["userPrincipalName"].as_str().unwrap();
+    let d = Door {
+        t: &t,
+        sandbox: "scn-a".into(),
+        env: env["id"].as_str().unwrap().into(),
+        org: env["dataverse"]["org"].as_str().unwrap().into(),
+        upn: upn.into(),
+        password: sb["users"][0]["password"].as_str().unwrap().into(),
+        tenant: sb["tenants"][0]["id"].as_str().unwrap().into(),
+    };
+    let conn = d.sign_in_connection(build["group"].as_str().unwrap()).await;
+    let token = d.dv_token().await;
+    let (s, applied) = d.control(Method::POST, "/_mock/scenarios/no-unlocked-session", None).await;
+    assert_eq!(s, 200, "{applied}");
+    let flow = env["desktopFlows"][0]["workflowId"].as_str().unwrap();
+    let run = d.start(&token, flow, "attended", &conn).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!(s["errorcode"], "NoUnlockedActiveSessionForAttended", "{s}");
+    let machine = t.control_get("/_mock/state?sandbox=scn-a").await.to_string();
+    assert!(machine.contains(&format!("\"user\":\"{upn}\"")), "the locked session is the sandbox's Megan");
+}
