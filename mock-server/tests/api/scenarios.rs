@@ -365,3 +365,20 @@ async fn a_scenario_naming_megan_follows_her_upn_into_a_new_sandbox() {
     let machine = t.control_get("/_mock/state?sandbox=scn-a").await.to_string();
     assert!(machine.contains(&format!("\"user\":\"{upn}\"")), "the locked session is the sandbox's Megan");
 }
+
+#[tokio::test]
+async fn tenant_not_allowlisted_at_run_fails_the_run_at_assignment() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    t.apply("tenant-not-allowlisted-at-run").await;
+    assert_eq!(d.sign_in_status(FINANCE).await, ("Connected".to_owned(), None), "fine at creation");
+    let token = d.dv_token().await;
+    let conn = "5a1b2c3d-0000-4000-8000-00000000c0de";
+    let run = d.start(&token, FLOW_OK, "attended", conn).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!(
+        (s["statuscode"].as_i64(), s["errorcode"].as_str()),
+        (Some(8), Some("UnallowedTenantForConnectWithSignIn")),
+        "{s}"
+    );
+}
