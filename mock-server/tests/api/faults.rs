@@ -354,3 +354,53 @@ async fn the_retry_after_check_passes_a_client_that_waits_and_flags_one_that_doe
     let handle_view = t.sandbox().retry_after_violations().await.unwrap();
     assert_eq!(handle_view.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_sandboxes_keep_their_faults_resets_and_clocks_apart() {
+    // Arrange: four sandboxes, each its own tenant.
+    let t = std::sync::Arc::new(spawn_server().await);
+    let mut tenants = Vec::new();
+    for i in 0..4 {
+        let (s, sb) = t.control(Method::POST, "/_mock/sandboxes", Some(json!({"name": format!("par-{i}")}))).await;
+        assert_eq!(s, 201);
+        tenants.push(sb["tenants"][0]["id"].as_str().unwrap().to_owned());
+    }
+    // Act: at once, each sandbox gets i+1 one-shot 503s, is reset half-way and faulted again,
+    // and has its clock moved by i hours.
+    let tasks: Vec<_> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, tenant)| {
+            let (t, tenant) = (t.clone(), tenant.clone());
+            tokio::spawn(async move {
+                let name = format!("par-{i}");
+                let handle = t.server.sandbox(&name);
+                let rule = json!({"match": {"operation": "identity.openidConfiguration"}, "respond": {"status": 503},
+                                  "times": i + 1});
+                let mut statuses = Vec::new();
+                for round in 0..2 {
+                    handle.add_fault_json(rule.clone()).await.unwrap();
+                    for _ in 0..5 {
+                        statuses.push(t.client.get(t.openid_url(&tenant)).send().await.unwrap().status().as_u16());
+                    }
+                    if round == 0 {
+                        handle.reset().await.unwrap();
+                    }
+                }
+                handle.clock().advance(std::time::Duration::from_secs(3600 * i as u64)).await.unwrap();
+                (statuses, handle.faults().await.unwrap(), handle.clock().get().await.unwrap())
+            })
+        })
+        .collect();
+    // Assert: each saw exactly its own rules, after its own reset, on its own clock.
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (statuses, faults, clock) = task.await.unwrap();
+        let failed = statuses.iter().filter(|s| **s == 503).count();
+        assert_eq!(failed, 2 * (i + 1), "par-{i}: {statuses:?}");
+        assert_eq!(faults.len(), 1, "par-{i}: the reset removed the first rule");
+        assert_eq!((faults[0].id.as_str(), faults[0].hits), ("fault-1", (i + 1) as u64), "par-{i}");
+        let start = chrono::DateTime::parse_from_rfc3339("2025-01-06T09:00:00Z").unwrap();
+        assert_eq!((clock.now - start.with_timezone(&chrono::Utc)).num_hours(), i as i64, "par-{i}");
+    }
+    assert_eq!(t.control_get("/_mock/faults").await["value"], json!([]), "nothing leaked into default");
+}
