@@ -547,7 +547,7 @@ impl Control {
                 let facts: MachineFactsPatch = serde_json::from_value(fields).map_err(|_| {
                     ControlError::invalid("InvalidScenario", "patchMachine: the fields do not fit this sandbox")
                 })?;
-                StepChange::Machine(Box::new(self.patch_machine(sandbox, id, facts.into_facts()?)?))
+                StepChange::Machine(Box::new(self.patch_machine_fields(sandbox, id, facts)?))
             }
         })
     }
@@ -701,6 +701,40 @@ impl Control {
         })
     }
 
+    /// `PATCH /_mock/machines/{id}` and a scenario's `patchMachine`: `group: null` first (the
+    /// machine leaves its group), then the facts.
+    pub fn patch_machine_fields(
+        &self,
+        sandbox: &str,
+        id: MachineId,
+        patch: MachineFactsPatch,
+    ) -> Result<MachineView, ControlError> {
+        match &patch.group {
+            None => {}
+            Some(Some(_)) => {
+                return Err(ControlError::invalid(
+                    "InvalidRequestContent",
+                    "The field 'group' takes null (leave the group); moving into a group is done through Dataverse.",
+                ));
+            }
+            Some(None) => {
+                let sb = self.registry().get(sandbox)?;
+                let events = sb.apply(|st| {
+                    let mut events = st.catch_up();
+                    let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+                    st.world.detach_machine(id, default_group).ok_or_else(|| ControlError::NotFound {
+                        code: "MachineNotInAGroup",
+                        message: format!("No machine '{id}' in a Standard group of this sandbox."),
+                    })?;
+                    events.extend(st.world_changed());
+                    Ok::<_, ControlError>(events)
+                })?;
+                crate::callbacks::after(&self.state, &sb, &events);
+            }
+        }
+        self.patch_machine(sandbox, id, patch.into_facts()?)
+    }
+
     /// Stores `n` connections in an environment at once, for benchmarks at scale: azureRelay
     /// connections of the first user who may use a group with an account on its machines,
     /// through the same domain rule as a PUT. Their ids are [`seeded_connection_id`]`(0..n)`.
@@ -797,6 +831,9 @@ pub struct MachineFactsPatch {
     maintenance: Option<bool>,
     windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
     sessions: Option<Vec<fixtures::SessionFile>>,
+    /// `null`: the machine leaves its Standard group for a new Default group of its own.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
 }
 
 impl MachineFactsPatch {

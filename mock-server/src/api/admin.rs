@@ -15,7 +15,7 @@
 //! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
-//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, sessions, online, …) |
+//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, sessions, online, …; `group: null`) |
 //! | `PUT /_mock/keyvault/{vault}/secrets/{name}` | set a secret in the stand-in for Azure Key Vault |
 //! | `GET /_mock/runs` | the run queue (`group=`, `status=`) |
 //! | `POST /_mock/runs/{id}/complete`, `POST /_mock/runs/{id}/fail` | end one run now |
@@ -453,7 +453,7 @@ async fn patch_machine(
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
-    answer(StatusCode::OK, control(app).patch_machine(&route.sandbox, id, facts.into_facts()?))
+    answer(StatusCode::OK, control(app).patch_machine_fields(&route.sandbox, id, facts))
 }
 
 /// The body of a vault secret: its value (a secret: this surface is not journaled, and the

@@ -106,20 +106,28 @@ impl World {
             &g.id.to_string(),
             &e.dataverse_id(caller.principal),
         )?;
+        self.detach_machine(machine, default_group)
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })
+    }
+
+    /// A machine leaves its Standard group with no one asking (the control surface's
+    /// `group: null`, as if done on the machine): it becomes stand-alone again in a new Default
+    /// group (`default_group`). `None` when the machine is unknown or already alone.
+    pub fn detach_machine(&mut self, machine: MachineId, default_group: MachineGroupId) -> Option<&Machine> {
+        let e = self.environments.iter_mut().find(|e| e.machines.iter().any(|m| m.id == machine))?;
+        let m = e.machines.iter().find(|m| m.id == machine)?;
+        if e.group(m.group).is_none_or(|g| g.group_type == GroupType::Default) {
+            return None;
+        }
         // Alone again, the machine is one unit with its new Default group, which takes its shares.
         let mut alone = MachineGroup::default_for(default_group, &m.name, m.owner);
         alone.shares = m.shares.clone();
-        let e = self.environment_for_mut(env, caller)?;
         e.machine_groups.push(alone);
-        let m = e
-            .machines
-            .iter_mut()
-            .find(|m| m.id == machine)
-            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
+        let m = e.machines.iter_mut().find(|m| m.id == machine)?;
         m.group = default_group;
         m.shares.clear();
         m.version += 1;
-        Ok(m)
+        Some(m)
     }
 
     /// Silent registration (`PAD.MachineRegistration.Silent.exe`, here a control call): a

@@ -382,3 +382,22 @@ async fn tenant_not_allowlisted_at_run_fails_the_run_at_assignment() {
         "{s}"
     );
 }
+
+#[tokio::test]
+async fn group_empty_fails_runs_on_the_emptied_group() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(FINANCE).await;
+    let applied = t.apply("group-empty").await;
+    let groups: Vec<&str> =
+        applied["machines"].as_array().unwrap().iter().map(|m| m["group"].as_str().unwrap_or("")).collect();
+    assert!(groups.iter().all(|g| *g != FINANCE), "{applied}");
+    let token = d.dv_token().await;
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!((s["statuscode"].as_i64(), s["errorcode"].as_str()), (Some(8), Some("GroupIsEmpty")), "{s}");
+    let (s, e) = t
+        .control(Method::PATCH, "/_mock/machines/022701dd-0a3a-4ba3-9dbc-b24e4ec4ae0f", Some(json!({"group": null})))
+        .await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("MachineNotInAGroup")), "already alone: {e}");
+}
