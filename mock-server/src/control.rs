@@ -507,15 +507,22 @@ impl Control {
         // one is left as it was.
         let triggered = scenario.clock.iter().flat_map(|c| c.world.iter());
         for step in scenario.world.iter().chain(triggered) {
-            if let WorldStep::PatchMachine(p) = step {
-                self.machine_in(sandbox, &p.machine)?;
+            match step {
+                WorldStep::PatchMachine(p) => {
+                    self.machine_in(sandbox, &p.machine)?;
+                }
+                WorldStep::RemoveShare(r) => {
+                    self.share_in(sandbox, r)?;
+                }
+                WorldStep::Settings(_) => {}
             }
         }
-        let (mut settings, mut machines) = (None, Vec::new());
+        let (mut settings, mut machines, mut removed_shares) = (None, Vec::new(), Vec::new());
         for step in scenario.world {
             match self.apply_world_step(sandbox, step)? {
                 StepChange::Settings(s) => settings = Some(s),
                 StepChange::Machine(m) => machines.push(*m),
+                StepChange::Share { group, principal } => removed_shares.push(json_share(group, principal)),
             }
         }
         let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
@@ -533,7 +540,7 @@ impl Control {
             .collect();
         let triggers = armed.len();
         self.registry().get(sandbox)?.network(|n| n.triggers.extend(armed));
-        Ok(AppliedScenario { scenario: scenario.name, settings, machines, faults, triggers })
+        Ok(AppliedScenario { scenario: scenario.name, settings, machines, removed_shares, faults, triggers })
     }
 
     /// Applies one world step of a scenario.
@@ -548,6 +555,18 @@ impl Control {
                     ControlError::invalid("InvalidScenario", "patchMachine: the fields do not fit this sandbox")
                 })?;
                 StepChange::Machine(Box::new(self.patch_machine_fields(sandbox, id, facts)?))
+            }
+            WorldStep::RemoveShare(r) => {
+                let (group, principal) = self.share_in(sandbox, &r)?;
+                let sb = self.registry().get(sandbox)?;
+                let events = sb.apply(|st| {
+                    let mut events = st.catch_up();
+                    st.world.remove_share(group, principal);
+                    events.extend(st.world_changed());
+                    events
+                });
+                crate::callbacks::after(&self.state, &sb, &events);
+                StepChange::Share { group, principal }
             }
         })
     }
@@ -588,6 +607,92 @@ impl Control {
         }
         walk(v, &pairs);
         Ok(())
+    }
+
+    /// The group and principal of a `removeShare` step, in the sandbox: the group by the
+    /// default world's id or name (or a machine's group), the principal by object id, UPN,
+    /// app id or display name (the default world's, mapped through names).
+    fn share_in(
+        &self,
+        sandbox: &str,
+        r: &crate::scenario::RemoveShare,
+    ) -> Result<(MachineGroupId, PrincipalId), ControlError> {
+        let default = fixtures::default_world();
+        let missing = |what: &str, name: &str| ControlError::Conflict {
+            code: "ScenarioWorldMismatch",
+            message: format!("The scenario names the {what} '{name}', which this sandbox's world does not have."),
+        };
+        let machine_group = match &r.machine {
+            Some(m) => {
+                let id = self.machine_in(sandbox, m)?;
+                self.read(sandbox, |_, st| {
+                    st.world.environments.iter().flat_map(|e| e.machines.iter()).find(|x| x.id == id).map(|x| x.group)
+                })?
+            }
+            None => None,
+        };
+        let group_ref = r.group.clone().unwrap_or_default();
+        let group_name = default
+            .environments
+            .iter()
+            .flat_map(|e| e.machine_groups.iter())
+            .find(|g| g.id.eq_ignore_ascii_case(&group_ref))
+            .map_or(group_ref.clone(), |g| g.name.clone());
+        let mut principal_ref = serde_json::Value::String(r.principal.clone());
+        self.map_into(sandbox, &mut principal_ref)?;
+        let principal_ref = principal_ref.as_str().unwrap_or_default().to_owned();
+        let default_name = default
+            .users
+            .iter()
+            .find(|u| u.object_id.eq_ignore_ascii_case(&r.principal))
+            .map(|u| u.user_principal_name.clone())
+            .or_else(|| {
+                default
+                    .service_principals
+                    .iter()
+                    .find(|s| {
+                        s.object_id.eq_ignore_ascii_case(&r.principal) || s.app_id.eq_ignore_ascii_case(&r.principal)
+                    })
+                    .map(|s| s.display_name.clone())
+            });
+        let mut default_name = serde_json::Value::String(default_name.unwrap_or_default());
+        self.map_into(sandbox, &mut default_name)?;
+        let default_name = default_name.as_str().unwrap_or_default().to_owned();
+        let (group, principal) = self.read(sandbox, |_, st| {
+            let group = machine_group.or_else(|| {
+                st.world
+                    .environments
+                    .iter()
+                    .flat_map(|e| e.machine_groups.iter())
+                    .find(|g| {
+                        g.id.to_string().eq_ignore_ascii_case(&group_ref) || g.name.eq_ignore_ascii_case(&group_name)
+                    })
+                    .map(|g| g.id)
+            });
+            let fits = |s: &str| {
+                s.eq_ignore_ascii_case(&principal_ref)
+                    || (!default_name.is_empty() && s.eq_ignore_ascii_case(&default_name))
+            };
+            let principal = st
+                .world
+                .users
+                .iter()
+                .find(|u| fits(&u.object_id.to_string()) || fits(&u.upn))
+                .map(|u| u.object_id)
+                .or_else(|| {
+                    st.world
+                        .service_principals
+                        .iter()
+                        .find(|s| {
+                            fits(&s.object_id.to_string()) || fits(&s.app_id.to_string()) || fits(&s.display_name)
+                        })
+                        .map(|s| s.object_id)
+                });
+            (group, principal)
+        })?;
+        let group = group.ok_or_else(|| missing("group", r.group.as_deref().or(r.machine.as_deref()).unwrap_or("")))?;
+        let principal = principal.ok_or_else(|| missing("principal", &r.principal))?;
+        Ok((group, principal))
     }
 
     /// The sandbox's machine that a scenario names by the default world's id or by name
@@ -876,6 +981,10 @@ fn bad_field(field: &str, why: impl std::fmt::Display) -> ControlError {
     ControlError::invalid("InvalidRequestContent", format!("The field '{field}' {why}."))
 }
 
+fn json_share(group: MachineGroupId, principal: PrincipalId) -> serde_json::Value {
+    serde_json::json!({ "group": group, "principal": principal })
+}
+
 /// What one world step changed.
 #[derive(Debug, Clone)]
 pub enum StepChange {
@@ -883,10 +992,18 @@ pub enum StepChange {
     Settings(Settings),
     /// The machine after it.
     Machine(Box<MachineView>),
+    /// A share removed.
+    Share {
+        /// The group.
+        group: MachineGroupId,
+        /// Who lost it.
+        principal: PrincipalId,
+    },
 }
 
 /// What applying a scenario changed.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppliedScenario {
     /// Its name.
     pub scenario: String,
@@ -896,6 +1013,9 @@ pub struct AppliedScenario {
     /// The machines its `patchMachine` steps changed, as they are now.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<MachineView>,
+    /// The shares its `removeShare` steps removed (`{"group", "principal"}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_shares: Vec<serde_json::Value>,
     /// How many `clock` triggers it armed.
     pub triggers: usize,
     /// The fault rules it added.

@@ -3,8 +3,8 @@
 //! (`POST /_mock/scenarios/{name}`, [`crate::control::Control::apply_scenario`]). A file with
 //! an unknown field does not load: [`all`] names the file and the field.
 //!
-//! Supported so far: `faults`, the `settings` and `patchMachine` world steps, and `clock`
-//! triggers (an advance or world steps). `removeShare`, `patchDesktopFlow` and `overrides`
+//! Supported so far: `faults`, the `settings`, `patchMachine` and `removeShare` world steps,
+//! and `clock` triggers (an advance or world steps). `patchDesktopFlow` and `overrides`
 //! are not yet read (a file using them
 //! fails to load, so none can silently do less than it says).
 
@@ -102,6 +102,23 @@ pub enum WorldStep {
     /// `machine` (the default world's id or the machine's name) and the fields of
     /// `PATCH /_mock/machines/{id}`.
     PatchMachine(PatchMachine),
+    /// A group's share with a principal is removed: `group` (default-world id or name) or
+    /// `machine` (its group), and `principal` (object id, UPN, app id or display name).
+    RemoveShare(RemoveShare),
+}
+
+/// A `removeShare` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoveShare {
+    /// The group, by the default world's id or by name.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Or a machine, whose group it is.
+    #[serde(default)]
+    pub machine: Option<String>,
+    /// Who loses the share.
+    pub principal: String,
 }
 
 /// A `patchMachine` step.

@@ -110,6 +110,22 @@ impl World {
             .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })
     }
 
+    /// A share of a group with a principal is gone (the control surface's `removeShare`, as if
+    /// revoked in the portal); its machines lose it with it. False when there was none.
+    pub fn remove_share(&mut self, group: MachineGroupId, principal: PrincipalId) -> bool {
+        let Some(g) = self.environments.iter_mut().flat_map(|e| e.machine_groups.iter_mut()).find(|g| g.id == group)
+        else {
+            return false;
+        };
+        let before = g.shares.len();
+        g.shares.retain(|s| s.grantee != super::access::Grantee::Principal(principal));
+        let removed = g.shares.len() != before;
+        if removed {
+            g.version += 1;
+        }
+        removed
+    }
+
     /// A machine leaves its Standard group with no one asking (the control surface's
     /// `group: null`, as if done on the machine): it becomes stand-alone again in a new Default
     /// group (`default_group`). `None` when the machine is unknown or already alone.

@@ -401,3 +401,13 @@ async fn group_empty_fails_runs_on_the_emptied_group() {
         .await;
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("MachineNotInAGroup")), "already alone: {e}");
 }
+
+#[tokio::test]
+async fn group_not_shared_refuses_the_service_principals_connection() {
+    let t = spawn_server().await;
+    let token = t.sp_token(PP_SCOPE).await;
+    let applied = t.apply("group-not-shared").await;
+    assert_eq!(applied["removedShares"][0]["group"], FINANCE, "{applied}");
+    let (s, e) = t.put_connection_status(&token, None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("ConnectionAuthorizationFailed")), "{e}");
+}
