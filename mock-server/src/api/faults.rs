@@ -299,8 +299,12 @@ pub fn after_answer(
     arrived_ms: u64,
     answer: &axum::http::response::Parts,
 ) {
-    check_retry_after(app, cell, operation, seen, arrived_ms, answer);
-    if answer.status.is_success() && answer.extensions.get::<FaultAnswered>().is_none() {
+    // One look under the lock for the common case: nothing owed, nothing armed.
+    let (owed, armed) = cell.network(|n| (!n.retry_after.owes_nothing(), !n.triggers.is_empty()));
+    if owed || answer.headers.contains_key(header::RETRY_AFTER) {
+        check_retry_after(app, cell, operation, seen, arrived_ms, answer);
+    }
+    if armed && answer.status.is_success() && answer.extensions.get::<FaultAnswered>().is_none() {
         fire_triggers(app, cell, operation);
     }
 }
@@ -308,9 +312,6 @@ pub fn after_answer(
 /// Fires, once each, the sandbox's triggers waiting for `operation`, in the order armed.
 fn fire_triggers(app: &AppState, cell: &Arc<Sandbox>, operation: Operation) {
     let due: Vec<ArmedTrigger> = cell.network(|n| {
-        if n.triggers.is_empty() {
-            return Vec::new();
-        }
         let (due, waiting) = std::mem::take(&mut n.triggers).into_iter().partition(|t| t.operation == operation);
         n.triggers = waiting;
         due
@@ -365,10 +366,6 @@ fn check_retry_after(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let status = answer.status.as_u16();
-    let obliges = retry_after.is_some() && matches!(status, 202 | 429 | 503);
-    if !obliges && cell.network(|n| n.retry_after.owes_nothing()) {
-        return;
-    }
     let location = answer
         .headers
         .get(header::LOCATION)
