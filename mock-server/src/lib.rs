@@ -74,6 +74,7 @@
 //! - [`callbacks`] — run callbacks: POSTs to loopback `callbackUrl`s after the lock, retried
 //!   in the background, journaled.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
+//! - `snapshot` (feature `insta`) — `assert_journal_snapshot!`: a journal slice snapshotted in one line.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
 //! - [`state`] — `AppState`: the registry (a lock per sandbox), keys, the verified-token cache, redactor.
 //! - [`config`], [`telemetry`], [`banner`] — the binary's flags, logging and start banner.
@@ -95,6 +96,8 @@ pub mod operation;
 pub mod sandbox;
 pub mod scenario;
 pub mod server;
+#[cfg(feature = "insta")]
+pub mod snapshot;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
