@@ -411,3 +411,25 @@ async fn group_not_shared_refuses_the_service_principals_connection() {
     let (s, e) = t.put_connection_status(&token, None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (403, Some("ConnectionAuthorizationFailed")), "{e}");
 }
+
+#[tokio::test]
+async fn polling_a_202_location_sooner_than_its_retry_after_is_a_violation() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, h, _) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let (s, _, _) = d.runtime(Method::GET, &location, &token, &[], None).await;
+    assert_eq!(s, 202, "the check never changes an answer");
+    let violations = t.control_get("/_mock/retry-after").await;
+    let v = &violations["value"][0];
+    assert_eq!(
+        (v["operation"].as_str(), v["afterStatus"].as_u64()),
+        (Some("runtime.getRunStatus"), Some(202)),
+        "{violations}"
+    );
+    assert_eq!(v["honoured"], false);
+}
