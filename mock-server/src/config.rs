@@ -12,6 +12,12 @@ const LIMITS: &str = "Limits: request bodies up to 4 MiB (413), URIs up to 16 Ki
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mock-server", version, about, after_help = LIMITS)]
 pub struct Cli {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Apply this named scenario to the default sandbox at start (`mock-server scenarios` lists them).
+    #[arg(long, env = "MOCK_SCENARIO", value_name = "NAME")]
+    pub scenario: Option<String>,
     /// Address to bind. Loopback by default; anything else exposes test credentials.
     #[arg(long, env = "MOCK_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
@@ -52,9 +58,20 @@ pub struct Cli {
     /// Seconds a client may pause between two pieces of a request body (then 408 and close).
     #[arg(long, env = "MOCK_BODY_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 30, value_name = "SECS")]
     pub body_timeout: u64,
+    /// Honour the request header `x-mock-scenario: NAME`: the scenario's first fault rule that
+    /// fits answers that one request (scenarios made of fault rules only).
+    #[arg(long, env = "MOCK_ALLOW_REQUEST_FAULTS")]
+    pub allow_request_faults: bool,
     /// Seconds a kept-alive connection may sit idle between requests.
     #[arg(long, env = "MOCK_IDLE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 120, value_name = "SECS")]
     pub idle_timeout: u64,
+}
+
+/// Commands other than serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the named scenarios, one a line (name, two spaces, summary), and exit.
+    Scenarios,
 }
 
 #[cfg(test)]

@@ -18,9 +18,13 @@ use crate::domain::ids::{
 };
 use crate::domain::membership::{MachineFacts, Registration};
 use crate::domain::run::RunStatus;
-use crate::domain::world::{Environment, Machine};
+use crate::domain::world::{Environment, Machine, Session, WindowsAccount};
+use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::journal::{Evictions, Journal};
+use crate::operation::Operation;
 use crate::sandbox::{Registry, RunEventView, Sandbox, SandboxError, Settings};
+pub use crate::scenario::ScenarioSummary;
+use crate::scenario::{ArmedTrigger, WorldStep};
 use crate::state::AppState;
 use fixtures::WorldFile;
 use secrecy::SecretString;
@@ -46,6 +50,15 @@ pub enum ControlError {
         /// Mock-defined code (`InvalidRequestContent`, `InvalidVaultSecretName`, …).
         code: &'static str,
         /// What is wrong.
+        message: String,
+    },
+    /// What the operation names is missing from the sandbox's world (a scenario naming a
+    /// machine the world lacks): 409.
+    #[error("{message}")]
+    Conflict {
+        /// Mock-defined code (`ScenarioWorldMismatch`).
+        code: &'static str,
+        /// What is missing.
         message: String,
     },
     /// Something the operation names does not exist in the sandbox.
@@ -128,7 +141,7 @@ impl Control {
         Ok(fixtures::world(name)?)
     }
 
-    /// World, clock, journal, ids and settings back to the fixture.
+    /// World, clock, journal, ids, settings, fault rules and Retry-After debts back to the fixture.
     pub fn reset(&self, sandbox: &str) -> Result<(), ControlError> {
         self.registry().get(sandbox)?.reset();
         Ok(())
@@ -442,6 +455,274 @@ impl Control {
         })
     }
 
+    /// Adds a fault rule (`scenarios.md`, Fault rules) after the sandbox's others.
+    pub fn add_fault(&self, sandbox: &str, spec: FaultSpec) -> Result<FaultRuleView, ControlError> {
+        spec.validate().map_err(|m| ControlError::invalid("InvalidFaultRule", m))?;
+        Ok(self.registry().get(sandbox)?.network(|n| n.faults.add(spec)))
+    }
+
+    /// The sandbox's fault rules in creation order, with their hit counts.
+    pub fn faults(&self, sandbox: &str) -> Result<Vec<FaultRuleView>, ControlError> {
+        Ok(self.registry().get(sandbox)?.network(|n| n.faults.list()))
+    }
+
+    /// Removes one fault rule.
+    pub fn remove_fault(&self, sandbox: &str, id: &str) -> Result<(), ControlError> {
+        if self.registry().get(sandbox)?.network(|n| n.faults.remove(id)) {
+            Ok(())
+        } else {
+            Err(ControlError::NotFound {
+                code: "FaultRuleNotFound",
+                message: format!("The sandbox has no fault rule '{id}'."),
+            })
+        }
+    }
+
+    /// Removes every fault rule of the sandbox.
+    pub fn clear_faults(&self, sandbox: &str) -> Result<(), ControlError> {
+        self.registry().get(sandbox)?.network(|n| n.faults.clear());
+        Ok(())
+    }
+
+    /// Verdicts of the Retry-After check, oldest first: the violations only unless `all`.
+    pub fn retry_after(&self, sandbox: &str, all: bool) -> Result<Vec<RetryAfterVerdict>, ControlError> {
+        Ok(self
+            .registry()
+            .get(sandbox)?
+            .network(|n| n.retry_after.verdicts().filter(|v| all || !v.honoured).cloned().collect()))
+    }
+
+    /// The named scenarios, by name.
+    pub fn scenarios(&self) -> Result<Vec<ScenarioSummary>, ControlError> {
+        let all = crate::scenario::all().map_err(|m| ControlError::invalid("InvalidScenario", m))?;
+        Ok(all.into_iter().map(|s| ScenarioSummary { name: s.name, summary: s.summary }).collect())
+    }
+
+    /// Applies a named scenario to a sandbox, adding to what it has: its world steps in order,
+    /// then its fault rules after the sandbox's others. Answers what changed.
+    pub fn apply_scenario(&self, sandbox: &str, name: &str) -> Result<AppliedScenario, ControlError> {
+        let scenario = crate::scenario::find(name).ok_or_else(|| ControlError::NotFound {
+            code: "ScenarioNotFound",
+            message: format!("There is no scenario named '{name}' (GET /_mock/scenarios lists them)."),
+        })?;
+        self.registry().get(sandbox)?;
+        // Every object a step names is found before anything changes, so a world that lacks
+        // one is left as it was.
+        let triggered = scenario.clock.iter().flat_map(|c| c.world.iter());
+        for step in scenario.world.iter().chain(triggered) {
+            match step {
+                WorldStep::PatchMachine(p) => {
+                    self.machine_in(sandbox, &p.machine)?;
+                }
+                WorldStep::RemoveShare(r) => {
+                    self.share_in(sandbox, r)?;
+                }
+                WorldStep::Settings(_) => {}
+            }
+        }
+        let (mut settings, mut machines, mut removed_shares) = (None, Vec::new(), Vec::new());
+        for step in scenario.world {
+            match self.apply_world_step(sandbox, step)? {
+                StepChange::Settings(s) => settings = Some(s),
+                StepChange::Machine(m) => machines.push(*m),
+                StepChange::Share { group, principal } => removed_shares.push(json_share(group, principal)),
+            }
+        }
+        let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
+        let armed: Vec<ArmedTrigger> = scenario
+            .clock
+            .into_iter()
+            .filter_map(|c| {
+                Some(ArmedTrigger {
+                    scenario: scenario.name.clone(),
+                    operation: Operation::parse(&c.after.operation)?,
+                    advance: c.advance.map(|a| a.duration()),
+                    world: c.world,
+                })
+            })
+            .collect();
+        let triggers = armed.len();
+        self.registry().get(sandbox)?.network(|n| n.triggers.extend(armed));
+        Ok(AppliedScenario { scenario: scenario.name, settings, machines, removed_shares, faults, triggers })
+    }
+
+    /// Applies one world step of a scenario.
+    pub fn apply_world_step(&self, sandbox: &str, step: WorldStep) -> Result<StepChange, ControlError> {
+        Ok(match step {
+            WorldStep::Settings(patch) => StepChange::Settings(self.patch_settings(sandbox, patch)?),
+            WorldStep::PatchMachine(p) => {
+                let id = self.machine_in(sandbox, &p.machine)?;
+                let mut fields = serde_json::Value::Object(p.fields);
+                self.map_into(sandbox, &mut fields)?;
+                let facts: MachineFactsPatch = serde_json::from_value(fields).map_err(|_| {
+                    ControlError::invalid("InvalidScenario", "patchMachine: the fields do not fit this sandbox")
+                })?;
+                StepChange::Machine(Box::new(self.patch_machine_fields(sandbox, id, facts)?))
+            }
+            WorldStep::RemoveShare(r) => {
+                let (group, principal) = self.share_in(sandbox, &r)?;
+                let sb = self.registry().get(sandbox)?;
+                let events = sb.apply(|st| {
+                    let mut events = st.catch_up();
+                    st.world.remove_share(group, principal);
+                    events.extend(st.world_changed());
+                    events
+                });
+                crate::callbacks::after(&self.state, &sb, &events);
+                StepChange::Share { group, principal }
+            }
+        })
+    }
+
+    /// Rewrites what a scenario names in the default world's terms into the sandbox's: tenant
+    /// ids and `name@{tenant domain}` strings (UPNs, session users), tenant by tenant in
+    /// fixture order (instantiation keeps the order).
+    fn map_into(&self, sandbox: &str, v: &mut serde_json::Value) -> Result<(), ControlError> {
+        let default = fixtures::default_world();
+        let pairs: Vec<(String, String, String, String)> = self.read(sandbox, |_, st| {
+            default
+                .tenants
+                .iter()
+                .zip(st.fixture.tenants.iter())
+                .map(|(d, s)| (d.id.clone(), s.id.clone(), d.domain.clone(), s.domain.clone()))
+                .collect()
+        })?;
+        fn walk(v: &mut serde_json::Value, pairs: &[(String, String, String, String)]) {
+            match v {
+                serde_json::Value::String(s) => {
+                    for (default_id, id, default_domain, domain) in pairs {
+                        if s.eq_ignore_ascii_case(default_id) {
+                            *s = id.clone();
+                            return;
+                        }
+                        if let Some((head, d)) = s.rsplit_once('@')
+                            && d.eq_ignore_ascii_case(default_domain)
+                        {
+                            *s = format!("{head}@{domain}");
+                            return;
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, pairs)),
+                serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, pairs)),
+                _ => {}
+            }
+        }
+        walk(v, &pairs);
+        Ok(())
+    }
+
+    /// The group and principal of a `removeShare` step, in the sandbox: the group by the
+    /// default world's id or name (or a machine's group), the principal by object id, UPN,
+    /// app id or display name (the default world's, mapped through names).
+    fn share_in(
+        &self,
+        sandbox: &str,
+        r: &crate::scenario::RemoveShare,
+    ) -> Result<(MachineGroupId, PrincipalId), ControlError> {
+        let default = fixtures::default_world();
+        let missing = |what: &str, name: &str| ControlError::Conflict {
+            code: "ScenarioWorldMismatch",
+            message: format!("The scenario names the {what} '{name}', which this sandbox's world does not have."),
+        };
+        let machine_group = match &r.machine {
+            Some(m) => {
+                let id = self.machine_in(sandbox, m)?;
+                self.read(sandbox, |_, st| {
+                    st.world.environments.iter().flat_map(|e| e.machines.iter()).find(|x| x.id == id).map(|x| x.group)
+                })?
+            }
+            None => None,
+        };
+        let group_ref = r.group.clone().unwrap_or_default();
+        let group_name = default
+            .environments
+            .iter()
+            .flat_map(|e| e.machine_groups.iter())
+            .find(|g| g.id.eq_ignore_ascii_case(&group_ref))
+            .map_or(group_ref.clone(), |g| g.name.clone());
+        let mut principal_ref = serde_json::Value::String(r.principal.clone());
+        self.map_into(sandbox, &mut principal_ref)?;
+        let principal_ref = principal_ref.as_str().unwrap_or_default().to_owned();
+        let default_name = default
+            .users
+            .iter()
+            .find(|u| u.object_id.eq_ignore_ascii_case(&r.principal))
+            .map(|u| u.user_principal_name.clone())
+            .or_else(|| {
+                default
+                    .service_principals
+                    .iter()
+                    .find(|s| {
+                        s.object_id.eq_ignore_ascii_case(&r.principal) || s.app_id.eq_ignore_ascii_case(&r.principal)
+                    })
+                    .map(|s| s.display_name.clone())
+            });
+        let mut default_name = serde_json::Value::String(default_name.unwrap_or_default());
+        self.map_into(sandbox, &mut default_name)?;
+        let default_name = default_name.as_str().unwrap_or_default().to_owned();
+        let (group, principal) = self.read(sandbox, |_, st| {
+            let group = machine_group.or_else(|| {
+                st.world
+                    .environments
+                    .iter()
+                    .flat_map(|e| e.machine_groups.iter())
+                    .find(|g| {
+                        g.id.to_string().eq_ignore_ascii_case(&group_ref) || g.name.eq_ignore_ascii_case(&group_name)
+                    })
+                    .map(|g| g.id)
+            });
+            let fits = |s: &str| {
+                s.eq_ignore_ascii_case(&principal_ref)
+                    || (!default_name.is_empty() && s.eq_ignore_ascii_case(&default_name))
+            };
+            let principal = st
+                .world
+                .users
+                .iter()
+                .find(|u| fits(&u.object_id.to_string()) || fits(&u.upn))
+                .map(|u| u.object_id)
+                .or_else(|| {
+                    st.world
+                        .service_principals
+                        .iter()
+                        .find(|s| {
+                            fits(&s.object_id.to_string()) || fits(&s.app_id.to_string()) || fits(&s.display_name)
+                        })
+                        .map(|s| s.object_id)
+                });
+            (group, principal)
+        })?;
+        let group = group.ok_or_else(|| missing("group", r.group.as_deref().or(r.machine.as_deref()).unwrap_or("")))?;
+        let principal = principal.ok_or_else(|| missing("principal", &r.principal))?;
+        Ok((group, principal))
+    }
+
+    /// The sandbox's machine that a scenario names by the default world's id or by name
+    /// (names survive instantiation; ids do not).
+    fn machine_in(&self, sandbox: &str, reference: &str) -> Result<MachineId, ControlError> {
+        let default = fixtures::default_world();
+        let name = default
+            .environments
+            .iter()
+            .flat_map(|e| e.machines.iter())
+            .find(|m| m.id.eq_ignore_ascii_case(reference))
+            .map_or(reference, |m| m.name.as_str())
+            .to_owned();
+        let found = self.read(sandbox, |_, st| {
+            st.world
+                .environments
+                .iter()
+                .flat_map(|e| e.machines.iter())
+                .find(|m| m.id.to_string().eq_ignore_ascii_case(reference) || m.name.eq_ignore_ascii_case(&name))
+                .map(|m| m.id)
+        })?;
+        found.ok_or_else(|| ControlError::Conflict {
+            code: "ScenarioWorldMismatch",
+            message: format!("The scenario names the machine '{reference}', which this sandbox's world does not have."),
+        })
+    }
+
     /// Every sandbox with its template and hosts.
     pub fn sandboxes(&self) -> Vec<SandboxSummary> {
         self.registry().all().iter().map(|sb| sb.apply(|st| SandboxSummary::of(&sb.name, st))).collect()
@@ -528,6 +809,40 @@ impl Control {
         })
     }
 
+    /// `PATCH /_mock/machines/{id}` and a scenario's `patchMachine`: `group: null` first (the
+    /// machine leaves its group), then the facts.
+    pub fn patch_machine_fields(
+        &self,
+        sandbox: &str,
+        id: MachineId,
+        patch: MachineFactsPatch,
+    ) -> Result<MachineView, ControlError> {
+        match &patch.group {
+            None => {}
+            Some(Some(_)) => {
+                return Err(ControlError::invalid(
+                    "InvalidRequestContent",
+                    "The field 'group' takes null (leave the group); moving into a group is done through Dataverse.",
+                ));
+            }
+            Some(None) => {
+                let sb = self.registry().get(sandbox)?;
+                let events = sb.apply(|st| {
+                    let mut events = st.catch_up();
+                    let default_group = MachineGroupId::from_uuid(st.ids.next_id());
+                    st.world.detach_machine(id, default_group).ok_or_else(|| ControlError::NotFound {
+                        code: "MachineNotInAGroup",
+                        message: format!("No machine '{id}' in a Standard group of this sandbox."),
+                    })?;
+                    events.extend(st.world_changed());
+                    Ok::<_, ControlError>(events)
+                })?;
+                crate::callbacks::after(&self.state, &sb, &events);
+            }
+        }
+        self.patch_machine(sandbox, id, patch.into_facts()?)
+    }
+
     /// Stores `n` connections in an environment at once, for benchmarks at scale: azureRelay
     /// connections of the first user who may use a group with an account on its machines,
     /// through the same domain rule as a PUT. Their ids are [`seeded_connection_id`]`(0..n)`.
@@ -606,6 +921,108 @@ impl Control {
             Ok(out)
         })
     }
+}
+
+/// Machine facts as the control surface takes them: the fixture's names, every field optional,
+/// unknown fields refused by name (also a scenario's `patchMachine` step).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MachineFactsPatch {
+    join_type: Option<fixtures::JoinTypeFile>,
+    entra_synced: Option<bool>,
+    allowed_tenants: Option<Vec<String>>,
+    legacy_sign_in_error: Option<bool>,
+    windows_edition: Option<fixtures::WindowsEditionFile>,
+    agent_version: Option<String>,
+    session_capacity: Option<u32>,
+    online: Option<bool>,
+    maintenance: Option<bool>,
+    windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
+    sessions: Option<Vec<fixtures::SessionFile>>,
+    /// `null`: the machine leaves its Standard group for a new Default group of its own.
+    #[serde(default, deserialize_with = "present")]
+    group: Option<Option<String>>,
+}
+
+impl MachineFactsPatch {
+    /// The facts to set, checked.
+    pub fn into_facts(self) -> Result<MachineFacts, ControlError> {
+        let allowed_tenants = match self.allowed_tenants {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|t| TenantId::parse(t))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_field("allowedTenants", format_args!("holds {e}")))?,
+            ),
+        };
+        Ok(MachineFacts {
+            join_type: self.join_type.map(Into::into),
+            entra_synced: self.entra_synced,
+            allowed_tenants,
+            legacy_sign_in_error: self.legacy_sign_in_error,
+            windows_edition: self.windows_edition.map(Into::into),
+            agent_version: self.agent_version,
+            session_capacity: self.session_capacity,
+            online: self.online,
+            maintenance: self.maintenance,
+            windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
+            sessions: match self.sessions {
+                None => None,
+                Some(list) => {
+                    if list.iter().any(|s| s.user.trim().is_empty()) {
+                        return Err(bad_field("sessions", "holds a session without a user"));
+                    }
+                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
+                }
+            },
+        })
+    }
+}
+
+fn bad_field(field: &str, why: impl std::fmt::Display) -> ControlError {
+    ControlError::invalid("InvalidRequestContent", format!("The field '{field}' {why}."))
+}
+
+fn json_share(group: MachineGroupId, principal: PrincipalId) -> serde_json::Value {
+    serde_json::json!({ "group": group, "principal": principal })
+}
+
+/// What one world step changed.
+#[derive(Debug, Clone)]
+pub enum StepChange {
+    /// The settings after it.
+    Settings(Settings),
+    /// The machine after it.
+    Machine(Box<MachineView>),
+    /// A share removed.
+    Share {
+        /// The group.
+        group: MachineGroupId,
+        /// Who lost it.
+        principal: PrincipalId,
+    },
+}
+
+/// What applying a scenario changed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedScenario {
+    /// Its name.
+    pub scenario: String,
+    /// The sandbox's settings after its `settings` steps, if it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    /// The machines its `patchMachine` steps changed, as they are now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineView>,
+    /// The shares its `removeShare` steps removed (`{"group", "principal"}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_shares: Vec<serde_json::Value>,
+    /// How many `clock` triggers it armed.
+    pub triggers: usize,
+    /// The fault rules it added.
+    pub faults: Vec<FaultRuleView>,
 }
 
 /// The id of the `i`th connection [`Control::seed_connections`] stores.

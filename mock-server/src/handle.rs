@@ -1,7 +1,7 @@
 //! The typed Rust door onto the control service, in wiremock-rs's style: a test starts a
 //! [`MockServer`], points its client at the surfaces' base URLs ([`Urls`]) and drives the
 //! mock through [`SandboxHandle`]s: clock, journal, settings, machines and their sessions,
-//! runs and desktop flows, reset. Everything here
+//! runs and desktop flows, fault rules and the Retry-After check, reset. Everything here
 //! calls [`Control`], the same service `/_mock/…` translates to, so both doors behave alike.
 //!
 //! The methods are `async`: a clock change answers once the callbacks of the runs it ended had
@@ -9,15 +9,16 @@
 //! The crate's front page shows the handle at work (a doctest).
 
 use crate::control::{
-    ClockChange, ClockView, Control, ControlError, DesktopFlowView, EnvironmentHosts, Health, JournalFilter,
-    JournalRead, Loaded, MachineRegistration, MachineView, NewSandbox, RegisteredMachine, RunFilter, RunOutcome,
-    RunView, SandboxState, SandboxSummary, Seeded, SettingsPatch, VaultSecret,
+    AppliedScenario, ClockChange, ClockView, Control, ControlError, DesktopFlowView, EnvironmentHosts, Health,
+    JournalFilter, JournalRead, Loaded, MachineRegistration, MachineView, NewSandbox, RegisteredMachine, RunFilter,
+    RunOutcome, RunView, SandboxState, SandboxSummary, Seeded, SettingsPatch, VaultSecret,
 };
 use crate::domain::clock::{ClockMode, Timestamp};
 use crate::domain::desktop_flow::FlowChange;
 use crate::domain::ids::{EnvironmentId, FlowSessionId, MachineId, WorkflowId};
 use crate::domain::membership::MachineFacts;
 use crate::domain::world::Session;
+use crate::fault::{FaultRuleView, FaultSpec, RetryAfterVerdict};
 use crate::sandbox::{DEFAULT_SANDBOX, Settings};
 use crate::server::MockServer;
 use fixtures::WorldFile;
@@ -207,6 +208,49 @@ impl SandboxHandle {
     pub async fn set_token_lifetime(&self, lifetime: Duration) -> Result<Settings, ControlError> {
         self.patch_settings(SettingsPatch { token_lifetime_secs: Some(lifetime.as_secs()), ..SettingsPatch::default() })
             .await
+    }
+
+    /// Adds a fault rule (`scenarios.md`, Fault rules); the answer carries its id.
+    pub async fn add_fault(&self, rule: FaultSpec) -> Result<FaultRuleView, ControlError> {
+        self.control.add_fault(&self.name, rule)
+    }
+
+    /// Adds a fault rule written as JSON, as `POST /_mock/faults` takes it.
+    pub async fn add_fault_json(&self, rule: serde_json::Value) -> Result<FaultRuleView, ControlError> {
+        // The control surface's shape errors: the field path and the type wanted, never the value.
+        let spec = crate::api::extract::from_json_value(rule)
+            .map_err(|e| ControlError::Invalid { code: "InvalidFaultRule", message: e.to_string() })?;
+        self.add_fault(spec).await
+    }
+
+    /// Its fault rules with their hit counts and what remains of them.
+    pub async fn faults(&self) -> Result<Vec<FaultRuleView>, ControlError> {
+        self.control.faults(&self.name)
+    }
+
+    /// Removes one fault rule.
+    pub async fn remove_fault(&self, id: &str) -> Result<(), ControlError> {
+        self.control.remove_fault(&self.name, id)
+    }
+
+    /// Removes every fault rule.
+    pub async fn clear_faults(&self) -> Result<(), ControlError> {
+        self.control.clear_faults(&self.name)
+    }
+
+    /// Requests that came sooner than the `Retry-After` of the answer before them.
+    pub async fn retry_after_violations(&self) -> Result<Vec<RetryAfterVerdict>, ControlError> {
+        self.control.retry_after(&self.name, false)
+    }
+
+    /// Every verdict of the Retry-After check, honoured ones included.
+    pub async fn retry_after_verdicts(&self) -> Result<Vec<RetryAfterVerdict>, ControlError> {
+        self.control.retry_after(&self.name, true)
+    }
+
+    /// Applies a named scenario (`fixtures/scenarios/`), adding to what the sandbox has.
+    pub async fn apply_scenario(&self, name: &str) -> Result<AppliedScenario, ControlError> {
+        self.control.apply_scenario(&self.name, name)
     }
 
     /// Silently registers a machine (a service principal's `-applicationid`).

@@ -111,6 +111,7 @@ pub const KEPT_HEADERS: &[&str] = &[
     "x-correlation-id",
     "x-ms-useragent",
     "mscrm.includeunpublished",
+    "x-mock-scenario",
 ];
 
 /// Secret kinds by field name (the last `:`-separated part, lower-cased, `_`/`-` removed).

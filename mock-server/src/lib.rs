@@ -62,6 +62,9 @@
 //!   error type; `/_mock/…` and the typed handle both call it.
 //! - [`handle`] — the typed Rust door: [`MockServer`]'s base URLs and [`SandboxHandle`]s
 //!   (clock, journal, settings, machines and sessions, runs, desktop flows, reset).
+//! - [`fault`] — fault rules (matching, `times`/`every`/seeded `probability`, delays) and the
+//!   Retry-After check, as plain Rust; `api::faults` puts them on the wire.
+//! - [`scenario`] — named scenarios (`fixtures/scenarios/`): fault rules and world steps.
 //! - [`journal`] — the request journal; secrets are redacted when an entry is written.
 //! - [`normalise`] — the one normaliser: placeholders for GUIDs, times, tokens, ports.
 //! - [`operation`] — the named operations every request is classified into (journal, docs).
@@ -71,6 +74,7 @@
 //! - [`callbacks`] — run callbacks: POSTs to loopback `callbackUrl`s after the lock, retried
 //!   in the background, journaled.
 //! - [`tls`] — the test CA and on-demand certificates for SNI names.
+//! - `snapshot` (feature `insta`) — `assert_journal_snapshot!`: a journal slice snapshotted in one line.
 //! - [`server`] — the one serve loop and the [`MockServer`] handle.
 //! - [`state`] — `AppState`: the registry (a lock per sandbox), keys, the verified-token cache, redactor.
 //! - [`config`], [`telemetry`], [`banner`] — the binary's flags, logging and start banner.
@@ -81,6 +85,7 @@ pub mod callbacks;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod fault;
 pub mod handle;
 pub mod hosts;
 pub mod identity;
@@ -89,7 +94,10 @@ pub mod normalise;
 pub mod odata;
 pub mod operation;
 pub mod sandbox;
+pub mod scenario;
 pub mod server;
+#[cfg(feature = "insta")]
+pub mod snapshot;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! `mock-server`: flags → logging → bind loopback → serve until Ctrl-C or SIGTERM.
 
 use clap::Parser;
-use mock_server::config::Cli;
+use mock_server::config::{Cli, Command};
 use mock_server::{MockServer, banner, telemetry};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,9 +15,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Scenarios) = cli.command {
+        return list_scenarios();
+    }
     telemetry::init(&cli.log);
     match serve(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mock-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mock-server scenarios`: one line per scenario on stdout, nothing else; no server.
+fn list_scenarios() -> ExitCode {
+    match mock_server::scenario::all() {
+        Ok(all) => {
+            for s in all {
+                println!("{}  {}", s.name, s.summary);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("mock-server: {e}");
             ExitCode::FAILURE
@@ -39,7 +58,8 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         .journal_total_bytes(cli.journal_total_bytes)
         .header_timeout(Duration::from_secs(cli.header_timeout))
         .body_timeout(Duration::from_secs(cli.body_timeout))
-        .idle_timeout(Duration::from_secs(cli.idle_timeout));
+        .idle_timeout(Duration::from_secs(cli.idle_timeout))
+        .allow_request_faults(cli.allow_request_faults);
     if let Some(path) = &cli.signing_key {
         builder =
             builder.signing_key_pem(std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?);
@@ -63,6 +83,12 @@ async fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             return Err(e.into());
         }
     };
+    if let Some(name) = &cli.scenario
+        && let Err(e) = server.control().apply_scenario(mock_server::sandbox::DEFAULT_SANDBOX, name)
+    {
+        server.shutdown().await;
+        return Err(format!("--scenario {name}: {e}").into());
+    }
     let ca_path = server.ca_pem().map(|_| ca_dir.join("ca.pem").display().to_string());
     if !cli.bind.is_loopback() {
         tracing::warn!(bind = %cli.bind, "serving beyond loopback: anyone who can reach this address sees the test credentials");

@@ -208,6 +208,19 @@ pub struct Sandbox {
     journal: Mutex<Journal>,
     /// Correlation ids: one per request, from their own counter so they use up no created ids.
     correlations: AtomicU64,
+    /// Fault rules and the Retry-After check: network behaviour, apart from the world's lock.
+    network: Mutex<Network>,
+}
+
+/// A sandbox's network behaviour: its fault rules and what its callers owe to `Retry-After`.
+#[derive(Debug, Default)]
+pub struct Network {
+    /// Fault rules, in creation order.
+    pub faults: crate::fault::FaultBook,
+    /// The Retry-After check.
+    pub retry_after: crate::fault::RetryAfterBook,
+    /// Scenario triggers waiting for their operation, in the order they were armed.
+    pub triggers: Vec<crate::scenario::ArmedTrigger>,
 }
 
 impl Sandbox {
@@ -220,6 +233,7 @@ impl Sandbox {
             state: Mutex::new(SandboxState::new(fixture, seed)?),
             journal: Mutex::new(Journal::new(journal)),
             correlations: AtomicU64::new(0),
+            network: Mutex::new(Network::default()),
         })
     }
 
@@ -240,6 +254,11 @@ impl Sandbox {
     /// Runs `f` on the journal, under the journal's own lock.
     pub fn journal<R>(&self, f: impl FnOnce(&mut Journal) -> R) -> R {
         f(&mut self.journal.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Runs `f` on the fault rules and the Retry-After check, under their own lock.
+    pub fn network<R>(&self, f: impl FnOnce(&mut Network) -> R) -> R {
+        f(&mut self.network.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The next correlation id (`00000000-0000-4000-9000-{seed}{n}`: never a created id).
@@ -278,7 +297,7 @@ impl Sandbox {
         });
     }
 
-    /// Back to the fixture: state, clock, journal, ids and settings.
+    /// Back to the fixture: state, clock, journal, ids, settings, fault rules and Retry-After debts.
     pub fn reset(&self) {
         self.apply(|st| {
             // The fixture was valid when loaded and has not changed, so this cannot fail.
@@ -297,6 +316,7 @@ impl Sandbox {
         });
         self.journal(Journal::clear);
         self.correlations.store(0, Ordering::Relaxed);
+        self.network(|n| *n = Network::default());
     }
 
     /// Replaces the world with another fixture's: clock, ids and settings start again, the
@@ -305,6 +325,7 @@ impl Sandbox {
         self.apply(|st| *st = state);
         self.journal(Journal::clear);
         self.correlations.store(0, Ordering::Relaxed);
+        self.network(|n| *n = Network::default());
     }
 }
 

@@ -100,7 +100,10 @@ pub async fn run(
                 async move {
                     let r = answer.await;
                     drop(in_flight);
-                    r
+                    match r {
+                        Ok(resp) => api::faults::on_the_wire(resp),
+                        Err(never) => match never {},
+                    }
                 }
             });
             let stream = match tls {
@@ -380,6 +383,7 @@ pub struct MockServerBuilder {
     journal: (usize, usize, usize),
     timeouts: Timeouts,
     clock_mode: ClockMode,
+    request_faults: bool,
 }
 
 impl Default for MockServerBuilder {
@@ -397,6 +401,7 @@ impl Default for MockServerBuilder {
             ),
             timeouts: Timeouts::default(),
             clock_mode: ClockMode::Virtual,
+            request_faults: false,
         }
     }
 }
@@ -429,6 +434,13 @@ impl MockServerBuilder {
     /// Signs tokens with this PKCS#8 RSA key instead of the fixed test key.
     pub fn signing_key_pem(mut self, pem: String) -> Self {
         self.signing_key_pem = Some(pem);
+        self
+    }
+
+    /// Honour `x-mock-scenario: NAME` on requests (`--allow-request-faults`): the named
+    /// scenario's first fault rule that fits answers that one request. Off by default.
+    pub fn allow_request_faults(mut self, allow: bool) -> Self {
+        self.request_faults = allow;
         self
     }
 
@@ -501,6 +513,7 @@ impl MockServerBuilder {
             None => None,
         };
         let state = AppState::new(registry, keys, https.as_ref().map(|(_, ca, _)| ca.cert_pem().to_owned()));
+        state.allow_request_faults(self.request_faults);
         if self.clock_mode != ClockMode::Virtual {
             let change = ClockChange { now: None, mode: Some(self.clock_mode) };
             // Switching the mode of a sandbox that was just made cannot be refused.

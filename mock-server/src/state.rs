@@ -7,7 +7,7 @@ use crate::journal::Redactor;
 use crate::sandbox::Registry;
 use crate::tokens::{Keys, VerifiedTokens};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Shared server state; cheap to clone.
@@ -25,6 +25,8 @@ struct Shared {
     started: Instant,
     ca_pem: Option<String>,
     tokens_issued: AtomicU64,
+    /// `--allow-request-faults`: whether `x-mock-scenario` is honoured.
+    request_faults: AtomicBool,
 }
 
 impl AppState {
@@ -39,8 +41,19 @@ impl AppState {
                 started: crate::domain::clock::monotonic(),
                 ca_pem,
                 tokens_issued: AtomicU64::new(0),
+                request_faults: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Honour `x-mock-scenario` on requests (`--allow-request-faults`).
+    pub fn allow_request_faults(&self, allow: bool) {
+        self.inner.request_faults.store(allow, Ordering::Relaxed);
+    }
+
+    /// Whether requests may ask for a scenario's fault with `x-mock-scenario`.
+    pub fn request_faults_allowed(&self) -> bool {
+        self.inner.request_faults.load(Ordering::Relaxed)
     }
 
     /// The sandboxes.

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /_mock/health` | 200 when ready |
 //! | `GET /_mock/fixture` / `PUT /_mock/fixture` | the loaded world (test credentials included) / load another |
-//! | `POST /_mock/reset` | world, clock, journal, ids and settings back to the fixture |
+//! | `POST /_mock/reset` | world, clock, journal, ids, settings and fault rules back to the fixture |
 //! | `GET /_mock/state` | what the sandbox holds now |
 //! | `GET /_mock/journal` / `DELETE /_mock/journal` | read (filters, raw or normalised) / clear |
 //! | `GET /_mock/clock`, `PUT /_mock/clock`, `POST /_mock/clock/advance` | the virtual clock |
@@ -15,24 +15,23 @@
 //! | `GET /_mock/sandboxes`, `POST /_mock/sandboxes`, `DELETE /_mock/sandboxes/{name}` | isolation |
 //! | `GET /_mock/ca.pem` | the CA certificate clients must trust |
 //! | `POST /_mock/machines/register` | silent registration of a machine by a service principal |
-//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, sessions, online, …) |
+//! | `PATCH /_mock/machines/{id}` | change a machine's facts (join state, allowlist, accounts, sessions, online, …; `group: null`) |
 //! | `PUT /_mock/keyvault/{vault}/secrets/{name}` | set a secret in the stand-in for Azure Key Vault |
 //! | `GET /_mock/runs` | the run queue (`group=`, `status=`) |
 //! | `POST /_mock/runs/{id}/complete`, `POST /_mock/runs/{id}/fail` | end one run now |
 //! | `POST /_mock/desktopflows`, `PATCH /_mock/desktopflows/{id}` | create or change a desktop flow |
+//! | `POST /_mock/faults`, `GET /_mock/faults`, `DELETE /_mock/faults[/{id}]` | fault rules (scenarios.md) |
+//! | `GET /_mock/scenarios`, `POST /_mock/scenarios/{name}` | named scenarios: list, apply |
+//! | `GET /_mock/retry-after` | Retry-After violations (`all=true`: every verdict) |
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::control::{
-    ClockChange, Control, ControlError, JournalFilter, MachineRegistration, NewSandbox, RunFilter, RunOutcome,
-    SettingsPatch,
+    ClockChange, Control, ControlError, JournalFilter, MachineFactsPatch, MachineRegistration, NewSandbox, RunFilter,
+    RunOutcome, SettingsPatch,
 };
 use crate::domain::desktop_flow::{FlowChange, Simulation};
-use crate::domain::ids::{
-    AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, TenantId, WorkflowId,
-};
-use crate::domain::membership::MachineFacts;
-use crate::domain::world::{Session, WindowsAccount};
+use crate::domain::ids::{AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, WorkflowId};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -65,6 +64,11 @@ pub fn router() -> Router<AppState> {
         .route("/_mock/runs/{id}/fail", post(post_fail_run))
         .route("/_mock/desktopflows", post(post_desktop_flow))
         .route("/_mock/desktopflows/{id}", patch(patch_desktop_flow))
+        .route("/_mock/faults", get(get_faults).post(post_fault).delete(delete_faults))
+        .route("/_mock/faults/{id}", delete(delete_fault))
+        .route("/_mock/retry-after", get(get_retry_after))
+        .route("/_mock/scenarios", get(get_scenarios))
+        .route("/_mock/scenarios/{name}", post(post_scenario))
 }
 
 impl From<ControlError> for ApiError {
@@ -74,6 +78,7 @@ impl From<ControlError> for ApiError {
             ControlError::Domain(e) => Self::Domain(e),
             ControlError::Invalid { code, message } => Self::bad_request(code, message),
             ControlError::NotFound { code, message } => Self::NotFound { code, message },
+            ControlError::Conflict { code, message } => Self::BadRequest { status: 409, code, message },
         }
     }
 }
@@ -382,61 +387,8 @@ async fn get_ca(State(app): State<AppState>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
 
-/// Machine facts as the control surface takes them: the fixture's names, every field optional,
-/// unknown fields refused by name.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MachineFactsBody {
-    join_type: Option<fixtures::JoinTypeFile>,
-    entra_synced: Option<bool>,
-    allowed_tenants: Option<Vec<String>>,
-    legacy_sign_in_error: Option<bool>,
-    windows_edition: Option<fixtures::WindowsEditionFile>,
-    agent_version: Option<String>,
-    session_capacity: Option<u32>,
-    online: Option<bool>,
-    maintenance: Option<bool>,
-    windows_accounts: Option<Vec<fixtures::WindowsAccountFile>>,
-    sessions: Option<Vec<fixtures::SessionFile>>,
-}
-
 fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("InvalidRequestContent", format!("The field '{field}' {why}."))
-}
-
-impl MachineFactsBody {
-    fn into_facts(self) -> Result<MachineFacts, ApiError> {
-        let allowed_tenants = match self.allowed_tenants {
-            None => None,
-            Some(list) => Some(
-                list.iter()
-                    .map(|t| TenantId::parse(t))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad_field("allowedTenants", format_args!("holds {e}")))?,
-            ),
-        };
-        Ok(MachineFacts {
-            join_type: self.join_type.map(Into::into),
-            entra_synced: self.entra_synced,
-            allowed_tenants,
-            legacy_sign_in_error: self.legacy_sign_in_error,
-            windows_edition: self.windows_edition.map(Into::into),
-            agent_version: self.agent_version,
-            session_capacity: self.session_capacity,
-            online: self.online,
-            maintenance: self.maintenance,
-            windows_accounts: self.windows_accounts.map(|list| list.iter().map(WindowsAccount::from).collect()),
-            sessions: match self.sessions {
-                None => None,
-                Some(list) => {
-                    if list.iter().any(|s| s.user.trim().is_empty()) {
-                        return Err(bad_field("sessions", "holds a session without a user"));
-                    }
-                    Some(list.into_iter().map(|s| Session { user: s.user, state: s.state.into() }).collect())
-                }
-            },
-        })
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -468,7 +420,7 @@ async fn post_register_machine(
     let (own, rest): (serde_json::Map<String, Value>, serde_json::Map<String, Value>) =
         body.into_iter().partition(|(k, _)| REGISTER_KEYS.contains(&k.as_str()));
     let r: RegisterBody = from_json_value(Value::Object(own))?;
-    let facts: MachineFactsBody = from_json_value(Value::Object(rest))?;
+    let facts: MachineFactsPatch = from_json_value(Value::Object(rest))?;
     let environment =
         EnvironmentId::parse(&r.environment).map_err(|e| bad_field("environment", format_args!("is invalid: {e}")))?;
     let application_id =
@@ -497,11 +449,11 @@ async fn patch_machine(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(facts): ApiJson<MachineFactsBody>,
+    ApiJson(facts): ApiJson<MachineFactsPatch>,
 ) -> Result<Response, ApiError> {
     let id =
         MachineId::parse(&id).map_err(|e| ApiError::NotFound { code: "MachineNotFound", message: e.to_string() })?;
-    answer(StatusCode::OK, control(app).patch_machine(&route.sandbox, id, facts.into_facts()?))
+    answer(StatusCode::OK, control(app).patch_machine_fields(&route.sandbox, id, facts))
 }
 
 /// The body of a vault secret: its value (a secret: this surface is not journaled, and the
@@ -651,4 +603,71 @@ async fn patch_desktop_flow(
         simulation: p.simulation.as_ref().map(Simulation::from_file),
     };
     answer(StatusCode::OK, control(app).patch_desktop_flow(&route.sandbox, id, change))
+}
+
+/// Body: a fault rule (`scenarios.md`, Fault rules); unknown fields are refused.
+async fn post_fault(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("InvalidFaultRule", "The fault rule must be a JSON object."));
+    }
+    let spec: crate::fault::FaultSpec = from_json_value(body).map_err(|e| e.recode("InvalidFaultRule", ""))?;
+    answer(StatusCode::CREATED, control(app).add_fault(&route.sandbox, spec))
+}
+
+async fn get_faults(State(app): State<AppState>, Extension(route): Extension<RouteInfo>) -> Result<Response, ApiError> {
+    let rules = control(app).faults(&route.sandbox)?;
+    Ok(json(StatusCode::OK, json!({ "value": rules })))
+}
+
+async fn delete_faults(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    control(app).clear_faults(&route.sandbox)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_fault(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(id): ApiPath<String>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    control(app).remove_fault(&route.sandbox, &id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct RetryAfterQuery {
+    /// `true`: every verdict, honoured ones included.
+    all: Option<bool>,
+}
+
+async fn get_retry_after(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiQuery(q): ApiQuery<RetryAfterQuery>,
+) -> Result<Response, ApiError> {
+    let verdicts = control(app).retry_after(&route.sandbox, q.all.unwrap_or(false))?;
+    Ok(json(StatusCode::OK, json!({ "value": verdicts })))
+}
+
+async fn get_scenarios(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let all = control(app).scenarios()?;
+    Ok(json(StatusCode::OK, json!({ "value": all })))
+}
+
+/// Takes no body; answers what the scenario changed.
+async fn post_scenario(
+    State(app): State<AppState>,
+    Extension(route): Extension<RouteInfo>,
+    ApiPath(name): ApiPath<String>,
+    _: NoParameters,
+) -> Result<Response, ApiError> {
+    answer(StatusCode::OK, control(app).apply_scenario(&route.sandbox, &name))
 }

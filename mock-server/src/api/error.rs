@@ -77,6 +77,15 @@ pub enum ApiError {
         /// Seconds until a slot frees.
         retry_after: u64,
     },
+    /// An answer a fault rule made up, without a body of its own: the surface's default
+    /// envelope (`scenarios.md`, Fault rules).
+    #[error("Injected by fault rule {rule}.")]
+    Injected {
+        /// The rule's status.
+        status: u16,
+        /// The rule's id.
+        rule: String,
+    },
 }
 
 impl ApiError {
@@ -106,6 +115,7 @@ impl ApiError {
             Self::NotImplemented(_) | Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Throttled { .. } => 429,
+            Self::Injected { status, .. } => *status,
             Self::Internal => 500,
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => 404,
@@ -127,6 +137,7 @@ impl ApiError {
             | Self::Throttled { code, .. } => code,
             Self::NotImplemented(_) => "NotImplementedByMock",
             Self::MethodNotAllowed { .. } => "MethodNotAllowed",
+            Self::Injected { status, .. } => injected_code(*status),
             Self::Internal => "InternalError",
             Self::Sandbox(e) => match e {
                 SandboxError::NotFound(_) => "SandboxNotFound",
@@ -147,8 +158,39 @@ impl ApiError {
             Self::BadRequest { status: 400, .. } => "0x80060888",
             // 408, 413, 414, 415, 431: Dataverse documents no code; the mock's own names.
             Self::BadRequest { code, .. } => code,
+            Self::Injected { status, .. } => match status {
+                // Service protection: number of requests exceeded.
+                429 => "0x80072322",
+                400 => "0x80060888",
+                401 => "0x80072560",
+                403 => "0x80040220",
+                404 => "0x80040217",
+                412 => "0x80060882",
+                500..=599 => "0x80040216",
+                _ => self.code(),
+            },
             _ => self.code(),
         }
+    }
+}
+
+/// The Power Platform API's code for a status a fault rule answers with (mock-defined where
+/// the service documents none: `InjectedFault`).
+fn injected_code(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        408 => "RequestTimeout",
+        409 => "Conflict",
+        412 => "PreconditionFailed",
+        429 => "TooManyRequests",
+        500 => "InternalServerError",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "InjectedFault",
     }
 }
 
@@ -247,6 +289,9 @@ pub fn render(err: &ApiError, surface: Surface, correlation: &str, timestamp: &s
             let (error, codes) = match e {
                 ApiError::Identity(i) => (i.oauth_error(), vec![i.aadsts()]),
                 ApiError::Internal => ("server_error", vec![]),
+                ApiError::Injected { status, .. } if *status == 429 || *status >= 500 => {
+                    ("temporarily_unavailable", vec![])
+                }
                 _ => ("invalid_request", vec![]),
             };
             json!({

@@ -15,6 +15,7 @@
 //! - `dataverse` — the Dataverse Web API subset: machine tables, systemusers, WhoAmI,
 //!   EntityDefinitions, and the sharing messages for machines and groups.
 //! - `identity` — token endpoint, OpenID configuration, JWKS, instance and realm discovery.
+//! - `faults` — fault rules and the Retry-After check on the wire (the rules: [`crate::fault`]).
 //! - `admin` — the control surface under `/_mock/`: HTTP translation over [`crate::control`].
 //!
 //! [`app`] wraps the router in the pipeline, which runs *before* routing so it can rewrite a
@@ -29,6 +30,7 @@ pub mod context;
 pub mod dataverse;
 pub mod error;
 pub mod extract;
+pub mod faults;
 pub mod identity;
 pub mod routing;
 pub mod runtime;
@@ -346,6 +348,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let environment_named = route.environment.clone();
 
     let refused_body = refused.is_some();
+    let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
     let outcome: Result<Response, ApiError> = (async {
         classified?;
         if let Some(e) = refused {
@@ -355,6 +358,16 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
             let pq = if query.is_empty() { new_path } else { format!("{new_path}?{query}") };
             parts.uri =
                 pq.parse().map_err(|_| ApiError::bad_request("InvalidPath", "The path cannot be rewritten."))?;
+        }
+        let seen = faults::Seen {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_ref(),
+            body: &body,
+            scenario: parts.headers.get("x-mock-scenario"),
+        };
+        if let Some(answer) = faults::intercept(&app, &route, seen).await {
+            return Ok(answer);
         }
         let mut req = Request::from_parts(parts, Body::from(body.clone()));
         req.extensions_mut().insert(route);
@@ -370,6 +383,14 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         Err(e) => error::render(&e, surface, &correlation, &timestamp),
     };
     let (rparts, rbody) = resp.into_parts();
+    let seen = faults::Seen {
+        method: &method,
+        path: &path,
+        authorization: authorization.as_ref(),
+        body: &body,
+        scenario: None,
+    };
+    faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {

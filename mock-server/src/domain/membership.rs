@@ -106,20 +106,44 @@ impl World {
             &g.id.to_string(),
             &e.dataverse_id(caller.principal),
         )?;
+        self.detach_machine(machine, default_group)
+            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })
+    }
+
+    /// A share of a group with a principal is gone (the control surface's `removeShare`, as if
+    /// revoked in the portal); its machines lose it with it. False when there was none.
+    pub fn remove_share(&mut self, group: MachineGroupId, principal: PrincipalId) -> bool {
+        let Some(g) = self.environments.iter_mut().flat_map(|e| e.machine_groups.iter_mut()).find(|g| g.id == group)
+        else {
+            return false;
+        };
+        let before = g.shares.len();
+        g.shares.retain(|s| s.grantee != super::access::Grantee::Principal(principal));
+        let removed = g.shares.len() != before;
+        if removed {
+            g.version += 1;
+        }
+        removed
+    }
+
+    /// A machine leaves its Standard group with no one asking (the control surface's
+    /// `group: null`, as if done on the machine): it becomes stand-alone again in a new Default
+    /// group (`default_group`). `None` when the machine is unknown or already alone.
+    pub fn detach_machine(&mut self, machine: MachineId, default_group: MachineGroupId) -> Option<&Machine> {
+        let e = self.environments.iter_mut().find(|e| e.machines.iter().any(|m| m.id == machine))?;
+        let m = e.machines.iter().find(|m| m.id == machine)?;
+        if e.group(m.group).is_none_or(|g| g.group_type == GroupType::Default) {
+            return None;
+        }
         // Alone again, the machine is one unit with its new Default group, which takes its shares.
         let mut alone = MachineGroup::default_for(default_group, &m.name, m.owner);
         alone.shares = m.shares.clone();
-        let e = self.environment_for_mut(env, caller)?;
         e.machine_groups.push(alone);
-        let m = e
-            .machines
-            .iter_mut()
-            .find(|m| m.id == machine)
-            .ok_or(Error::RecordNotFound { entity: "flowmachine", id: machine.to_string() })?;
+        let m = e.machines.iter_mut().find(|m| m.id == machine)?;
         m.group = default_group;
         m.shares.clear();
         m.version += 1;
-        Ok(m)
+        Some(m)
     }
 
     /// Silent registration (`PAD.MachineRegistration.Silent.exe`, here a control call): a

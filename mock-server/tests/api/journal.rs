@@ -155,3 +155,15 @@ async fn the_journal_is_bounded_in_bytes_and_keeps_large_bodies_as_a_head_and_a_
     assert_eq!(body["length"], big.len() - 1, "the redacted JSON form, re-serialised without the space");
     assert_eq!(body["head"].as_str().unwrap().len(), 4 * 1024);
 }
+
+#[cfg(feature = "insta")]
+#[tokio::test]
+async fn a_journal_slice_is_snapshotted_in_one_line() {
+    let t = spawn_server().await;
+    t.client.get(format!("{}/{TENANT_DOMAIN}/v2.0/.well-known/openid-configuration", t.http)).send().await.unwrap();
+    mock_server::assert_journal_snapshot!(
+        "journal_slice_openid",
+        t.sandbox(),
+        JournalFilter::all().operation(mock_server::operation::Operation::IdentityOpenidConfiguration)
+    );
+}
