@@ -388,7 +388,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     };
     let vt = crate::domain::clock::format_timestamp(virtual_time);
     // Redacted before the journal's lock is taken: the lock only numbers and stores it.
-    let mut entry = app.redactor().record(exchange, &known, 0, &cell.name, vt);
+    let mut entry = app.redactor().redact(exchange, &known, 0, &cell.name, vt);
     entry.environment = environment_named;
     cell.journal(|j| {
         entry.seq = j.next_seq();
