@@ -149,9 +149,20 @@ fn kind_of_field(name: &str) -> Option<&'static str> {
 }
 
 /// Replaces secrets. One per process: its key makes the hashes unlinkable across runs.
-#[derive(Debug)]
 pub struct Redactor {
     key: aws_lc_rs::hmac::Key,
+    /// Marks of bearer tokens already seen: a client sends one token with every request, so
+    /// its keyed hash is computed once. Holds tokens, so never shown (see `Debug`).
+    bearer_marks: std::sync::Mutex<std::collections::HashMap<Box<str>, Box<str>>>,
+}
+
+/// Bearer tokens whose marks are remembered; past this the memory starts over.
+const REMEMBERED_BEARER_MARKS: usize = 1024;
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").finish_non_exhaustive()
+    }
 }
 
 impl Default for Redactor {
@@ -166,7 +177,7 @@ impl Redactor {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"mock-server"));
-        Self { key }
+        Self { key, bearer_marks: Default::default() }
     }
 
     /// A redacted body as stored: itself up to [`MAX_STORED_BODY`] bytes of JSON, else
@@ -197,6 +208,20 @@ impl Redactor {
         let tag = aws_lc_rs::hmac::sign(&self.key, value.as_bytes());
         let hex: String = tag.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
         format!("<redacted:{kind}:{hex}>")
+    }
+
+    /// [`Redactor::mark`] of a bearer token, remembered.
+    fn bearer_mark(&self, token: &str) -> String {
+        let mut marks = self.bearer_marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mark) = marks.get(token) {
+            return mark.to_string();
+        }
+        let mark = self.mark("token", token);
+        if marks.len() >= REMEMBERED_BEARER_MARKS {
+            marks.clear();
+        }
+        marks.insert(token.into(), mark.as_str().into());
+        mark
     }
 
     /// Redacts an exchange into a journal entry with its bodies as values, for reading.
@@ -270,7 +295,7 @@ impl Redactor {
                     Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => {
                         format!("{scheme} {}", self.mark("client_secret", cred))
                     }
-                    Some((scheme, cred)) => format!("{scheme} {}", self.mark("token", cred)),
+                    Some((scheme, cred)) => format!("{scheme} {}", self.bearer_mark(cred)),
                     None => self.mark("authorization", &value),
                 }
             } else {
@@ -1261,6 +1286,20 @@ mod tests {
         // A JSON body sent as a form: its "keys" are text, rendered leniently as a whole.
         let e = journaled_body(&r, "application/x-www-form-urlencoded", r#"{"password":"a=b&c"}"#, &[]);
         assert_eq!(e.body, Value::String(format!(r#"{{"password":"{}"}}"#, r.mark("password", "a=b&c"))));
+    }
+
+    #[test]
+    fn a_remembered_bearer_mark_is_the_mark_and_the_memory_is_bounded() {
+        let r = Redactor::new();
+        let token = "eyJhbGciOi.eyJzdWIi.c2ln";
+        assert_eq!(r.bearer_mark(token), r.mark("token", token));
+        assert_eq!(r.bearer_mark(token), r.mark("token", token), "remembered, still the same");
+        for i in 0..REMEMBERED_BEARER_MARKS + 10 {
+            let other = format!("token-{i}");
+            assert_eq!(r.bearer_mark(&other), r.mark("token", &other));
+        }
+        assert!(r.bearer_marks.lock().unwrap().len() <= REMEMBERED_BEARER_MARKS);
+        assert!(!format!("{r:?}").contains("token-"), "the remembered tokens are never shown");
     }
 
     #[test]
