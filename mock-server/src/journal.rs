@@ -11,20 +11,29 @@
 //! word appears, is replaced too. A known secret found outside its proper field (a password
 //! in a query string), or any query parameter named like a secret, flags the entry as a
 //! leak; the journal counts flagged entries.
+//!
+//! - `tree` — the borrowed JSON tree a body is parsed into and redacted in, written as the
+//!   exact text a `serde_json::Value` would give.
+
+mod tree;
 
 use crate::operation::Operation;
 use crate::tokens::find_jwts;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use tree::Json;
 
 /// Default number of entries kept per sandbox.
 pub const DEFAULT_CAPACITY: usize = 10_000;
 
-/// One recorded exchange.
+/// One recorded exchange. Its bodies are [`Value`]s for reading ([`Redactor::record`]), or
+/// their JSON text as stored ([`Redactor::redact`], what the pipeline journals).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JournalEntry {
+pub struct JournalEntry<B = Value> {
     /// Sequence number within the sandbox (survives eviction, so gaps show what was evicted).
     pub seq: u64,
     /// Always `request` (events are [`EventEntry`]).
@@ -55,11 +64,11 @@ pub struct JournalEntry {
     /// Selected request headers (lower-case names), values redacted.
     pub headers: Map<String, Value>,
     /// Request body: JSON as JSON, a form as an object, other text as a string, nothing as null.
-    pub body: Value,
+    pub body: B,
     /// Response status.
     pub status: u16,
     /// Response body, parsed the same way.
-    pub response: Value,
+    pub response: B,
     /// Where a known secret was found outside its proper field; empty when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub leaks: Vec<String>,
@@ -119,21 +128,42 @@ pub const KEPT_HEADERS: &[&str] = &[
 /// the lenient tokenizer looks for in bodies that do not parse all go through it.
 fn kind_of_field(name: &str) -> Option<&'static str> {
     let last = name.rsplit(':').next().unwrap_or(name);
-    let key: String = last.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
-    match key.as_str() {
-        "password" | "pwd" | "newpassword" => Some("password"),
-        "clientsecret" | "secret" => Some("client_secret"),
-        "accesstoken" | "refreshtoken" | "idtoken" | "token" | "assertion" | "clientassertion" => Some("token"),
-        "pfx" | "clientcertificatesecret" | "certificate" | "privatekey" => Some("certificate"),
-        "authorization" => Some("authorization"),
+    // Called for every key of every body: folded on the stack. No secret name is longer than
+    // the buffer, so a longer word is none.
+    let mut buf = [0u8; 24];
+    let mut len = 0;
+    for b in last.bytes().filter(u8::is_ascii_alphanumeric) {
+        if len == buf.len() {
+            return None;
+        }
+        buf[len] = b.to_ascii_lowercase();
+        len += 1;
+    }
+    match &buf[..len] {
+        b"password" | b"pwd" | b"newpassword" => Some("password"),
+        b"clientsecret" | b"secret" => Some("client_secret"),
+        b"accesstoken" | b"refreshtoken" | b"idtoken" | b"token" | b"assertion" | b"clientassertion" => Some("token"),
+        b"pfx" | b"clientcertificatesecret" | b"certificate" | b"privatekey" => Some("certificate"),
+        b"authorization" => Some("authorization"),
         _ => None,
     }
 }
 
 /// Replaces secrets. One per process: its key makes the hashes unlinkable across runs.
-#[derive(Debug)]
 pub struct Redactor {
     key: aws_lc_rs::hmac::Key,
+    /// Marks of bearer tokens already seen: a client sends one token with every request, so
+    /// its keyed hash is computed once. Holds tokens, so never shown (see `Debug`).
+    bearer_marks: std::sync::Mutex<std::collections::HashMap<Box<str>, Box<str>>>,
+}
+
+/// Bearer tokens whose marks are remembered; past this the memory starts over.
+const REMEMBERED_BEARER_MARKS: usize = 1024;
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").finish_non_exhaustive()
+    }
 }
 
 impl Default for Redactor {
@@ -148,29 +178,30 @@ impl Redactor {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng)
             .unwrap_or_else(|_| aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"mock-server"));
-        Self { key }
+        Self { key, bearer_marks: Default::default() }
     }
 
     /// A redacted body as stored: itself up to [`MAX_STORED_BODY`] bytes of JSON, else
     /// `{"$truncated": {"length", "hash", "head"}}` (mock-defined), where `head` is the first
     /// [`STORED_HEAD`] bytes of the redacted JSON text and `hash` a keyed hash of all of it.
     /// Redaction has already happened, so the cut cannot expose a secret.
-    fn bounded(&self, body: Value) -> Value {
-        let text = match &body {
-            Value::Null => return body,
-            Value::String(s) if s.len() <= MAX_STORED_BODY => return body,
-            Value::String(s) => s.clone(),
+    fn bounded(&self, body: &Json<'_>) -> Box<RawValue> {
+        let whole;
+        let text = match body {
+            Json::String(s) if s.len() > MAX_STORED_BODY => s.as_ref(),
+            Json::Null | Json::String(_) => return body.to_raw(),
             other => {
-                let text = other.to_string();
-                if text.len() <= MAX_STORED_BODY {
-                    return body;
+                whole = other.to_raw();
+                if whole.get().len() <= MAX_STORED_BODY {
+                    return whole;
                 }
-                text
+                whole.get()
             }
         };
         let tag = aws_lc_rs::hmac::sign(&self.key, text.as_bytes());
         let hash: String = tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        serde_json::json!({ "$truncated": { "length": text.len(), "hash": hash, "head": head(&text, STORED_HEAD) } })
+        let truncated = serde_json::json!({ "$truncated": { "length": text.len(), "hash": hash, "head": head(text, STORED_HEAD) } });
+        Json::from(truncated).to_raw()
     }
 
     /// The placeholder for a secret value.
@@ -180,7 +211,22 @@ impl Redactor {
         format!("<redacted:{kind}:{hex}>")
     }
 
-    /// Redacts an exchange into a journal entry. `known` are the sandbox's credentials.
+    /// [`Redactor::mark`] of a bearer token, remembered.
+    fn bearer_mark(&self, token: &str) -> String {
+        let mut marks = self.bearer_marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(mark) = marks.get(token) {
+            return mark.to_string();
+        }
+        let mark = self.mark("token", token);
+        if marks.len() >= REMEMBERED_BEARER_MARKS {
+            marks.clear();
+        }
+        marks.insert(token.into(), mark.as_str().into());
+        mark
+    }
+
+    /// Redacts an exchange into a journal entry with its bodies as values, for reading.
+    /// `known` are the sandbox's credentials.
     pub fn record(
         &self,
         x: Exchange,
@@ -189,9 +235,43 @@ impl Redactor {
         sandbox: &str,
         virtual_time: String,
     ) -> JournalEntry {
+        let e = self.redact(x, known, seq, sandbox, virtual_time);
+        let value = |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        JournalEntry {
+            body: value(&e.body),
+            response: value(&e.response),
+            seq: e.seq,
+            kind: e.kind,
+            sandbox: e.sandbox,
+            surface: e.surface,
+            operation: e.operation,
+            environment: e.environment,
+            virtual_time: e.virtual_time,
+            real_ms: e.real_ms,
+            scheme: e.scheme,
+            host: e.host,
+            method: e.method,
+            path: e.path,
+            query: e.query,
+            headers: e.headers,
+            status: e.status,
+            leaks: e.leaks,
+        }
+    }
+
+    /// Redacts an exchange into a journal entry with its bodies as the JSON text the journal
+    /// stores. `known` are the sandbox's credentials.
+    pub fn redact(
+        &self,
+        x: Exchange,
+        known: &KnownSecrets,
+        seq: u64,
+        sandbox: &str,
+        virtual_time: String,
+    ) -> JournalEntry<Box<RawValue>> {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
-        let path = scan.text(&x.path, At::Root("path"));
-        let host = scan.text(&x.host, At::Root("host"));
+        let path = scan.text(&x.path, At::Root("path")).into_owned();
+        let host = scan.text(&x.host, At::Root("host")).into_owned();
         let query = form_pairs(&x.query)
             .into_iter()
             .map(|(k, v)| {
@@ -204,7 +284,7 @@ impl Redactor {
                         scan.leak(kind, at);
                         self.mark(kind, &v)
                     }
-                    None => scan.text(&v, at),
+                    None => scan.text(&v, at).into_owned(),
                 };
                 (k, v)
             })
@@ -216,16 +296,16 @@ impl Redactor {
                     Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => {
                         format!("{scheme} {}", self.mark("client_secret", cred))
                     }
-                    Some((scheme, cred)) => format!("{scheme} {}", self.mark("token", cred)),
+                    Some((scheme, cred)) => format!("{scheme} {}", self.bearer_mark(cred)),
                     None => self.mark("authorization", &value),
                 }
             } else {
-                scan.text(&value, At::Field(&At::Root("header"), &name))
+                scan.text(&value, At::Field(&At::Root("header"), &name)).into_owned()
             };
             headers.insert(name, Value::String(v));
         }
-        let body = self.bounded(scan.body(x.body.0.as_deref(), &x.body.1, At::Root("body")));
-        let response = self.bounded(scan.body(x.response.0.as_deref(), &x.response.1, At::Root("response")));
+        let body = self.bounded(&scan.body(x.body.0.as_deref(), &x.body.1, At::Root("body")));
+        let response = self.bounded(&scan.body(x.response.0.as_deref(), &x.response.1, At::Root("response")));
         JournalEntry {
             seq,
             kind: EntryKind::Request,
@@ -313,19 +393,19 @@ impl Scan<'_> {
 
     /// Free text of a field that holds no secret by name: every known secret (a leak there)
     /// and every JWT is replaced.
-    fn text(&mut self, s: &str, at: At<'_>) -> String {
+    fn text<'s>(&mut self, s: &'s str, at: At<'_>) -> Cow<'s, str> {
         self.replace(s, at, Vec::new())
     }
 
     /// The lenient tokenizer's rendition of text that does not parse: the values of
     /// secret-named words, every known secret and every JWT are replaced.
     fn lenient(&mut self, s: &str, at: At<'_>) -> String {
-        self.replace(s, at, secret_values(s))
+        self.replace(s, at, secret_values(s)).into_owned()
     }
 
     /// Replaces `named` (values of secret-named words), every known secret and every JWT in
     /// `s`. Overlapping finds become one mark, so no piece of a secret survives next to one.
-    fn replace(&mut self, s: &str, at: At<'_>, named: Vec<Span>) -> String {
+    fn replace<'s>(&mut self, s: &'s str, at: At<'_>, named: Vec<Span>) -> Cow<'s, str> {
         let mut spans = named.clone();
         for (kind, start, end) in self.known.find_in(s) {
             if !named.iter().any(|n| n.start <= start && end <= n.end) {
@@ -338,7 +418,7 @@ impl Scan<'_> {
         }
         // Most strings hold no secret: keep them as they are.
         if spans.is_empty() {
-            return s.to_owned();
+            return Cow::Borrowed(s);
         }
         // Stable: at equal ranges the field's kind (pushed first) names the mark.
         spans.sort_by_key(|sp| (sp.start, std::cmp::Reverse(sp.end)));
@@ -354,24 +434,26 @@ impl Scan<'_> {
             last = end;
         }
         out.push_str(&s[last..]);
-        out
+        Cow::Owned(out)
     }
 
-    fn value(&mut self, v: &mut Value, at: At<'_>, kind: Option<&'static str>) {
+    fn value(&mut self, v: &mut Json<'_>, at: At<'_>, kind: Option<&'static str>) {
         match v {
-            Value::String(s) => {
-                *s = match kind {
-                    Some(k) => self.redactor.mark(k, s),
-                    None => self.text(s, at),
-                };
-            }
-            Value::Array(items) => {
+            Json::String(s) => match kind {
+                Some(k) => *s = Cow::Owned(self.redactor.mark(k, s)),
+                None => {
+                    if let Cow::Owned(redacted) = self.text(s, at) {
+                        *s = Cow::Owned(redacted);
+                    }
+                }
+            },
+            Json::Array(items) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     self.value(item, At::Index(&at, i), kind);
                 }
             }
-            Value::Object(map) => {
-                for (k, item) in map.iter_mut() {
+            Json::Object(members) => {
+                for (k, item) in members.iter_mut() {
                     let inner = kind.or_else(|| kind_of_field(k));
                     self.value(item, At::Field(&at, k), inner);
                 }
@@ -379,7 +461,8 @@ impl Scan<'_> {
             // Numbers and booleans cannot hold a secret worth redacting, except inside a secret field.
             other => {
                 if let Some(k) = kind {
-                    *other = Value::String(self.redactor.mark(k, &other.to_string()));
+                    let text = other.to_raw();
+                    *other = Json::String(Cow::Owned(self.redactor.mark(k, text.get())));
                 }
             }
         }
@@ -387,23 +470,24 @@ impl Scan<'_> {
 
     /// A body as JSON, redacted: parsed JSON, a form as an object of strings, other UTF-8 as
     /// the lenient rendition (truncated after redaction), binary as a size note, empty as null.
-    fn body(&mut self, content_type: Option<&str>, bytes: &[u8], at: At<'_>) -> Value {
+    fn body<'b>(&mut self, content_type: Option<&str>, bytes: &'b [u8], at: At<'_>) -> Json<'b> {
         if bytes.is_empty() {
-            return Value::Null;
+            return Json::Null;
         }
-        let ct = content_type.unwrap_or("").to_ascii_lowercase();
-        if ct.starts_with("application/x-www-form-urlencoded") {
-            return self.form(&String::from_utf8_lossy(bytes), at);
+        const FORM: &str = "application/x-www-form-urlencoded";
+        let form = content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
+        if form {
+            return Json::from(self.form(&String::from_utf8_lossy(bytes), at));
         }
-        if let Ok(mut v) = serde_json::from_slice::<Value>(bytes) {
+        if let Some(mut v) = Json::parse(bytes) {
             self.value(&mut v, at, None);
             return v;
         }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Value::String(self.lenient(text, at)),
+        Json::String(Cow::Owned(match std::str::from_utf8(bytes) {
+            Ok(text) => self.lenient(text, at),
             // A binary body may be a certificate: nothing of it is kept.
-            Err(_) => Value::String(format!("<{} bytes of binary>", bytes.len())),
-        }
+            Err(_) => format!("<{} bytes of binary>", bytes.len()),
+        }))
     }
 
     /// A form per `key=` pair: a secret-named key's value is replaced whatever its encoding.
@@ -418,7 +502,7 @@ impl Scan<'_> {
         for (k, v) in pairs {
             let v = match kind_of_field(&k) {
                 Some(kind) => self.redactor.mark(kind, &v),
-                None => self.text(&v, At::Field(&at, &k)),
+                None => self.text(&v, At::Field(&at, &k)).into_owned(),
             };
             map.insert(k, Value::String(v));
         }
@@ -856,7 +940,7 @@ impl Journal {
     }
 
     /// Appends a request entry, evicting the oldest entries while over a limit.
-    pub fn push(&mut self, e: JournalEntry) {
+    pub fn push<B: Serialize>(&mut self, e: JournalEntry<B>) {
         if !e.leaks.is_empty() {
             self.leaks += 1;
         }
@@ -1206,6 +1290,20 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_bearer_mark_is_the_mark_and_the_memory_is_bounded() {
+        let r = Redactor::new();
+        let token = "eyJhbGciOi.eyJzdWIi.c2ln";
+        assert_eq!(r.bearer_mark(token), r.mark("token", token));
+        assert_eq!(r.bearer_mark(token), r.mark("token", token), "remembered, still the same");
+        for i in 0..REMEMBERED_BEARER_MARKS + 10 {
+            let other = format!("token-{i}");
+            assert_eq!(r.bearer_mark(&other), r.mark("token", &other));
+        }
+        assert!(r.bearer_marks.lock().unwrap().len() <= REMEMBERED_BEARER_MARKS);
+        assert!(!format!("{r:?}").contains("token-"), "the remembered tokens are never shown");
+    }
+
+    #[test]
     fn a_secret_named_query_parameter_is_a_leak_whatever_its_value() {
         let r = Redactor::new();
         let e = r.record(
@@ -1255,6 +1353,169 @@ mod tests {
         let e = journaled_body(&r, "application/json", &json, &[]);
         let head = e.body["$truncated"]["head"].as_str().unwrap();
         assert!(head.contains("<redacted:password:") && !head.contains("Qz7~vK"), "{head}");
+    }
+
+    /// The redaction of JSON bodies before the borrowed tree: a `Value` parsed, walked and
+    /// written. The tree must give the same text and the same leaks.
+    mod same_as_the_value_path {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value_path(scan: &mut Scan<'_>, v: &mut Value, at: At<'_>, kind: Option<&'static str>) {
+            match v {
+                Value::String(s) => {
+                    *s = match kind {
+                        Some(k) => scan.redactor.mark(k, s),
+                        None => scan.text(s, at).into_owned(),
+                    };
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        value_path(scan, item, At::Index(&at, i), kind);
+                    }
+                }
+                Value::Object(map) => {
+                    for (k, item) in map.iter_mut() {
+                        let inner = kind.or_else(|| kind_of_field(k));
+                        value_path(scan, item, At::Field(&at, k), inner);
+                    }
+                }
+                other => {
+                    if let Some(k) = kind {
+                        *other = Value::String(scan.redactor.mark(k, &other.to_string()));
+                    }
+                }
+            }
+        }
+
+        /// A body's stored text and the leaks noted in it.
+        type Written = (String, Vec<String>);
+
+        /// Both paths over one body: `None` when it is not JSON (both must agree on that).
+        fn both(r: &Redactor, known: &KnownSecrets, text: &str) -> Option<(Written, Written)> {
+            let mut old = Scan { redactor: r, known, leaks: Vec::new() };
+            let parsed = serde_json::from_str::<Value>(text);
+            assert_eq!(parsed.is_ok(), Json::parse(text.as_bytes()).is_some(), "{text}");
+            let mut v = parsed.ok()?;
+            value_path(&mut old, &mut v, At::Root("body"), None);
+            let mut new = Scan { redactor: r, known, leaks: Vec::new() };
+            let tree = new.body(Some("application/json"), text.as_bytes(), At::Root("body"));
+            Some(((v.to_string(), old.leaks), (tree.to_raw().get().to_owned(), new.leaks)))
+        }
+
+        const KEYS: &[&str] = &[
+            "a",
+            "b",
+            "value",
+            "username",
+            "password",
+            "client_secret",
+            "tokenRunOwnerCert:clientCertificateSecret",
+            "pfx",
+            "access_token",
+            "pass\\u0077ord",
+            "\\u0061",
+            "z\\n",
+            "\u{e9}t\u{e9}",
+        ];
+
+        const STRINGS: &[&str] = &[
+            "",
+            "plain",
+            "Megan-Test-Passw0rd!",
+            "note Megan-Test-Passw0rd! inside",
+            "eyJhbGciOi.eyJzdWIi.c2ln",
+            "a\\nb",
+            "\\u00e9t\\u00e9 \\ud83d\\ude00",
+            "x\\\"y\\\\z\\/",
+            "caf\u{e9} \u{1F600}",
+            "Megan-Test-\\u0050assw0rd!",
+        ];
+
+        const NUMBERS: &[&str] = &[
+            "0",
+            "1",
+            "-0",
+            "-12",
+            "1.5e3",
+            "0.1",
+            "1E2",
+            "2.50",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1e400",
+        ];
+
+        fn doc() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                Just("null".to_owned()),
+                Just("true".to_owned()),
+                Just("false".to_owned()),
+                proptest::sample::select(NUMBERS).prop_map(str::to_owned),
+                proptest::sample::select(STRINGS).prop_map(|s| format!("\"{s}\"")),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(|items| format!("[{}]", items.join(", "))),
+                    proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(|members| {
+                        let members: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\" :{v}")).collect();
+                        format!("{{ {} }}", members.join(","))
+                    }),
+                ]
+            })
+        }
+
+        fn known() -> KnownSecrets {
+            KnownSecrets::new(vec![("password", "Megan-Test-Passw0rd!".to_owned())])
+        }
+
+        #[test]
+        fn representative_bodies_are_written_and_flagged_alike() {
+            let r = Redactor::new();
+            for text in [
+                r#"{"properties":{"environment":{"id":"/providers/Microsoft.PowerApps/environments/e","name":"e"},"connectionParametersSet":{"name":"azureRelay","values":{"username":{"value":"CONTOSO\\svc-rpa"},"password":{"value":"Contoso-SvcRpa-Passw0rd!"},"targetId":{"value":"42e26112-838c-471b-b09f-958e640e9303"}}}}}"#,
+                r#"{"values":{"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MIIKcQIBAzCC","password":""}},"n":[1,2.5,{"token":true}]}}"#,
+                r#"{"access_token":"eyJhbGciOi.eyJzdWIi.c2ln","expires_in":3599,"token_type":"Bearer","note":"Megan-Test-Passw0rd!"}"#,
+                r#"{"password":12,"password":{"value":null},"a":"eyJx.eyJy.z and Megan-Test-Passw0rd!"}"#,
+                r#"["Megan-Test-Passw0rd!",{"secret":[1,"x",false]}]"#,
+            ] {
+                let (old, new) = both(&r, &known(), text).expect("JSON");
+                assert_eq!(old, new, "{text}");
+            }
+        }
+
+        #[test]
+        fn the_stored_entry_is_the_entry_of_values_written() {
+            let r = Redactor::new();
+            let mut x = exchange("/c", "a=1", "", r#"{"b":1,"a":"eyJhbGciOi.eyJzdWIi.c2ln"}"#);
+            x.body = (Some("application/json".into()), br#"{"z":{"password":"p"},"a":[1,2.5e3]}"#.to_vec().into());
+            let again = Exchange {
+                body: x.body.clone(),
+                response: x.response.clone(),
+                headers: x.headers.clone(),
+                ..exchange("/c", "a=1", "", "")
+            };
+            let stored = serde_json::to_string(&r.redact(x, &known(), 3, "default", "t".into())).unwrap();
+            let read = serde_json::to_string(&r.record(again, &known(), 3, "default", "t".into())).unwrap();
+            assert_eq!(stored, read);
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_json_is_written_and_flagged_alike(text in doc(), cut in proptest::option::of(0.0..1.0f64)) {
+                let text = match cut {
+                    Some(f) => text.chars().take((text.chars().count() as f64 * f) as usize).collect(),
+                    None => text,
+                };
+                let r = Redactor::new();
+                if let Some((old, new)) = both(&r, &known(), &text) {
+                    prop_assert_eq!(old, new, "{}", text);
+                }
+            }
+        }
     }
 
     mod unparsable_bodies {

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
@@ -309,8 +309,64 @@ fn owner_json(who: &Caller) -> Value {
 }
 
 /// The connection resource (api-facts 3.3), with its status as the world stands now. Never a
-/// secret: `username`, `targetId` and the run owner's client id only.
-fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
+/// secret: `username`, `targetId` and the run owner's client id only. Written straight from
+/// these types rather than a `Value` tree; members are declared in alphabetical order, the
+/// order a `Value`'s map writes them in, which the answers have always had.
+#[derive(Debug, Serialize)]
+struct ConnectionJson {
+    id: String,
+    name: String,
+    properties: ConnectionProperties,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionProperties {
+    allow_sharing: bool,
+    api_id: String,
+    connection_parameters_set: ParameterSetJson,
+    connection_runtime_url: String,
+    created_by: Value,
+    created_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_id: Option<String>,
+    display_name: String,
+    environment: EnvironmentJson,
+    icon_uri: &'static str,
+    keywords_remaining: u32,
+    last_modified_time: String,
+    statuses: [Value; 1],
+    test_links: [TestLink; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct ParameterSetJson {
+    name: &'static str,
+    values: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct EnvironmentJson {
+    id: String,
+    name: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TestLink {
+    method: &'static str,
+    request_uri: String,
+}
+
+/// A list answer: `{"value": […]}`.
+#[derive(Debug, Serialize)]
+struct ListJson<T> {
+    value: Vec<T>,
+}
+
+fn connection_json(world: &World, c: &Connection, origin: &str) -> ConnectionJson {
     let name = c.id.as_written();
     let runtime = format!("{origin}/apim/uiflow/{}/{name}", c.environment);
     let status = match &world.status(c) {
@@ -331,33 +387,30 @@ fn connection_json(world: &World, c: &Connection, origin: &str) -> Value {
     if let Some(upn) = &c.created_by.upn {
         created_by["userPrincipalName"] = json!(upn);
     }
-    let mut out = json!({
-        "name": name,
-        "id": format!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector),
-        "type": "Microsoft.PowerApps/apis/connections",
-        "properties": {
-            "apiId": format!("/providers/Microsoft.PowerApps/apis/{}", c.connector),
-            "displayName": c.display_name,
-            "iconUri": "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
-            "statuses": [status],
-            "connectionParametersSet": { "name": c.parameters.name(), "values": values },
-            "keywordsRemaining": 0,
-            "createdBy": created_by,
-            "createdTime": format_timestamp(c.created_time),
-            "lastModifiedTime": format_timestamp(c.last_modified_time),
-            "testLinks": [{ "requestUri": format!("{runtime}/usersession/testconnection"), "method": "get" }],
-            "connectionRuntimeUrl": runtime,
-            "environment": {
-                "id": format!("/providers/Microsoft.PowerApps/environments/{}", c.environment),
-                "name": c.environment.to_string(),
+    ConnectionJson {
+        id: format!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector),
+        name: name.to_string(),
+        properties: ConnectionProperties {
+            allow_sharing: c.parameters.run_owner().is_some(),
+            api_id: format!("/providers/Microsoft.PowerApps/apis/{}", c.connector),
+            connection_parameters_set: ParameterSetJson { name: c.parameters.name(), values },
+            created_by,
+            created_time: format_timestamp(c.created_time),
+            credential_id: c.parameters.login().and_then(Login::credential).map(|id| id.to_string()),
+            display_name: c.display_name.clone(),
+            environment: EnvironmentJson {
+                id: format!("/providers/Microsoft.PowerApps/environments/{}", c.environment),
+                name: c.environment.to_string(),
             },
-            "allowSharing": c.parameters.run_owner().is_some(),
-        }
-    });
-    if let Some(credential) = c.parameters.login().and_then(Login::credential) {
-        out["properties"]["credentialId"] = json!(credential.to_string());
+            icon_uri: "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
+            keywords_remaining: 0,
+            last_modified_time: format_timestamp(c.last_modified_time),
+            statuses: [status],
+            test_links: [TestLink { method: "get", request_uri: format!("{runtime}/usersession/testconnection") }],
+            connection_runtime_url: runtime,
+        },
+        kind: "Microsoft.PowerApps/apis/connections",
     }
-    out
 }
 
 async fn put_connection(
@@ -390,7 +443,7 @@ async fn put_connection(
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
     };
-    Ok(json(status, out))
+    Ok((status, axum::Json(out)).into_response())
 }
 
 async fn get_connection(
@@ -401,10 +454,10 @@ async fn get_connection(
 }
 
 /// A GET of one connection the caller may see, rendered by `render`.
-fn read_one(
+fn read_one<T: Serialize>(
     ctx: &RequestContext,
     path: &HashMap<String, String>,
-    render: impl FnOnce(&World, &Connection) -> Value,
+    render: impl FnOnce(&World, &Connection) -> T,
 ) -> Result<Response, ApiError> {
     let id = connection_id(path)?;
     let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
@@ -413,7 +466,7 @@ fn read_one(
         let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
         Ok(render(&st.world, c))
     })?;
-    Ok(json(StatusCode::OK, out))
+    Ok((StatusCode::OK, axum::Json(out)).into_response())
 }
 
 async fn delete_connection(
@@ -433,12 +486,12 @@ async fn list_connections(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let value = ctx.sandbox.apply(|st| -> Result<Vec<Value>, ApiError> {
+    let value = ctx.sandbox.apply(|st| -> Result<Vec<ConnectionJson>, ApiError> {
         let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
         let list = st.world.list_connections(&ctx.caller, &environment, path.get("connector").map(String::as_str))?;
         Ok(list.into_iter().map(|c| connection_json(&st.world, c, &ctx.route.origin)).collect())
     })?;
-    Ok(json(StatusCode::OK, json!({ "value": value })))
+    Ok((StatusCode::OK, axum::Json(ListJson { value })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -315,7 +315,9 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
                     cell: None,
                     correlation: uuid::Uuid::nil(),
                 });
-                finish_errors(next.run(req).await, surface, "00000000-0000-0000-0000-000000000000", "")
+                finish_errors(next.run(req).await, |e| {
+                    error::render(e, surface, "00000000-0000-0000-0000-000000000000", "")
+                })
             }
         };
         return resp;
@@ -334,7 +336,6 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         (Err(_), _) => crate::operation::Operation::Unmatched,
     };
     let correlation_id = cell.next_correlation();
-    let correlation = correlation_id.to_string();
     let (virtual_time, known) = cell.apply(|st| (st.clock.now(), st.known_secrets()));
     let route = RouteInfo {
         surface,
@@ -376,11 +377,15 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     .await;
 
     // Entra's `Timestamp:` lines are network facts, like tokens: real time (DECISIONS.md, Time).
-    let timestamp = crate::domain::clock::wall_clock().format("%Y-%m-%d %H:%M:%SZ").to_string();
+    // The correlation id and the time are written only into an envelope: made only for one.
+    let render = |e: &ApiError| {
+        let timestamp = crate::domain::clock::wall_clock().format("%Y-%m-%d %H:%M:%SZ").to_string();
+        error::render(e, surface, &correlation_id.to_string(), &timestamp)
+    };
     let resp = match outcome {
-        Ok(r) => finish_errors(r, surface, &correlation, &timestamp),
-        Err(e) if refused_body => closing(error::render(&e, surface, &correlation, &timestamp)),
-        Err(e) => error::render(&e, surface, &correlation, &timestamp),
+        Ok(r) => finish_errors(r, render),
+        Err(e) if refused_body => closing(render(&e)),
+        Err(e) => render(&e),
     };
     let (rparts, rbody) = resp.into_parts();
     let seen = faults::Seen {
@@ -409,7 +414,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     };
     let vt = crate::domain::clock::format_timestamp(virtual_time);
     // Redacted before the journal's lock is taken: the lock only numbers and stores it.
-    let mut entry = app.redactor().record(exchange, &known, 0, &cell.name, vt);
+    let mut entry = app.redactor().redact(exchange, &known, 0, &cell.name, vt);
     entry.environment = environment_named;
     cell.journal(|j| {
         entry.seq = j.next_seq();
@@ -418,10 +423,10 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     Response::from_parts(rparts, Body::from(rbytes))
 }
 
-/// Renders an `ApiError` a handler returned; passes other responses through.
-fn finish_errors(resp: Response, surface: Surface, correlation: &str, timestamp: &str) -> Response {
+/// Renders an `ApiError` a handler returned with `render`; passes other responses through.
+fn finish_errors(resp: Response, render: impl FnOnce(&ApiError) -> Response) -> Response {
     match resp.extensions().get::<ApiError>() {
-        Some(e) => error::render(e, surface, correlation, timestamp),
+        Some(e) => render(e),
         None => resp,
     }
 }
