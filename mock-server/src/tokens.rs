@@ -276,10 +276,17 @@ pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
 /// time, so garbage cannot fill the cache); at capacity an arbitrary entry makes room.
 /// Claims of a token never change, so the cache needs no invalidation: the sandbox
 /// incarnation, expiry, `nbf`, issuer and audience are checked on every use.
-#[derive(Debug)]
 pub struct VerifiedTokens {
     map: Mutex<HashMap<Box<str>, Arc<Claims>>>,
     capacity: usize,
+}
+
+/// Bearer tokens are secrets: a debug print shows how many are held, never one of them.
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.map.lock().map_or(0, |m| m.len());
+        f.debug_struct("VerifiedTokens").field("held", &held).field("capacity", &self.capacity).finish()
+    }
 }
 
 impl Default for VerifiedTokens {
@@ -373,6 +380,8 @@ mod tests {
         let third = keys.sign(&claims(3_000));
         assert!(keys.verify_access_token_cached(&cache, &third, 1_000).is_ok());
         assert_eq!(cache.len(), 2, "bounded");
+        let shown = format!("{cache:?}");
+        assert!(!shown.contains(&third) && !shown.contains("eyJ"), "a debug print shows no token: {shown}");
     }
 
     #[test]
