@@ -433,3 +433,20 @@ async fn polling_a_202_location_sooner_than_its_retry_after_is_a_violation() {
     );
     assert_eq!(v["honoured"], false);
 }
+
+#[tokio::test]
+async fn unattended_run_on_sign_in_answers_connector_runs_400_and_creates_no_session() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let applied = t.apply("unattended-run-on-sign-in").await;
+    assert_eq!(applied["faults"].as_array().unwrap().len(), 1, "{applied}");
+    let token = d.token(PP_SCOPE).await;
+    let runs = d.runtime_runs(&conn, FLOW_OK);
+    let (s, h, v) = d.runtime(Method::POST, &format!("{runs}?runMode=attended"), &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SignInConnectionAttendedOnly")), "{v}");
+    assert!(h.get("location").is_none());
+    let dv = d.dv_token().await;
+    let (_, list) = d.send(Method::GET, &d.dv("flowsessions?$select=statuscode"), &dv, None).await;
+    assert_eq!(list["value"], json!([]), "a fault rule applies nothing: {list}");
+}
