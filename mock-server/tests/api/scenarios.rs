@@ -450,3 +450,18 @@ async fn unattended_run_on_sign_in_answers_connector_runs_400_and_creates_no_ses
     let (_, list) = d.send(Method::GET, &d.dv("flowsessions?$select=statuscode"), &dv, None).await;
     assert_eq!(list["value"], json!([]), "a fault rule applies nothing: {list}");
 }
+
+#[tokio::test]
+async fn a_patch_desktop_flow_step_changes_what_later_runs_do() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    let applied = t.apply("desktop-flow-already-running").await;
+    assert_eq!(applied["desktopFlows"][0]["workflowId"], FLOW_OK, "{applied}");
+    assert_eq!(applied["desktopFlows"][0]["simulation"]["fail"]["code"], "UIFlowAlreadyRunning", "{applied}");
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    d.advance(120).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!((s["statuscode"].as_i64(), s["errorcode"].as_str()), (Some(8), Some("UIFlowAlreadyRunning")), "{s}");
+}
