@@ -395,7 +395,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         body: &body,
         scenario: None,
     };
-    faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
+    let retry_after = faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
     let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {
@@ -416,6 +416,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     // Redacted before the journal's lock is taken: the lock only numbers and stores it.
     let mut entry = app.redactor().redact(exchange, &known, 0, &cell.name, vt);
     entry.environment = environment_named;
+    entry.retry_after = retry_after;
     cell.journal(|j| {
         entry.seq = j.next_seq();
         j.push(entry);

@@ -465,3 +465,27 @@ async fn a_patch_desktop_flow_step_changes_what_later_runs_do() {
     let s = d.session(&token, &run).await;
     assert_eq!((s["statuscode"].as_i64(), s["errorcode"].as_str()), (Some(8), Some("UIFlowAlreadyRunning")), "{s}");
 }
+
+#[tokio::test]
+async fn the_retry_after_verdict_is_also_on_the_next_requests_own_journal_entry() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, h, _) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    d.runtime(Method::GET, &location, &token, &[], None).await;
+    let journal = t.journal("operation=runtime.getRunStatus").await;
+    let mark = &journal["entries"][0]["retryAfter"];
+    assert_eq!((mark["required"].as_u64().is_some(), mark["honoured"].as_bool()), (true, Some(false)), "{journal}");
+    assert!(mark["waitedMs"].as_u64().is_some(), "{journal}");
+    let runs = t.journal("operation=runtime.runUIFlow").await;
+    assert!(runs["entries"][0].get("retryAfter").is_none(), "nothing was owed before the run request: {runs}");
+    let events = t.journal("kind=event").await;
+    assert!(
+        events["entries"].as_array().unwrap().iter().any(|e| e["event"] == "retryAfter.verdict"),
+        "the event stays: {events}"
+    );
+}
