@@ -547,7 +547,11 @@ impl Control {
             })
             .collect();
         let triggers = armed.len();
-        self.registry().get(sandbox)?.network(|n| n.triggers.extend(armed));
+        let overrides: Vec<String> = scenario.overrides.keys().cloned().collect();
+        self.registry().get(sandbox)?.network(|n| {
+            n.triggers.extend(armed);
+            n.overrides.extend(scenario.overrides);
+        });
         Ok(AppliedScenario {
             scenario: scenario.name,
             settings,
@@ -556,6 +560,7 @@ impl Control {
             desktop_flows,
             faults,
             triggers,
+            overrides,
         })
     }
 
@@ -1075,6 +1080,9 @@ pub struct AppliedScenario {
     pub desktop_flows: Vec<DesktopFlowView>,
     /// How many `clock` triggers it armed.
     pub triggers: usize,
+    /// The codes whose envelopes its `overrides` now change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
 }

@@ -5,8 +5,8 @@
 //!
 //! Supported so far: `faults`, the `settings`, `patchMachine`, `removeShare` and
 //! `patchDesktopFlow` world steps, and `clock` triggers (an advance or world steps).
-//! `overrides` is not yet read (a file using it fails to load, so none can silently do less
-//! than it says).
+//! `overrides` replace a mock-defined error envelope's code or message in the sandbox's
+//! answers.
 
 use crate::control::{DesktopFlowPatch, MachineFactsPatch, SettingsPatch};
 use crate::fault::FaultSpec;
@@ -32,6 +32,22 @@ pub struct Scenario {
     /// One-shot triggers: after an operation is answered, advance the clock or change the world.
     #[serde(default)]
     pub clock: Vec<ClockTrigger>,
+    /// Replacements for mock-defined error codes or messages, by code.
+    #[serde(default)]
+    pub overrides: std::collections::BTreeMap<String, Override>,
+}
+
+/// What replaces a mock-defined code's envelope `code` or `message` (for users who learn the
+/// real service's answer).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Override {
+    /// The code to answer instead.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The message to answer instead.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A `clock` trigger: once a request of `after.operation` has been answered by its handler
@@ -188,7 +204,7 @@ impl Scenario {
     /// Whether a request may ask for it with `x-mock-scenario`: only scenarios made of fault
     /// rules alone can answer one request.
     pub fn requestable(&self) -> bool {
-        self.world.is_empty() && self.clock.is_empty() && !self.faults.is_empty()
+        self.world.is_empty() && self.clock.is_empty() && self.overrides.is_empty() && !self.faults.is_empty()
     }
 }
 

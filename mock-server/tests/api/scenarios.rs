@@ -489,3 +489,25 @@ async fn the_retry_after_verdict_is_also_on_the_next_requests_own_journal_entry(
         "the event stays: {events}"
     );
 }
+
+#[tokio::test]
+async fn overrides_replace_a_codes_message_until_reset() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let applied = t.apply("sign-in-attended-only-real-text").await;
+    assert_eq!(applied["overrides"], json!(["SignInConnectionAttendedOnly"]), "{applied}");
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=unattended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, _, v) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SignInConnectionAttendedOnly")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("sign-in-attended-only-real-text"), "{v}");
+    let journal = t.journal("operation=runtime.runUIFlow").await;
+    assert_eq!(journal["entries"][0]["response"], v, "the journal holds the answer as sent");
+    t.control(Method::POST, "/_mock/reset", None).await;
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=unattended", d.runtime_runs(&conn, FLOW_OK));
+    let (_, _, v) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("Connect with sign-in"), "reset removes it: {v}");
+}
