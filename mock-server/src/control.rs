@@ -517,15 +517,20 @@ impl Control {
                 WorldStep::RemoveShare(r) => {
                     self.share_in(sandbox, r)?;
                 }
+                WorldStep::PatchDesktopFlow(p) => {
+                    self.desktop_flow_in(sandbox, &p.desktop_flow)?;
+                }
                 WorldStep::Settings(_) => {}
             }
         }
-        let (mut settings, mut machines, mut removed_shares) = (None, Vec::new(), Vec::new());
+        let (mut settings, mut machines, mut removed_shares, mut desktop_flows) =
+            (None, Vec::new(), Vec::new(), Vec::new());
         for step in scenario.world {
             match self.apply_world_step(sandbox, step)? {
                 StepChange::Settings(s) => settings = Some(s),
                 StepChange::Machine(m) => machines.push(*m),
                 StepChange::Share { group, principal } => removed_shares.push(json_share(group, principal)),
+                StepChange::DesktopFlow(f) => desktop_flows.push(*f),
             }
         }
         let faults = scenario.faults.into_iter().map(|f| self.add_fault(sandbox, f)).collect::<Result<_, _>>()?;
@@ -542,8 +547,21 @@ impl Control {
             })
             .collect();
         let triggers = armed.len();
-        self.registry().get(sandbox)?.network(|n| n.triggers.extend(armed));
-        Ok(AppliedScenario { scenario: scenario.name, settings, machines, removed_shares, faults, triggers })
+        let overrides: Vec<String> = scenario.overrides.keys().cloned().collect();
+        self.registry().get(sandbox)?.network(|n| {
+            n.triggers.extend(armed);
+            n.overrides.extend(scenario.overrides);
+        });
+        Ok(AppliedScenario {
+            scenario: scenario.name,
+            settings,
+            machines,
+            removed_shares,
+            desktop_flows,
+            faults,
+            triggers,
+            overrides,
+        })
     }
 
     /// Applies one world step of a scenario.
@@ -570,6 +588,15 @@ impl Control {
                 });
                 crate::callbacks::after(&self.state, &sb, &events);
                 StepChange::Share { group, principal }
+            }
+            WorldStep::PatchDesktopFlow(p) => {
+                let id = self.desktop_flow_in(sandbox, &p.desktop_flow)?;
+                let mut fields = serde_json::Value::Object(p.fields);
+                self.map_into(sandbox, &mut fields)?;
+                let patch: DesktopFlowPatch = serde_json::from_value(fields).map_err(|_| {
+                    ControlError::invalid("InvalidScenario", "patchDesktopFlow: the fields do not fit this sandbox")
+                })?;
+                StepChange::DesktopFlow(Box::new(self.patch_desktop_flow(sandbox, id, patch.into_change()?)?))
             }
         })
     }
@@ -720,6 +747,33 @@ impl Control {
         found.ok_or_else(|| ControlError::Conflict {
             code: "ScenarioWorldMismatch",
             message: format!("The scenario names the machine '{reference}', which this sandbox's world does not have."),
+        })
+    }
+
+    /// The sandbox's desktop flow a scenario names by the default world's workflow id or by
+    /// name.
+    fn desktop_flow_in(&self, sandbox: &str, reference: &str) -> Result<WorkflowId, ControlError> {
+        let default = fixtures::default_world();
+        let name = default
+            .environments
+            .iter()
+            .flat_map(|e| e.desktop_flows.iter())
+            .find(|f| f.workflow_id.eq_ignore_ascii_case(reference))
+            .map_or(reference, |f| f.name.as_str())
+            .to_owned();
+        let found = self.read(sandbox, |_, st| {
+            st.world
+                .environments
+                .iter()
+                .flat_map(|e| e.desktop_flows.iter())
+                .find(|f| f.id.to_string().eq_ignore_ascii_case(reference) || f.name.eq_ignore_ascii_case(&name))
+                .map(|f| f.id)
+        })?;
+        found.ok_or_else(|| ControlError::Conflict {
+            code: "ScenarioWorldMismatch",
+            message: format!(
+                "The scenario names the desktop flow '{reference}', which this sandbox's world does not have."
+            ),
         })
     }
 
@@ -1002,6 +1056,8 @@ pub enum StepChange {
         /// Who lost it.
         principal: PrincipalId,
     },
+    /// The desktop flow after it.
+    DesktopFlow(Box<DesktopFlowView>),
 }
 
 /// What applying a scenario changed.
@@ -1019,8 +1075,14 @@ pub struct AppliedScenario {
     /// The shares its `removeShare` steps removed (`{"group", "principal"}`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub removed_shares: Vec<serde_json::Value>,
+    /// The desktop flows its `patchDesktopFlow` steps changed, as they are now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub desktop_flows: Vec<DesktopFlowView>,
     /// How many `clock` triggers it armed.
     pub triggers: usize,
+    /// The codes whose envelopes its `overrides` now change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
 }
@@ -1287,6 +1349,40 @@ pub struct ClockChange {
     pub now: Option<Timestamp>,
     /// The mode to switch to.
     pub mode: Option<ClockMode>,
+}
+
+/// What `PATCH /_mock/desktopflows/{id}` may change (also a scenario's `patchDesktopFlow`
+/// step); unknown fields are refused by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DesktopFlowPatch {
+    name: Option<String>,
+    owner: Option<String>,
+    published: Option<bool>,
+    input_schema: Option<serde_json::Map<String, serde_json::Value>>,
+    output_schema: Option<serde_json::Map<String, serde_json::Value>>,
+    simulation: Option<fixtures::SimulationFile>,
+}
+
+impl DesktopFlowPatch {
+    /// The domain's change, or which field is wrong.
+    pub fn into_change(self) -> Result<FlowChange, ControlError> {
+        if self.simulation.as_ref().is_some_and(|s| s.outputs.is_some() && s.fail.is_some()) {
+            return Err(bad_field("simulation", "has outputs or fail, not both"));
+        }
+        let owner = match &self.owner {
+            Some(o) => Some(PrincipalId::parse(o).map_err(|e| bad_field("owner", format_args!("is invalid: {e}")))?),
+            None => None,
+        };
+        Ok(FlowChange {
+            name: self.name,
+            owner,
+            published: self.published,
+            input_schema: self.input_schema.map(|m| serde_json::Value::Object(m).to_string()),
+            output_schema: self.output_schema.map(|m| serde_json::Value::Object(m).to_string()),
+            simulation: self.simulation.as_ref().map(Simulation::from_file),
+        })
+    }
 }
 
 /// Settings to change; `None` keeps a value. Also the body of `PATCH /_mock/settings`, where

@@ -72,6 +72,22 @@ pub struct JournalEntry<B = Value> {
     /// Where a known secret was found outside its proper field; empty when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub leaks: Vec<String>,
+    /// The Retry-After check's verdict on this request, when an earlier answer to its caller
+    /// asked it to wait (`scenarios.md`, Retry-After check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<RetryAfterMark>,
+}
+
+/// What a request's journal entry says of the `Retry-After` it was asked to honour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryAfterMark {
+    /// Seconds the earlier answer asked for.
+    pub required: u64,
+    /// Real milliseconds waited since that answer.
+    pub waited_ms: u64,
+    /// Whether the wait was long enough.
+    pub honoured: bool,
 }
 
 /// What the middleware captured, before redaction. Only `Redactor::record` turns it into an
@@ -261,6 +277,7 @@ impl Redactor {
             headers: e.headers,
             status: e.status,
             leaks: e.leaks,
+            retry_after: e.retry_after,
         }
     }
 
@@ -330,6 +347,7 @@ impl Redactor {
             status: x.status,
             response,
             leaks: scan.leaks,
+            retry_after: None,
         }
     }
 }

@@ -221,6 +221,8 @@ pub struct Network {
     pub retry_after: crate::fault::RetryAfterBook,
     /// Scenario triggers waiting for their operation, in the order they were armed.
     pub triggers: Vec<crate::scenario::ArmedTrigger>,
+    /// Scenario overrides of mock-defined error codes and messages, by code.
+    pub overrides: std::collections::BTreeMap<String, crate::scenario::Override>,
 }
 
 impl Sandbox {

@@ -3,12 +3,12 @@
 //! (`POST /_mock/scenarios/{name}`, [`crate::control::Control::apply_scenario`]). A file with
 //! an unknown field does not load: [`all`] names the file and the field.
 //!
-//! Supported so far: `faults`, the `settings`, `patchMachine` and `removeShare` world steps,
-//! and `clock` triggers (an advance or world steps). `patchDesktopFlow` and `overrides`
-//! are not yet read (a file using them
-//! fails to load, so none can silently do less than it says).
+//! Supported so far: `faults`, the `settings`, `patchMachine`, `removeShare` and
+//! `patchDesktopFlow` world steps, and `clock` triggers (an advance or world steps).
+//! `overrides` replace a mock-defined error envelope's code or message in the sandbox's
+//! answers.
 
-use crate::control::{MachineFactsPatch, SettingsPatch};
+use crate::control::{DesktopFlowPatch, MachineFactsPatch, SettingsPatch};
 use crate::fault::FaultSpec;
 use crate::operation::Operation;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,22 @@ pub struct Scenario {
     /// One-shot triggers: after an operation is answered, advance the clock or change the world.
     #[serde(default)]
     pub clock: Vec<ClockTrigger>,
+    /// Replacements for mock-defined error codes or messages, by code.
+    #[serde(default)]
+    pub overrides: std::collections::BTreeMap<String, Override>,
+}
+
+/// What replaces a mock-defined code's envelope `code` or `message` (for users who learn the
+/// real service's answer).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Override {
+    /// The code to answer instead.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The message to answer instead.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A `clock` trigger: once a request of `after.operation` has been answered by its handler
@@ -105,6 +121,35 @@ pub enum WorldStep {
     /// A group's share with a principal is removed: `group` (default-world id or name) or
     /// `machine` (its group), and `principal` (object id, UPN, app id or display name).
     RemoveShare(RemoveShare),
+    /// `desktopFlow` (the default world's workflow id or the flow's name) and the fields of
+    /// `PATCH /_mock/desktopflows/{id}`.
+    PatchDesktopFlow(PatchDesktopFlow),
+}
+
+/// A `patchDesktopFlow` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
+pub struct PatchDesktopFlow {
+    /// The default world's workflow id of the flow, or its name.
+    pub desktop_flow: String,
+    /// The fields to set as written (checked when the file loads), mapped into a sandbox
+    /// before they are read.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for PatchDesktopFlow {
+    type Error = String;
+
+    fn try_from(mut fields: serde_json::Map<String, serde_json::Value>) -> Result<Self, Self::Error> {
+        let desktop_flow = match fields.remove("desktopFlow") {
+            Some(serde_json::Value::String(f)) => f,
+            _ => return Err("desktopFlow: expected the flow's default-world workflow id or name".into()),
+        };
+        let patch = serde_path_to_error::deserialize::<_, DesktopFlowPatch>(serde_json::Value::Object(fields.clone()))
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        patch.into_change().map_err(|e| e.to_string())?;
+        Ok(Self { desktop_flow, fields })
+    }
 }
 
 /// A `removeShare` step.
@@ -159,7 +204,7 @@ impl Scenario {
     /// Whether a request may ask for it with `x-mock-scenario`: only scenarios made of fault
     /// rules alone can answer one request.
     pub fn requestable(&self) -> bool {
-        self.world.is_empty() && self.clock.is_empty() && !self.faults.is_empty()
+        self.world.is_empty() && self.clock.is_empty() && self.overrides.is_empty() && !self.faults.is_empty()
     }
 }
 

@@ -27,11 +27,10 @@
 use super::extract::{ApiJson, ApiPath, ApiQuery, NoParameters, from_json_value, is_empty, json_body};
 use super::{ApiError, RouteInfo, json};
 use crate::control::{
-    ClockChange, Control, ControlError, JournalFilter, MachineFactsPatch, MachineRegistration, NewSandbox, RunFilter,
-    RunOutcome, SettingsPatch,
+    ClockChange, Control, ControlError, DesktopFlowPatch, JournalFilter, MachineFactsPatch, MachineRegistration,
+    NewSandbox, RunFilter, RunOutcome, SettingsPatch,
 };
-use crate::domain::desktop_flow::{FlowChange, Simulation};
-use crate::domain::ids::{AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, PrincipalId, WorkflowId};
+use crate::domain::ids::{AppId, EnvironmentId, FlowSessionId, MachineGroupId, MachineId, WorkflowId};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Extension, State};
@@ -567,18 +566,6 @@ async fn post_desktop_flow(
     answer(StatusCode::CREATED, control(app).create_desktop_flow(&route.sandbox, environment, flow))
 }
 
-/// What `PATCH /_mock/desktopflows/{id}` may change.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DesktopFlowPatch {
-    name: Option<String>,
-    owner: Option<String>,
-    published: Option<bool>,
-    input_schema: Option<serde_json::Map<String, Value>>,
-    output_schema: Option<serde_json::Map<String, Value>>,
-    simulation: Option<fixtures::SimulationFile>,
-}
-
 async fn patch_desktop_flow(
     State(app): State<AppState>,
     Extension(route): Extension<RouteInfo>,
@@ -587,21 +574,7 @@ async fn patch_desktop_flow(
 ) -> Result<Response, ApiError> {
     let id = WorkflowId::parse(&id)
         .map_err(|e| ApiError::NotFound { code: "DesktopFlowNotFound", message: e.to_string() })?;
-    if p.simulation.as_ref().is_some_and(|s| s.outputs.is_some() && s.fail.is_some()) {
-        return Err(bad_field("simulation", "has outputs or fail, not both"));
-    }
-    let owner = match &p.owner {
-        Some(o) => Some(PrincipalId::parse(o).map_err(|e| bad_field("owner", format_args!("is invalid: {e}")))?),
-        None => None,
-    };
-    let change = FlowChange {
-        name: p.name,
-        owner,
-        published: p.published,
-        input_schema: p.input_schema.map(|m| Value::Object(m).to_string()),
-        output_schema: p.output_schema.map(|m| Value::Object(m).to_string()),
-        simulation: p.simulation.as_ref().map(Simulation::from_file),
-    };
+    let change = p.into_change()?;
     answer(StatusCode::OK, control(app).patch_desktop_flow(&route.sandbox, id, change))
 }
 

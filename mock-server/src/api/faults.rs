@@ -8,6 +8,7 @@
 use super::{ApiError, RouteInfo, error};
 use crate::control::Control;
 use crate::fault::{Exchanged, FaultHit, FaultRequest, WireFault};
+use crate::journal::RetryAfterMark;
 use crate::operation::Operation;
 use crate::sandbox::Sandbox;
 use crate::scenario::ArmedTrigger;
@@ -290,7 +291,8 @@ fn caller_key(authorization: Option<&HeaderValue>, body: &Bytes) -> String {
 
 /// After a request is answered, before it is journaled: the Retry-After check, and the
 /// scenario triggers waiting for this operation when the handler answered with a success.
-/// Neither changes the answer.
+/// Neither changes the answer. Answers the check's verdict on this request, for its journal
+/// entry.
 pub fn after_answer(
     app: &AppState,
     cell: &Arc<Sandbox>,
@@ -298,15 +300,18 @@ pub fn after_answer(
     seen: Seen<'_>,
     arrived_ms: u64,
     answer: &axum::http::response::Parts,
-) {
+) -> Option<RetryAfterMark> {
     // One look under the lock for the common case: nothing owed, nothing armed.
     let (owed, armed) = cell.network(|n| (!n.retry_after.owes_nothing(), !n.triggers.is_empty()));
-    if owed || answer.headers.contains_key(header::RETRY_AFTER) {
-        check_retry_after(app, cell, operation, seen, arrived_ms, answer);
-    }
+    let mark = if owed || answer.headers.contains_key(header::RETRY_AFTER) {
+        check_retry_after(app, cell, operation, seen, arrived_ms, answer)
+    } else {
+        None
+    };
     if armed && answer.status.is_success() && answer.extensions.get::<FaultAnswered>().is_none() {
         fire_triggers(app, cell, operation);
     }
+    mark
 }
 
 /// Fires, once each, the sandbox's triggers waiting for `operation`, in the order armed.
@@ -350,8 +355,8 @@ fn fire_triggers(app: &AppState, cell: &Arc<Sandbox>, operation: Operation) {
 }
 
 /// The Retry-After check (`scenarios.md`): judges this request against what its caller's
-/// earlier answer asked (a `retryAfter.verdict` event in the journal) and records what this
-/// answer asks. It never changes the answer.
+/// earlier answer asked (a `retryAfter.verdict` event in the journal, and the mark it answers
+/// for the request's own entry) and records what this answer asks. It never changes the answer.
 fn check_retry_after(
     app: &AppState,
     cell: &Sandbox,
@@ -359,7 +364,7 @@ fn check_retry_after(
     seen: Seen<'_>,
     arrived_ms: u64,
     answer: &axum::http::response::Parts,
-) {
+) -> Option<RetryAfterMark> {
     let retry_after = answer
         .headers
         .get(header::RETRY_AFTER)
@@ -381,7 +386,7 @@ fn check_retry_after(
         retry_after,
         location,
     };
-    let Some(verdict) = cell.network(|n| n.retry_after.observe(exchanged)) else { return };
+    let verdict = cell.network(|n| n.retry_after.observe(exchanged))?;
     let virtual_time = cell.apply(|st| crate::domain::clock::format_timestamp(st.clock.now()));
     cell.journal_event(
         arrived_ms,
@@ -390,6 +395,7 @@ fn check_retry_after(
         json!({ "retryAfter": { "required": verdict.required, "waitedMs": verdict.waited_ms, "honoured": verdict.honoured },
                 "operation": verdict.operation, "path": verdict.path, "caller": verdict.caller, "afterStatus": verdict.after_status }),
     );
+    Some(RetryAfterMark { required: verdict.required, waited_ms: verdict.waited_ms, honoured: verdict.honoured })
 }
 
 #[cfg(test)]

@@ -387,7 +387,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         Err(e) if refused_body => closing(render(&e)),
         Err(e) => render(&e),
     };
-    let (rparts, rbody) = resp.into_parts();
+    let (mut rparts, rbody) = resp.into_parts();
     let seen = faults::Seen {
         method: &method,
         path: &path,
@@ -395,8 +395,12 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         body: &body,
         scenario: None,
     };
-    faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
-    let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
+    let retry_after = faults::after_answer(&app, &cell, operation, seen, real_ms, &rparts);
+    let mut rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
+    if let Some(b) = overridden(&cell, &rparts, &rbytes) {
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        rbytes = b;
+    }
     let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let exchange = Exchange {
         surface: surface.name(),
@@ -416,11 +420,35 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     // Redacted before the journal's lock is taken: the lock only numbers and stores it.
     let mut entry = app.redactor().redact(exchange, &known, 0, &cell.name, vt);
     entry.environment = environment_named;
+    entry.retry_after = retry_after;
     cell.journal(|j| {
         entry.seq = j.next_seq();
         j.push(entry);
     });
     Response::from_parts(rparts, Body::from(rbytes))
+}
+
+/// An error envelope (`{"error": {"code", "message"}}`) whose code a scenario's `overrides`
+/// replace, rewritten; `None` when nothing is overridden.
+fn overridden(
+    cell: &crate::sandbox::Sandbox,
+    parts: &axum::http::response::Parts,
+    body: &axum::body::Bytes,
+) -> Option<axum::body::Bytes> {
+    if parts.status.is_success() {
+        return None;
+    }
+    let overrides = cell.network(|n| (!n.overrides.is_empty()).then(|| n.overrides.clone()))?;
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let error = v.get_mut("error")?.as_object_mut()?;
+    let o = overrides.get(error.get("code")?.as_str()?)?;
+    if let Some(code) = &o.code {
+        error.insert("code".into(), code.clone().into());
+    }
+    if let Some(message) = &o.message {
+        error.insert("message".into(), message.clone().into());
+    }
+    serde_json::to_vec(&v).ok().map(Into::into)
 }
 
 /// Renders an `ApiError` a handler returned with `render`; passes other responses through.

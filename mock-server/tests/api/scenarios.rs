@@ -433,3 +433,81 @@ async fn polling_a_202_location_sooner_than_its_retry_after_is_a_violation() {
     );
     assert_eq!(v["honoured"], false);
 }
+
+#[tokio::test]
+async fn unattended_run_on_sign_in_answers_connector_runs_400_and_creates_no_session() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let applied = t.apply("unattended-run-on-sign-in").await;
+    assert_eq!(applied["faults"].as_array().unwrap().len(), 1, "{applied}");
+    let token = d.token(PP_SCOPE).await;
+    let runs = d.runtime_runs(&conn, FLOW_OK);
+    let (s, h, v) = d.runtime(Method::POST, &format!("{runs}?runMode=attended"), &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SignInConnectionAttendedOnly")), "{v}");
+    assert!(h.get("location").is_none());
+    let dv = d.dv_token().await;
+    let (_, list) = d.send(Method::GET, &d.dv("flowsessions?$select=statuscode"), &dv, None).await;
+    assert_eq!(list["value"], json!([]), "a fault rule applies nothing: {list}");
+}
+
+#[tokio::test]
+async fn a_patch_desktop_flow_step_changes_what_later_runs_do() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.dv_token().await;
+    let applied = t.apply("desktop-flow-already-running").await;
+    assert_eq!(applied["desktopFlows"][0]["workflowId"], FLOW_OK, "{applied}");
+    assert_eq!(applied["desktopFlows"][0]["simulation"]["fail"]["code"], "UIFlowAlreadyRunning", "{applied}");
+    let run = d.start(&token, FLOW_OK, "attended", &conn).await;
+    d.advance(120).await;
+    let s = d.session(&token, &run).await;
+    assert_eq!((s["statuscode"].as_i64(), s["errorcode"].as_str()), (Some(8), Some("UIFlowAlreadyRunning")), "{s}");
+}
+
+#[tokio::test]
+async fn the_retry_after_verdict_is_also_on_the_next_requests_own_journal_entry() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=attended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, h, _) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    d.runtime(Method::GET, &location, &token, &[], None).await;
+    let journal = t.journal("operation=runtime.getRunStatus").await;
+    let mark = &journal["entries"][0]["retryAfter"];
+    assert_eq!((mark["required"].as_u64().is_some(), mark["honoured"].as_bool()), (true, Some(false)), "{journal}");
+    assert!(mark["waitedMs"].as_u64().is_some(), "{journal}");
+    let runs = t.journal("operation=runtime.runUIFlow").await;
+    assert!(runs["entries"][0].get("retryAfter").is_none(), "nothing was owed before the run request: {runs}");
+    let events = t.journal("kind=event").await;
+    assert!(
+        events["entries"].as_array().unwrap().iter().any(|e| e["event"] == "retryAfter.verdict"),
+        "the event stays: {events}"
+    );
+}
+
+#[tokio::test]
+async fn overrides_replace_a_codes_message_until_reset() {
+    let t = spawn_server().await;
+    let d = Door::default(&t);
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let applied = t.apply("sign-in-attended-only-real-text").await;
+    assert_eq!(applied["overrides"], json!(["SignInConnectionAttendedOnly"]), "{applied}");
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=unattended", d.runtime_runs(&conn, FLOW_OK));
+    let (s, _, v) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("SignInConnectionAttendedOnly")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("sign-in-attended-only-real-text"), "{v}");
+    let journal = t.journal("operation=runtime.runUIFlow").await;
+    assert_eq!(journal["entries"][0]["response"], v, "the journal holds the answer as sent");
+    t.control(Method::POST, "/_mock/reset", None).await;
+    let conn = d.sign_in_connection(BUILD01_GROUP).await;
+    let token = d.token(PP_SCOPE).await;
+    let url = format!("{}?runMode=unattended", d.runtime_runs(&conn, FLOW_OK));
+    let (_, _, v) = d.runtime(Method::POST, &url, &token, &[], None).await;
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("Connect with sign-in"), "reset removes it: {v}");
+}
