@@ -648,10 +648,6 @@ impl Control {
         r: &crate::scenario::RemoveShare,
     ) -> Result<(MachineGroupId, PrincipalId), ControlError> {
         let default = fixtures::default_world();
-        let missing = |what: &str, name: &str| ControlError::Conflict {
-            code: "ScenarioWorldMismatch",
-            message: format!("The scenario names the {what} '{name}', which this sandbox's world does not have."),
-        };
         let machine_group = match &r.machine {
             Some(m) => {
                 let id = self.machine_in(sandbox, m)?;
@@ -720,8 +716,9 @@ impl Control {
                 });
             (group, principal)
         })?;
-        let group = group.ok_or_else(|| missing("group", r.group.as_deref().or(r.machine.as_deref()).unwrap_or("")))?;
-        let principal = principal.ok_or_else(|| missing("principal", &r.principal))?;
+        let group =
+            group.ok_or_else(|| world_mismatch("group", r.group.as_deref().or(r.machine.as_deref()).unwrap_or("")))?;
+        let principal = principal.ok_or_else(|| world_mismatch("principal", &r.principal))?;
         Ok((group, principal))
     }
 
@@ -744,10 +741,7 @@ impl Control {
                 .find(|m| m.id.to_string().eq_ignore_ascii_case(reference) || m.name.eq_ignore_ascii_case(&name))
                 .map(|m| m.id)
         })?;
-        found.ok_or_else(|| ControlError::Conflict {
-            code: "ScenarioWorldMismatch",
-            message: format!("The scenario names the machine '{reference}', which this sandbox's world does not have."),
-        })
+        found.ok_or_else(|| world_mismatch("machine", reference))
     }
 
     /// The sandbox's desktop flow a scenario names by the default world's workflow id or by
@@ -769,12 +763,7 @@ impl Control {
                 .find(|f| f.id.to_string().eq_ignore_ascii_case(reference) || f.name.eq_ignore_ascii_case(&name))
                 .map(|f| f.id)
         })?;
-        found.ok_or_else(|| ControlError::Conflict {
-            code: "ScenarioWorldMismatch",
-            message: format!(
-                "The scenario names the desktop flow '{reference}', which this sandbox's world does not have."
-            ),
-        })
+        found.ok_or_else(|| world_mismatch("desktop flow", reference))
     }
 
     /// Every sandbox with its template and hosts.
@@ -1085,6 +1074,14 @@ pub struct AppliedScenario {
     pub overrides: Vec<String>,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
+}
+
+/// A scenario names something this sandbox's world does not have (409, mock-defined).
+fn world_mismatch(what: &str, name: &str) -> ControlError {
+    ControlError::Conflict {
+        code: "ScenarioWorldMismatch",
+        message: format!("The scenario names the {what} '{name}', which this sandbox's world does not have."),
+    }
 }
 
 /// The id of the `i`th connection [`Control::seed_connections`] stores.
