@@ -199,9 +199,16 @@ impl<'de> Deserialize<'de> for Step {
         // Dispatch on the key, so that an error inside a step names its own field rather
         // than "did not match any variant".
         let map = Map::<String, Value>::deserialize(d)?;
+        // The field inside the step leads the message (the outer path ends at the step).
+        fn inner<T: serde::de::DeserializeOwned, E: Error>(map: Map<String, Value>) -> Result<T, E> {
+            serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." { E::custom(e.into_inner()) } else { E::custom(format!("{path}: {}", e.into_inner())) }
+            })
+        }
         match (map.contains_key("client"), map.contains_key("mock")) {
-            (true, false) => ClientStep::deserialize(Value::Object(map)).map(Step::Client).map_err(D::Error::custom),
-            (false, true) => MockStep::deserialize(Value::Object(map)).map(Step::Mock).map_err(D::Error::custom),
+            (true, false) => inner(map).map(Step::Client),
+            (false, true) => inner(map).map(Step::Mock),
             _ => Err(D::Error::custom("a step has exactly one of 'client' (an action) or 'mock' (a mock step)")),
         }
     }

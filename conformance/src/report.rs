@@ -103,6 +103,9 @@ pub struct CaseReport {
     pub failures: Vec<Failure>,
     /// Listed in the expected-failures file.
     pub expected_failure: bool,
+    /// Selected by `--case` (a case not selected is reported skipped, for JUnit's one
+    /// testcase per catalog case, and left out of the human summary).
+    pub selected: bool,
     /// The sandbox it ran in (empty when not run).
     pub sandbox: String,
     /// The doors (surface and host form) its requests used: reported, never a failure.
@@ -127,6 +130,7 @@ impl CaseReport {
             skip_reason: Some(reason.into()),
             failures: Vec::new(),
             expected_failure: false,
+            selected: true,
             sandbox: String::new(),
             doors: Vec::new(),
             stderr: String::new(),
@@ -178,7 +182,7 @@ impl Report {
     /// The human summary: one line per case, each failure in full, then the totals.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        for c in &self.cases {
+        for c in self.cases.iter().filter(|c| c.selected) {
             let tag = match c.status {
                 CaseStatus::Passed => "PASS",
                 CaseStatus::Failed if c.expected_failure => "XFAIL",
@@ -211,12 +215,13 @@ impl Report {
         let failed_must = self.cases.iter().filter(|c| c.fails_run()).count();
         let _ = writeln!(
             s,
-            "{} passed, {} failed ({} MUST), {} expected failures, {} skipped, {} stale; run {} in {:.1} s",
+            "{} passed, {} failed ({} MUST), {} expected failures, {} skipped, {} not selected, {} stale; run {} in {:.1} s",
             self.count(CaseStatus::Passed),
             self.cases.iter().filter(|c| c.status == CaseStatus::Failed && !c.expected_failure).count(),
             failed_must,
             self.cases.iter().filter(|c| c.status == CaseStatus::Failed && c.expected_failure).count(),
-            self.count(CaseStatus::Skipped),
+            self.cases.iter().filter(|c| c.status == CaseStatus::Skipped && c.selected).count(),
+            self.cases.iter().filter(|c| !c.selected).count(),
             self.stale.len(),
             self.run_id,
             self.duration_ms as f64 / 1000.0

@@ -182,7 +182,12 @@ pub async fn run_async(options: RunOptions) -> Result<Report, RunError> {
     let mut cases_out: Vec<CaseReport> = reports
         .into_iter()
         .zip(&cases)
-        .map(|(r, c)| r.unwrap_or_else(|| CaseReport::skipped(c, format!("not selected by --case {filter}"))))
+        .map(|(r, c)| {
+            r.unwrap_or_else(|| CaseReport {
+                selected: false,
+                ..CaseReport::skipped(c, format!("not selected by --case {filter}"))
+            })
+        })
         .collect();
     let listed: BTreeSet<&str> = options.expected_failures.iter().map(String::as_str).collect();
     let mut stale = Vec::new();
@@ -382,17 +387,7 @@ async fn execute(
     if steps_ok {
         let expect = &case.expect;
         let routed: Vec<Value> = entries.iter().map(check::routed).collect();
-        let patterns: Vec<Value> = expect
-            .requests
-            .iter()
-            .map(|p| {
-                let mut v = check::pattern_value(p);
-                if let Some(q) = v.get_mut("query").and_then(Value::as_object_mut) {
-                    q.retain(|k, _| !k.eq_ignore_ascii_case("api-version"));
-                }
-                v
-            })
-            .collect();
+        let patterns: Vec<Value> = expect.requests.iter().map(check::pattern_value).collect();
         match prepare(map, &Value::Array(patterns), &saved) {
             Ok(Value::Array(patterns)) => out.failures.extend(check::requests(&patterns, &routed, &map.secrets)),
             Ok(_) => {}

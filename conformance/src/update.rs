@@ -2,7 +2,7 @@
 //! default-world values, leaving the rest of the file as it was written (key order and
 //! layout: the other members are copied as their original text).
 
-use crate::case::LoadedCase;
+use crate::case::{LoadedCase, RequestPattern};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -67,7 +67,11 @@ pub fn write_requests(case: &LoadedCase, observed: &[Value]) -> Result<(), Strin
 /// catalog is written).
 pub fn with_requests(text: &str, observed: &[Value]) -> Result<String, String> {
     let top: Ordered = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let patterns: Vec<Value> = observed.iter().map(pattern_of).collect();
+    // Through the typed pattern, so that its fields come in the documented order.
+    let patterns: Vec<RequestPattern> = observed
+        .iter()
+        .map(|o| serde_json::from_value(pattern_of(o)).map_err(|e| format!("an observed request: {e}")))
+        .collect::<Result<_, _>>()?;
     let requests = indent(&serde_json::to_string_pretty(&patterns).map_err(|e| e.to_string())?, 4);
     let mut members: Vec<(String, String)> = top.0.into_iter().map(|(k, v)| (k, v.get().to_owned())).collect();
     let expect = match members.iter().position(|(k, _)| k == "expect") {
