@@ -309,3 +309,61 @@ pub fn parse_expected_failures(text: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Removes what must never reach a report: the sandbox's secrets (and their default-world
+/// forms) and anything shaped like a token, wherever an adapter's stderr or outcome put them.
+#[derive(Debug)]
+pub struct Scrubber {
+    secrets: Option<aho_corasick::AhoCorasick>,
+}
+
+impl Scrubber {
+    /// A scrubber for these secrets.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        let list: Vec<&str> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        let secrets =
+            aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostLongest).build(list).ok();
+        Self { secrets }
+    }
+
+    /// `s` without secrets or tokens.
+    pub fn text(&self, s: &str) -> String {
+        let s = match &self.secrets {
+            Some(m) => m.replace_all(s, &vec!["<redacted>"; m.patterns_len()]),
+            None => s.to_owned(),
+        };
+        let jwts = mock_server::tokens::find_jwts(&s);
+        if jwts.is_empty() {
+            return s;
+        }
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for (start, end) in jwts {
+            out.push_str(&s[last..start]);
+            out.push_str("<redacted:token>");
+            last = end;
+        }
+        out.push_str(&s[last..]);
+        out
+    }
+
+    /// Every string of `v` scrubbed.
+    pub fn value(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.text(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.value(x)).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), self.value(x))).collect()),
+            _ => v.clone(),
+        }
+    }
+
+    /// A case's report scrubbed: stderr and every failure.
+    pub fn case(&self, report: &mut CaseReport) {
+        report.stderr = self.text(&report.stderr);
+        for f in &mut report.failures {
+            f.message = self.text(&f.message);
+            f.expected = f.expected.as_ref().map(|v| self.value(v));
+            f.received = f.received.as_ref().map(|v| self.value(v));
+        }
+    }
+}

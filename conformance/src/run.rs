@@ -243,6 +243,9 @@ async fn run_case(
             report.failures = executed.failures;
         }
     }
+    let back: Vec<String> = map.secrets.iter().map(|s| map.back.string(s)).collect();
+    crate::report::Scrubber::new(map.secrets.iter().map(String::as_str).chain(back.iter().map(String::as_str)))
+        .case(&mut report);
     let observed = executed
         .steps_completed
         .then(|| executed.requests.iter().map(|e| map.back.value(&crate::check::routed(e))).collect());

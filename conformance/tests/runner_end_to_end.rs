@@ -217,3 +217,21 @@ fn the_binary_exits_0_1_or_2() {
     let n = doc.descendants().filter(|n| n.has_tag_name("testcase")).count();
     assert_eq!(n, conformance::catalog(None).unwrap().len(), "one testcase per catalog case");
 }
+
+#[test]
+fn secrets_and_tokens_an_adapter_prints_never_reach_the_report() {
+    let mut o = RunOptions::new(
+        "env | grep ^MOCK_ | sort >&2; echo 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl' >&2; exit 1",
+    );
+    o.case_filter = Some("identity/token/client-credentials".into());
+    let report = conformance::run(o).unwrap();
+    let case = report.case("identity/token/client-credentials").unwrap();
+    assert_eq!(case.status, CaseStatus::Failed);
+    assert!(case.failures[0].message.contains("closed its stdout"), "{:?}", case.failures);
+    assert!(case.stderr.contains("MOCK_CLIENT_SECRET=<redacted>"), "{}", case.stderr);
+    assert!(case.stderr.contains("Bearer <redacted:token>"), "{}", case.stderr);
+    assert!(case.stderr.contains("MOCK_PROTOCOL=1") && case.stderr.contains("MOCK_CA="), "{}", case.stderr);
+    assert!(!case.stderr.contains("MOCK_USERNAME"), "a service principal's case sets no user");
+    let all = format!("{}{}", report.render(), report.to_junit());
+    assert!(!all.contains("mock-pipeline-secret") && !all.contains("eyJhbGci"), "{all}");
+}
