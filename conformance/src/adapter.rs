@@ -44,6 +44,9 @@ impl Adapter {
         }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // Its own process group, so that an adapter that hangs is ended with every process
+        // `sh -c` started for it, not only the shell.
+        cmd.process_group(0);
         let mut child = cmd.spawn().map_err(|e| format!("cannot start `sh -c {command}`: {e}"))?;
         let (Some(stdin), Some(stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -99,6 +102,9 @@ impl Adapter {
     pub async fn finish(mut self) -> String {
         drop(self.stdin.take());
         if tokio::time::timeout(EXIT_GRACE, self.child.wait()).await.is_err() {
+            if let Some(group) = self.child.id() {
+                let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status().await;
+            }
             let _ = self.child.kill().await;
         }
         match tokio::time::timeout(EXIT_GRACE, &mut self.stderr).await {

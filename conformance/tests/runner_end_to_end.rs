@@ -235,3 +235,37 @@ fn secrets_and_tokens_an_adapter_prints_never_reach_the_report() {
     let all = format!("{}{}", report.render(), report.to_junit());
     assert!(!all.contains("mock-pipeline-secret") && !all.contains("eyJhbGci"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mock_step_runs_on_both_doors_for_a_user_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = json!({
+        "id": "runs/runner/mock-steps", "level": "SHOULD", "statement": "Every mock step runs.",
+        "capabilities": ["token"], "identity": {"user": "megan@contoso.onmicrosoft.com"},
+        "steps": [
+            {"mock": "setMachine", "machine": "FIN-01", "facts": {"online": false}},
+            {"mock": "setMachine", "machine": "BUILD-01", "facts": {"sessions": [{"user": "megan@contoso.onmicrosoft.com", "state": "active"}]}},
+            {"mock": "settings", "patch": {"tokenLifetimeSecs": 600}},
+            {"mock": "scenario", "name": "throttled-runs"},
+            {"mock": "fault", "rule": {"match": {"operation": "connections.put"}, "respond": {"status": 429, "headers": {"Retry-After": "1"}}, "times": 1}},
+            {"mock": "advance", "seconds": 10},
+            {"mock": "advanceUntilIdle"},
+            {"mock": "advanceToNextEvent"},
+            {"client": "acquireToken", "args": {"resource": "powerplatform"}, "expect": {"ok": true, "result": {"expiresIn": 600}}}
+        ],
+        "expect": {
+            "requests": [{"operation": "identity.token", "body": {"grant_type": "password", "username": "megan@contoso.onmicrosoft.com",
+                "password": "Megan-Test-Passw0rd!", "client_id": "04b07795-8ddb-461a-bbee-02f9e1bf7b46"}, "bodyMatch": "subset"}],
+            "state": {"connectionsExact": true, "runs": []}
+        }
+    });
+    std::fs::write(dir.path().join("steps.json"), case.to_string()).unwrap();
+    let mut o = RunOptions::new(adapter(""));
+    o.cases_dir = Some(dir.path().to_owned());
+    let in_process = conformance::run_async(o.clone()).await.unwrap();
+    assert_eq!(in_process.cases[0].status, CaseStatus::Passed, "{}", in_process.render());
+    let server = mock_server::MockServer::builder().https(None).start().await.unwrap();
+    o.mock_url = Some(server.uri());
+    let over_http = conformance::run_async(o).await.unwrap();
+    assert_eq!(over_http.cases[0].status, CaseStatus::Passed, "{}", over_http.render());
+}
