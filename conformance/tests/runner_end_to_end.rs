@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-const SAMPLES: &str = "identity/token,connections/create";
+/// The runner's own sample cases (exact ids: other cases may join these folders).
+const SAMPLES: &str = "identity/runner-samples/client-credentials,identity/runner-samples/token-reused,\
+connections/create/service-principal,connections/create/group-not-shared";
 
 fn adapter(fault: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_adapter.py");
@@ -61,7 +63,7 @@ fn a_wrong_body_field_fails_every_case_that_creates_a_connection() {
         vec![
             "connections/create/group-not-shared",
             "connections/create/service-principal",
-            "identity/token/reused-while-valid"
+            "identity/runner-samples/token-reused"
         ]
     );
     assert_eq!(report.exit_code(), 1);
@@ -74,8 +76,8 @@ fn a_wrong_body_field_fails_every_case_that_creates_a_connection() {
 #[test]
 fn a_client_that_does_not_cache_its_token_fails_only_the_reuse_case() {
     let report = conformance::run(options("no-token-cache")).unwrap();
-    assert_eq!(failed(&report), vec!["identity/token/reused-while-valid"]);
-    let f = &report.case("identity/token/reused-while-valid").unwrap().failures;
+    assert_eq!(failed(&report), vec!["identity/runner-samples/token-reused"]);
+    let f = &report.case("identity/runner-samples/token-reused").unwrap().failures;
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].check, "expect.counts.identity.token");
 }
@@ -93,10 +95,10 @@ fn a_password_in_the_query_string_is_a_leak() {
 #[test]
 fn an_adapter_that_never_answers_fails_on_the_step_timeout() {
     let mut o = options("silent");
-    o.case_filter = Some("identity/token/client-credentials".into());
+    o.case_filter = Some("identity/runner-samples/client-credentials".into());
     o.step_timeout = Duration::from_secs(1);
     let report = conformance::run(o).unwrap();
-    let case = report.case("identity/token/client-credentials").unwrap();
+    let case = report.case("identity/runner-samples/client-credentials").unwrap();
     assert_eq!(case.status, CaseStatus::Failed);
     assert!(case.failures[0].message.contains("no answer within 1 s"), "{:?}", case.failures);
 }
@@ -108,7 +110,7 @@ fn a_missing_capability_or_an_unsupported_action_skips_with_the_reason() {
     let skipped = report.case("connections/create/service-principal").unwrap();
     assert_eq!(skipped.status, CaseStatus::Skipped);
     assert_eq!(skipped.skip_reason.as_deref(), Some("the adapter does not declare the capability connections"));
-    assert_eq!(report.case("identity/token/client-credentials").unwrap().status, CaseStatus::Passed);
+    assert_eq!(report.case("identity/runner-samples/client-credentials").unwrap().status, CaseStatus::Passed);
 
     let dir = tempfile::tempdir().unwrap();
     let case = json!({"id": "connections/list/own", "level": "MUST", "statement": "Lists connections.",
@@ -126,19 +128,22 @@ fn expected_failures_hold_failing_cases_and_report_stale_entries() {
     o.expected_failures = vec![
         "connections/create/service-principal".into(),
         "connections/create/group-not-shared".into(),
-        "identity/token/reused-while-valid".into(),
+        "identity/runner-samples/token-reused".into(),
     ];
     let report = conformance::run(o.clone()).unwrap();
     assert!(report.stale.is_empty());
     assert_eq!(report.exit_code(), 0, "listed failures do not fail the run:\n{}", report.render());
     assert!(report.render().contains("XFAIL connections/create/service-principal"));
 
-    o.expected_failures.push("identity/token/client-credentials".into());
-    o.expected_failures.push("identity/token/gone".into());
+    o.expected_failures.push("identity/runner-samples/client-credentials".into());
+    o.expected_failures.push("identity/runner-samples/gone".into());
     let report = conformance::run(o).unwrap();
-    assert_eq!(report.stale, vec!["identity/token/client-credentials", "identity/token/gone (no such case)"]);
+    assert_eq!(
+        report.stale,
+        vec!["identity/runner-samples/client-credentials", "identity/runner-samples/gone (no such case)"]
+    );
     assert_eq!(report.exit_code(), 1);
-    assert!(report.render().contains("STALE identity/token/client-credentials"));
+    assert!(report.render().contains("STALE identity/runner-samples/client-credentials"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,9 +228,9 @@ fn secrets_and_tokens_an_adapter_prints_never_reach_the_report() {
     let mut o = RunOptions::new(
         "env | grep ^MOCK_ | sort >&2; echo 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl' >&2; exit 1",
     );
-    o.case_filter = Some("identity/token/client-credentials".into());
+    o.case_filter = Some("identity/runner-samples/client-credentials".into());
     let report = conformance::run(o).unwrap();
-    let case = report.case("identity/token/client-credentials").unwrap();
+    let case = report.case("identity/runner-samples/client-credentials").unwrap();
     assert_eq!(case.status, CaseStatus::Failed);
     assert!(case.failures[0].message.contains("closed its stdout"), "{:?}", case.failures);
     assert!(case.stderr.contains("MOCK_CLIENT_SECRET=<redacted>"), "{}", case.stderr);
