@@ -36,8 +36,13 @@ pub fn matches(expected: &Value, received: &Value, exact: bool) -> bool {
 /// The outcome of one client step against its expectation (`{"ok": true}` when none).
 pub fn outcome(check: &str, expect: Option<&OutcomeExpect>, outcome: &Value) -> Option<Failure> {
     let ok = outcome.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    // The echoed step id is protocol, not outcome: left out of the comparison shown.
+    let mut shown = outcome.clone();
+    if let Some(o) = shown.as_object_mut() {
+        o.remove("id");
+    }
     let fail =
-        |message: String, expected: Value| Some(Failure::compared(check, message, expected, Some(outcome.clone())));
+        |message: String, expected: Value| Some(Failure::compared(check, message, expected, Some(shown.clone())));
     let default = OutcomeExpect { ok: true, result: None, status: None, code: None };
     let e = expect.unwrap_or(&default);
     let expected = serde_json::to_value(e).unwrap_or(Value::Null);
