@@ -3,6 +3,7 @@
 //! operations, `${name.field}` naming an earlier `save`). Every error names the file and the
 //! field.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub const SURFACES: &[&str] = &["identity", "connections", "machines", "sharing", "runs", "retry"];
 
 /// One conformance case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Case {
     /// Optional editor hint (`"$schema": "../../case.schema.json"`); ignored.
@@ -48,7 +49,7 @@ pub struct Case {
 }
 
 /// How binding a case is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Level {
     /// A failure fails the run (exit 1).
     #[serde(rename = "MUST")]
@@ -69,7 +70,7 @@ impl Level {
 }
 
 /// What an adapter can do (the fixed list of conformance.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Capability {
     /// Acquiring tokens.
@@ -110,7 +111,7 @@ impl Capability {
 }
 
 /// Who the client is, named as in the default world.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Identity {
     /// A service principal's display name (client credentials).
@@ -128,7 +129,7 @@ pub struct Identity {
 pub const DEFAULT_PUBLIC_CLIENT: &str = "Microsoft Azure CLI";
 
 /// The client-facing verbs of protocol version 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     /// Get a token for a resource.
@@ -184,7 +185,7 @@ impl Action {
 }
 
 /// One step: the client acts (through the adapter), or the runner changes the mock.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Step {
     /// A `client` step.
@@ -215,7 +216,7 @@ impl<'de> Deserialize<'de> for Step {
 }
 
 /// The adapter performs one action.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientStep {
     /// The action.
@@ -236,7 +237,7 @@ fn empty_object() -> Value {
 }
 
 /// A change the runner makes to the mock between client steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "mock", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
 pub enum MockStep {
     /// Moves the virtual clock forward.
@@ -308,7 +309,7 @@ impl MockStep {
 }
 
 /// The outcome a client step must report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OutcomeExpect {
     /// Success or failure.
@@ -352,6 +353,22 @@ impl std::fmt::Display for StatusExpect {
     }
 }
 
+impl JsonSchema for StatusExpect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StatusExpect".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An HTTP status (403) or a class ('4xx').",
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "string", "pattern": "^[1-5]xx$"}
+            ]
+        })
+    }
+}
+
 impl Serialize for StatusExpect {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -381,7 +398,7 @@ impl<'de> Deserialize<'de> for StatusExpect {
 }
 
 /// What must hold once the steps ran.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaseExpect {
     /// Patterns matched in order as a subsequence of the case's requests.
@@ -399,7 +416,7 @@ pub struct CaseExpect {
 }
 
 /// A request the client must have sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequestPattern {
     /// The named operation (docs/operations.md).
@@ -428,7 +445,7 @@ pub struct RequestPattern {
 }
 
 /// How a pattern's body is compared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum BodyMatch {
     /// Equal after normalisation.
@@ -445,7 +462,7 @@ impl BodyMatch {
 }
 
 /// How many requests of one operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum CountExpect {
     /// Exactly this many.
@@ -486,7 +503,7 @@ impl std::fmt::Display for CountExpect {
 }
 
 /// The state the case must leave.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateExpect {
     /// Subset patterns of connections (`id`, `displayName`, `status`, `statusCode`, …), each
@@ -502,11 +519,19 @@ pub struct StateExpect {
 }
 
 /// What the Retry-After check must say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RetryAfterExpect {
     /// At least one verdict exists for the sandbox, and none is a violation.
     Honoured,
+}
+
+impl Case {
+    /// The JSON Schema of the case format (what `fixtures/case.schema.json` holds), for
+    /// editors; the loader's checks go further (ids, operations, references).
+    pub fn json_schema() -> Value {
+        serde_json::to_value(schemars::schema_for!(Case)).unwrap_or_default()
+    }
 }
 
 /// A case with where it came from.

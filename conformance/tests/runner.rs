@@ -497,3 +497,17 @@ fn the_update_keeps_the_file_and_writes_the_requests_in_pattern_order() {
     let op = updated.find("\"operation\"").unwrap();
     assert!(op < updated.find("\"method\"").unwrap(), "operation first:\n{updated}");
 }
+
+#[test]
+fn the_checked_in_case_schema_is_the_one_the_format_generates() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/case.schema.json");
+    let generated = serde_json::to_string_pretty(&Case::json_schema()).unwrap() + "\n";
+    if std::env::var_os("CONFORMANCE_UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "fixtures/case.schema.json is stale: run CONFORMANCE_UPDATE_SCHEMA=1 cargo test -p conformance --test runner"
+    );
+}
