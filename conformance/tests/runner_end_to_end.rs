@@ -274,3 +274,16 @@ async fn every_mock_step_runs_on_both_doors_for_a_user_identity() {
     let over_http = conformance::run_async(o).await.unwrap();
     assert_eq!(over_http.cases[0].status, CaseStatus::Passed, "{}", over_http.render());
 }
+
+#[test]
+fn the_real_host_doors_work_and_are_reported_never_failed() {
+    for (mode, door) in
+        [("host-form", "powerplatform (environment host)"), ("tenant-form", "powerplatform (tenant host)")]
+    {
+        let report = conformance::run(options(mode)).unwrap();
+        assert_eq!(report.exit_code(), 0, "{mode}: {}", report.render());
+        let create = report.case("connections/create/service-principal").unwrap();
+        assert_eq!(create.status, CaseStatus::Passed, "the path pattern matches the routed request");
+        assert!(create.doors.contains(&door.to_owned()), "{mode}: {:?}", create.doors);
+    }
+}
