@@ -17,7 +17,7 @@ use std::time::Duration;
 pub struct Doors {
     /// `scheme://host:port` for the path forms (loopback).
     pub path_origin: String,
-    /// `(scheme, port)` for the real-host forms (`https://{host}:PORT`).
+    /// The scheme of the real-host forms (`https://{host}:PORT`).
     pub host_scheme: String,
     /// The port of the real-host forms.
     pub host_port: u16,
@@ -25,7 +25,7 @@ pub struct Doors {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A sandbox made for one case: its name, world and hosts.
+/// A sandbox made for one case: its name and world.
 #[derive(Debug, Clone)]
 pub struct MadeSandbox {
     /// Its name.

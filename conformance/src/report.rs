@@ -61,24 +61,72 @@ impl Failure {
     }
 }
 
-/// Two JSON values pretty-printed in two columns; `*` marks the lines that differ.
+/// Two JSON values pretty-printed in two columns, equal lines aligned (a longest common
+/// subsequence of the lines, trailing commas ignored); `*` marks the rows that differ.
 pub fn side_by_side(expected: &Value, received: Option<&Value>) -> String {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-    let left: Vec<String> = pretty(expected).lines().map(str::to_owned).collect();
-    let right: Vec<String> = match received {
-        Some(v) => pretty(v).lines().map(str::to_owned).collect(),
-        None => vec!["(nothing)".to_owned()],
+    let left_text = pretty(expected);
+    let right_text = match received {
+        Some(v) => pretty(v),
+        None => "(nothing)".to_owned(),
     };
+    let left: Vec<&str> = left_text.lines().collect();
+    let right: Vec<&str> = right_text.lines().collect();
     let width = left.iter().map(|l| l.chars().count()).max().unwrap_or(0).clamp(8, 70);
     let mut s = String::new();
     let _ = writeln!(s, "    {:<width$}   | received", "expected");
-    for i in 0..left.len().max(right.len()) {
-        let l = left.get(i).map_or("", String::as_str);
-        let r = right.get(i).map_or("", String::as_str);
-        let mark = if l == r { ' ' } else { '*' };
+    for (l, r) in align(&left, &right) {
+        let (l, r) = (l.unwrap_or(""), r.unwrap_or(""));
+        let same = l.trim_end_matches(',') == r.trim_end_matches(',');
+        let mark = if same { ' ' } else { '*' };
         let _ = writeln!(s, "  {mark} {l:<width$}   | {r}");
     }
     s
+}
+
+/// Rows of two line lists: equal lines side by side, the differing stretches between them
+/// paired up in order.
+fn align<'a>(left: &[&'a str], right: &[&'a str]) -> Vec<(Option<&'a str>, Option<&'a str>)> {
+    let key = |l: &str| l.trim_end_matches(',').to_owned();
+    // Beyond this many cells the rows are simply zipped: a diff that big is read another way.
+    const MAX_CELLS: usize = 1 << 20;
+    let (n, m) = (left.len(), right.len());
+    if n.saturating_mul(m) > MAX_CELLS {
+        return (0..n.max(m)).map(|i| (left.get(i).copied(), right.get(i).copied())).collect();
+    }
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] =
+                if key(left[i]) == key(right[j]) { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut rows = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let (mut only_left, mut only_right): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let flush = |rows: &mut Vec<_>, a: &mut Vec<&'a str>, b: &mut Vec<&'a str>| {
+        for k in 0..a.len().max(b.len()) {
+            rows.push((a.get(k).copied(), b.get(k).copied()));
+        }
+        a.clear();
+        b.clear();
+    };
+    while i < n || j < m {
+        if i < n && j < m && key(left[i]) == key(right[j]) {
+            flush(&mut rows, &mut only_left, &mut only_right);
+            rows.push((Some(left[i]), Some(right[j])));
+            i += 1;
+            j += 1;
+        } else if j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1]) {
+            only_left.push(left[i]);
+            i += 1;
+        } else {
+            only_right.push(right[j]);
+            j += 1;
+        }
+    }
+    flush(&mut rows, &mut only_left, &mut only_right);
+    rows
 }
 
 /// One case's result.

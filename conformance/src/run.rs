@@ -240,7 +240,17 @@ async fn run_case(
         None => {
             report.skip_reason = None;
             report.status = if executed.failures.is_empty() { CaseStatus::Passed } else { CaseStatus::Failed };
-            report.failures = executed.failures;
+            // Shown in default-world values, as the case file is written.
+            report.failures = executed
+                .failures
+                .into_iter()
+                .map(|f| Failure {
+                    message: map.back.string(&f.message),
+                    expected: f.expected.map(|v| map.back.value(&v)),
+                    received: f.received.map(|v| map.back.value(&v)),
+                    ..f
+                })
+                .collect();
         }
     }
     let back: Vec<String> = map.secrets.iter().map(|s| map.back.string(s)).collect();

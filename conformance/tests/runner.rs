@@ -511,3 +511,19 @@ fn the_checked_in_case_schema_is_the_one_the_format_generates() {
         "fixtures/case.schema.json is stale: run CONFORMANCE_UPDATE_SCHEMA=1 cargo test -p conformance --test runner"
     );
 }
+
+#[test]
+fn side_by_side_aligns_equal_lines_and_marks_the_rest() {
+    let text = conformance::report::side_by_side(
+        &json!({"ok": true, "result": {"displayName": "Build machine", "id": "x", "status": "Connected"}}),
+        Some(&json!({"ok": true, "result": {"id": "x", "status": "Connected"}})),
+    );
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[0].contains("expected") && rows[0].contains("| received"), "{text}");
+    let marked: Vec<&&str> = rows.iter().filter(|r| r.trim_start().starts_with('*')).collect();
+    assert_eq!(marked.len(), 1, "only the missing key differs:\n{text}");
+    assert!(marked[0].contains("\"displayName\"") && marked[0].trim_end().ends_with('|'), "{text}");
+    let id_row = rows.iter().find(|r| r.contains("\"id\"")).unwrap();
+    assert_eq!(id_row.matches("\"id\": \"x\"").count(), 2, "equal lines side by side despite the comma:\n{text}");
+    assert!(conformance::report::side_by_side(&json!(1), None).contains("(nothing)"));
+}
