@@ -692,7 +692,8 @@ pub fn embedded() -> Result<Vec<LoadedCase>, CaseError> {
         .into_iter()
         .map(|(file, text)| {
             let path = on_disk.join(&file);
-            (file, text.to_owned(), path.is_file().then_some(path))
+            let relative = file.strip_prefix("cases/").unwrap_or(&file).to_owned();
+            Source { file, relative, text: text.to_owned(), path: path.is_file().then_some(path) }
         })
         .collect();
     from_texts(files)
@@ -711,7 +712,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedCase>, CaseError> {
             field: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        files.push((file, text, Some(path)));
+        let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        files.push(Source { file, relative, text, path: Some(path) });
     }
     if files.is_empty() {
         return Err(CaseError {
@@ -740,11 +742,35 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CaseError> {
     Ok(())
 }
 
-fn from_texts(files: Vec<(String, String, Option<PathBuf>)>) -> Result<Vec<LoadedCase>, CaseError> {
+/// A case file before parsing.
+struct Source {
+    /// As named in messages.
+    file: String,
+    /// Its path below the catalog's root (`connections/create/x.json`).
+    relative: String,
+    text: String,
+    path: Option<PathBuf>,
+}
+
+fn from_texts(files: Vec<Source>) -> Result<Vec<LoadedCase>, CaseError> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
-    for (file, text, path) in files {
+    for Source { file, relative, text, path } in files {
         let case = Case::parse(&file, &text)?;
+        // A case lives in the folder of its surface; a file at the root of a folder given
+        // with --cases may hold any case.
+        if let Some((folder, _)) = relative.split_once('/')
+            && case.id.split('/').next() != Some(folder)
+        {
+            return Err(CaseError {
+                file,
+                field: "id".into(),
+                message: format!(
+                    "'{}' is in the folder '{folder}/': a case lives in the folder of its surface",
+                    case.id
+                ),
+            });
+        }
         if let Some(first) = seen.insert(case.id.clone(), file.clone()) {
             return Err(CaseError {
                 file,

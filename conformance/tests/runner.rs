@@ -119,6 +119,15 @@ fn a_folder_with_two_cases_of_one_id_is_refused_naming_the_second_file() {
     assert_eq!(e.field, "id");
     assert!(e.message.contains("a.json"), "{e}");
 
+    let misplaced = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(misplaced.path().join("runs")).unwrap();
+    std::fs::write(misplaced.path().join("runs/c.json"), minimal("identity/token/c").to_string()).unwrap();
+    let e = conformance::catalog(Some(misplaced.path())).unwrap_err();
+    assert_eq!(e.field, "id");
+    assert!(e.message.contains("folder 'runs/'"), "{e}");
+    std::fs::rename(misplaced.path().join("runs/c.json"), misplaced.path().join("c.json")).unwrap();
+    assert!(conformance::catalog(Some(misplaced.path())).is_ok(), "a file at the root may hold any case");
+
     let empty = tempfile::tempdir().unwrap();
     assert!(conformance::catalog(Some(empty.path())).unwrap_err().message.contains("no *.json"));
 }
