@@ -106,6 +106,9 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
 /// Runs the catalog on a runtime of its own (not from inside an async context: use
 /// [`run_async`] there).
 pub fn run(options: RunOptions) -> Result<Report, RunError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(RunError::Usage("conformance::run was called inside an async runtime: use run_async".into()));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -271,8 +271,10 @@ async fn every_mock_step_runs_on_both_doors_for_a_user_identity() {
     assert_eq!(in_process.cases[0].status, CaseStatus::Passed, "{}", in_process.render());
     let server = mock_server::MockServer::builder().https(None).start().await.unwrap();
     o.mock_url = Some(server.uri());
-    let over_http = conformance::run_async(o).await.unwrap();
+    let over_http = conformance::run_async(o.clone()).await.unwrap();
     assert_eq!(over_http.cases[0].status, CaseStatus::Passed, "{}", over_http.render());
+    let nested = conformance::run(o).unwrap_err();
+    assert!(nested.to_string().contains("run_async"), "the blocking entry point refuses, never panics: {nested}");
 }
 
 #[test]
