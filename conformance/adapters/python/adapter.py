@@ -365,7 +365,7 @@ class Client:
         if args.get("priority"):
             body["runPriority"] = args["priority"]
         if args.get("inputs") is not None:
-            body["inputs"] = json.dumps(args["inputs"])  # RunDesktopFlow takes them as a JSON string
+            body["inputs"] = json.dumps(args["inputs"], separators=(",", ":"))  # a JSON string, compact
         url = f"{self.surfaces.dataverse}/workflows({args['flowId']})/Microsoft.Dynamics.CRM.RunDesktopFlow"
         run_id = self.call("POST", url, "dataverse", body=body).json()["flowsessionId"]
         self.runs[run_id] = {"door": "dataverse", "not_before": 0.0}
