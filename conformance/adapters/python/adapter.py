@@ -108,31 +108,20 @@ class Answer:
         return Failure(self.status, "", None)
 
 
-def completed(base, path):
-    """``base`` with whatever tail of ``path`` it lacks: the same code accepts a bare origin
-    (``https://127.0.0.1:PORT``) and a base URL that already names the tenant or environment."""
-    base = base.rstrip("/")
-    segments = path.strip("/").split("/")
-    for have in range(len(segments), 0, -1):
-        if base.endswith("/" + "/".join(segments[:have])):
-            return "/".join([base, *segments[have:]])
-    return "/".join([base, *segments])
-
-
 class Surfaces:
     """The base URLs, in the path form (docs/conformance.md)."""
 
     def __init__(self, env):
         self.environment = env["MOCK_ENVIRONMENT_ID"]
-        self.tenant = env["MOCK_TENANT_ID"]
-        self.token_url = completed(env["MOCK_LOGIN_URL"], self.tenant) + "/oauth2/v2.0/token"
-        # Connections live under …/connectivity/environments/{environmentId}.
-        self.power_platform = completed(env["MOCK_PPAPI_PATH_URL"], f"connectivity/environments/{self.environment}")
-        # …/dataverse/{org} is the scope root; the Web API is under /api/data/v9.2.
-        self.dataverse_root = env["MOCK_DATAVERSE_PATH_URL"].rstrip("/").removesuffix("/api/data/v9.2")
+        tenant = env["MOCK_TENANT_ID"]
+        self.token_url = f"{env['MOCK_LOGIN_URL'].rstrip('/')}/{tenant}/oauth2/v2.0/token"
+        # …/connectivity/environments/{environmentId}: connections live under it.
+        self.power_platform = env["MOCK_PPAPI_PATH_URL"].rstrip("/")
+        # …/dataverse/{org}: the Dataverse scope root; the Web API is under /api/data/v9.2.
+        self.dataverse_root = env["MOCK_DATAVERSE_PATH_URL"].rstrip("/")
         self.dataverse = f"{self.dataverse_root}/api/data/v9.2"
-        # The connector runtime: …/apim/uiflow/{environmentId}/{connectionId}/….
-        self.runtime = completed(env["MOCK_RUNTIME_URL"], f"apim/uiflow/{self.environment}")
+        # …/apim/uiflow/{environmentId}: the connector runtime, then /{connectionId}/….
+        self.runtime = env["MOCK_RUNTIME_URL"].rstrip("/")
 
     def scope(self, resource):
         if resource == "powerplatform":

@@ -78,17 +78,14 @@ impl Surfaces {
                 password: var("MOCK_PASSWORD").unwrap_or_default(),
             },
         };
-        let dataverse_root =
-            need("MOCK_DATAVERSE_PATH_URL")?.trim_end_matches('/').trim_end_matches("/api/data/v9.2").to_owned();
+        let base = |name: &str| need(name).map(|url| url.trim_end_matches('/').to_owned());
+        let dataverse_root = base("MOCK_DATAVERSE_PATH_URL")?;
         Ok(Surfaces {
-            token_url: format!("{}/oauth2/v2.0/token", completed(&need("MOCK_LOGIN_URL")?, &tenant)),
-            power_platform: completed(
-                &need("MOCK_PPAPI_PATH_URL")?,
-                &format!("connectivity/environments/{environment}"),
-            ),
+            token_url: format!("{}/{tenant}/oauth2/v2.0/token", base("MOCK_LOGIN_URL")?),
+            power_platform: base("MOCK_PPAPI_PATH_URL")?,
             dataverse: format!("{dataverse_root}/api/data/v9.2"),
             dataverse_root,
-            runtime: completed(&need("MOCK_RUNTIME_URL")?, &format!("apim/uiflow/{environment}")),
+            runtime: base("MOCK_RUNTIME_URL")?,
             ca_path: var("MOCK_CA").filter(|v| !v.is_empty()),
             environment,
             identity,
@@ -101,28 +98,6 @@ impl Surfaces {
             "powerplatform" => Ok(POWER_PLATFORM_SCOPE.to_owned()),
             "dataverse" => Ok(format!("{}/.default", self.dataverse_root)),
             other => Err(Failure::adapter(format!("unknown resource '{other}'"))),
-        }
-    }
-}
-
-/// `base` with whatever tail of `path` it lacks, so a bare origin (`https://127.0.0.1:PORT`)
-/// and a base URL that already names the tenant or environment both work.
-pub fn completed(base: &str, path: &str) -> String {
-    let base = base.trim_end_matches('/');
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let have =
-        (1..=segments.len()).rev().find(|&n| base.ends_with(&format!("/{}", segments[..n].join("/")))).unwrap_or(0);
-    std::iter::once(base).chain(segments[have..].iter().copied()).collect::<Vec<_>>().join("/")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::completed;
-
-    #[test]
-    fn completes_an_origin_or_a_partial_base() {
-        for base in ["http://h:1", "http://h:1/", "http://h:1/apim/uiflow", "http://h:1/apim/uiflow/E/"] {
-            assert_eq!(completed(base, "apim/uiflow/E"), "http://h:1/apim/uiflow/E", "{base}");
         }
     }
 }
