@@ -16,6 +16,7 @@ mod variants;
 
 use driver::{Adapter, Identity, Mock, Sandbox};
 use mock_server::control::JournalFilter;
+use mock_server::journal::EntryKind;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -236,6 +237,13 @@ fn every_action(mock: &Mock, label: &str, command: &str) {
     assert_eq!(sp.ok("createConnection", hr), json!({ "id": c2, "status": "Connected" }));
     sp.finish();
 
+    if label == "rs" {
+        // What the Rust reference client sends, pinned: a change to any request shows in review.
+        // The wait before a retry or poll is real time, so only its verdict is kept.
+        let requests = JournalFilter::all().kind(EntryKind::Request);
+        let entries = mock.block_on(sandbox.handle.journal().normalised(requests)).expect("the journal");
+        insta::assert_json_snapshot!("rust_reference_every_action", entries, { "[].retryAfter.waitedMs" => "<waited-ms>" });
+    }
     assert_eq!(leaks(mock, &sandbox), Vec::<Value>::new(), "no request leaks a secret");
     let verdicts = mock.block_on(sandbox.handle.retry_after_verdicts()).expect("the verdicts");
     assert!(
