@@ -128,7 +128,7 @@ class Surfaces:
             return POWER_PLATFORM_SCOPE
         if resource == "dataverse":
             return f"{self.dataverse_root}/.default"
-        raise Failure(0, "InvalidArguments", f"unknown resource {resource!r}")
+        raise Failure(0, "AdapterError", f"unknown resource {resource!r}")
 
     def connection(self, connection_id, tail=""):
         return f"{self.power_platform}/connectors/{CONNECTOR}/connections/{quote(connection_id)}{tail}?api-version=1"
@@ -144,7 +144,7 @@ class Client:
         self.surfaces = Surfaces(env)
         ca = env.get("MOCK_CA")
         self.tls = ssl.create_default_context(cafile=ca) if ca else None
-        self.tokens = {}  # resource -> (access token, monotonic expiry)
+        self.tokens = {}  # resource -> (access token, renew at, expires at), monotonic seconds
         self.runs = {}  # runId -> how to poll it (the door it was started through)
 
     # --- HTTP ------------------------------------------------------------------------
@@ -158,8 +158,7 @@ class Client:
             answer = Answer(e.code, e.headers, e.read().decode("utf-8", "replace"))
         except (urllib.error.URLError, OSError) as e:
             raise Failure(0, "NetworkError", str(e)) from None
-        # The path only: query strings may carry filters worth seeing, never secrets, but
-        # the log stays short.
+        # The path only, never the query or a header: a log line must not carry a secret.
         log(f"{method} {urllib.parse.urlsplit(url).path} -> {answer.status}")
         return answer
 
@@ -211,7 +210,7 @@ class Client:
             form.update(grant_type="password", client_id=env.get("MOCK_PUBLIC_CLIENT_ID", ""),
                         username=env["MOCK_USERNAME"], password=env.get("MOCK_PASSWORD", ""))
         else:
-            raise Failure(0, "NoIdentity", "neither MOCK_CLIENT_ID/SECRET nor MOCK_USERNAME is set")
+            raise Failure(0, "AdapterError", "neither MOCK_CLIENT_ID/SECRET nor MOCK_USERNAME is set")
         granted = self.call("POST", self.surfaces.token_url, form=form).json()
         lifetime = float(granted.get("expires_in", 0))
         # Renew a little early so a token does not expire in flight: a tenth of its
@@ -343,7 +342,7 @@ class Client:
             return self.start_run_on_connector(args)
         if args["door"] == "dataverse":
             return self.start_run_on_dataverse(args)
-        raise Failure(0, "InvalidArguments", f"unknown door {args['door']!r}")
+        raise Failure(0, "AdapterError", f"unknown door {args['door']!r}")
 
     def start_run_on_dataverse(self, args):
         body = {"runMode": args["runMode"]}

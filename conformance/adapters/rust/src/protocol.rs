@@ -102,3 +102,39 @@ fn outcome_line(id: &Value, outcome: Outcome) -> Value {
     line["id"] = id.clone();
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::serve;
+    use crate::Reference;
+    use serde_json::{Value, json};
+
+    /// The outcome lines `serve` writes for these input lines, with no `MOCK_*` variable set.
+    fn outcomes(input: &str) -> Vec<Value> {
+        let mut output = Vec::new();
+        serve(input.as_bytes(), &mut output, |_| None, Box::new(Reference)).expect("serves");
+        String::from_utf8_lossy(&output).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    }
+
+    #[test]
+    fn hello_names_every_capability_and_other_lines_are_skipped() {
+        let lines = outcomes("not json\n\n{\"type\": \"goodbye\"}\n{\"type\": \"hello\", \"protocol\": 1}\n");
+        assert_eq!(
+            lines,
+            [json!({ "capabilities": ["token", "connections", "dataverse", "sharing", "runs", "retry"] })]
+        );
+    }
+
+    #[test]
+    fn each_step_gets_one_outcome_with_its_id_even_without_an_environment() {
+        let lines = outcomes(concat!(
+            "{\"type\": \"step\", \"id\": \"a\", \"action\": \"listConnections\", \"args\": {}}\n",
+            "{\"type\": \"step\", \"id\": 7, \"action\": \"renameEnvironment\"}\n",
+        ));
+        assert_eq!(lines.len(), 2);
+        assert_eq!((&lines[0]["id"], &lines[0]["ok"], &lines[0]["status"]), (&json!("a"), &json!(false), &json!(0)));
+        assert_eq!(lines[0]["code"], "AdapterError");
+        assert!(lines[0]["message"].as_str().is_some_and(|m| m.contains("MOCK_ENVIRONMENT_ID")), "{}", lines[0]);
+        assert_eq!(lines[1]["id"], 7);
+    }
+}
