@@ -33,18 +33,19 @@ fn main() -> std::process::ExitCode {
     }
     let mock = Mock::start();
     let rust = variants::variant_adapter_command("reference");
+    let references = [("python", PYTHON_ADAPTER), ("rust", rust.as_str())];
     std::thread::scope(|s| {
         let mock = &mock;
-        let mut jobs = vec![
-            (
-                "the python reference adapter does every action",
-                s.spawn(move || every_action(mock, "py", PYTHON_ADAPTER)),
-            ),
-            ("the rust reference adapter does every action", s.spawn(move || every_action(mock, "rs", &rust))),
-        ];
+        let mut jobs = Vec::new();
+        for (language, command) in references {
+            let every = s.spawn(move || every_action(mock, language, command));
+            jobs.push((format!("the {language} reference adapter does every action"), every));
+            let token = s.spawn(move || rejected_token_is_replaced(mock, language, command));
+            jobs.push((format!("the {language} reference adapter replaces a rejected token once"), token));
+        }
         for variant in variants::VARIANTS.iter().filter(|v| v.name != "reference") {
             let name = variant.name;
-            jobs.push((variant.mistake, s.spawn(move || mistake_is_visible(mock, name))));
+            jobs.push((variant.mistake.to_owned(), s.spawn(move || mistake_is_visible(mock, name))));
         }
         let mut failed = 0;
         for (name, job) in jobs {
@@ -237,7 +238,7 @@ fn every_action(mock: &Mock, label: &str, command: &str) {
     assert_eq!(sp.ok("createConnection", hr), json!({ "id": c2, "status": "Connected" }));
     sp.finish();
 
-    if label == "rs" {
+    if label == "rust" {
         // What the Rust reference client sends, pinned: a change to any request shows in review.
         // The wait before a retry or poll is real time, so only its verdict is kept.
         let requests = JournalFilter::all().kind(EntryKind::Request);
@@ -251,6 +252,25 @@ fn every_action(mock: &Mock, label: &str, command: &str) {
         "{verdicts:?}"
     );
     assert!(verdicts.iter().all(|v| v.honoured), "every Retry-After honoured: {verdicts:?}");
+}
+
+/// A token the API no longer accepts (its sandbox was deleted and made again) is dropped
+/// from the cache and replaced, once, without failing the step.
+fn rejected_token_is_replaced(mock: &Mock, label: &str, command: &str) {
+    let name = format!("adapters-token-{label}");
+    let sandbox = mock.sandbox(&name);
+    let mut sp = Adapter::spawn(command, &sandbox.variables(&SP));
+    sp.hello();
+    sp.ok("acquireToken", json!({ "resource": "powerplatform" }));
+    mock.block_on(sandbox.handle.clone().delete()).expect("the sandbox is deleted");
+    let sandbox = mock.sandbox(&name);
+    assert_eq!(sp.ok("listConnections", json!({})), json!({ "connections": [] }));
+    sp.finish();
+    let entries = mock.block_on(sandbox.handle.journal().entries(JournalFilter::all().kind(EntryKind::Request)));
+    let seen: Vec<(Value, Value)> =
+        entries.expect("the journal").iter().map(|e| (e["operation"].clone(), e["status"].clone())).collect();
+    let expected = [("connections.list", 401), ("identity.token", 200), ("connections.list", 200)];
+    assert_eq!(seen, expected.map(|(o, s)| (json!(o), json!(s))));
 }
 
 /// The variant's one mistake, seen on the wire in a sandbox of its own.
