@@ -68,6 +68,7 @@ fn requests(mock: &Mock, sandbox: &Sandbox, operation: &str) -> Vec<Value> {
     entries.into_iter().filter(|e| e["kind"] == "request" && e["operation"] == operation).collect()
 }
 
+/// The sandbox's entries that carry a leak flag.
 fn leaks(mock: &Mock, sandbox: &Sandbox) -> Vec<Value> {
     let entries = mock.block_on(sandbox.handle.journal().entries(JournalFilter::all())).expect("the journal");
     entries.into_iter().filter(|e| e["leaks"].as_array().is_some_and(|l| !l.is_empty())).collect()
