@@ -691,6 +691,7 @@ pub fn instantiate(template: &WorldFile, name: &str) -> WorldFile {
             m.group = guid(&m.group);
             m.owner = guid(&m.owner);
             for a in &mut m.windows_accounts {
+                a.username = account(&a.username);
                 a.password = secret(&a.password);
             }
             for t in &mut m.allowed_tenants {
@@ -756,6 +757,8 @@ mod tests {
         let build = env.machines.iter().find(|m| m.name == "BUILD-01").unwrap();
         assert_eq!(build.sessions[0].user, a.users[0].user_principal_name, "Megan's session follows her UPN");
         assert_eq!(build.sessions[0].user, "megan@contoso-x.onmicrosoft.com");
+        let accounts: Vec<&str> = build.windows_accounts.iter().map(|a| a.username.as_str()).collect();
+        assert_eq!(accounts, ["BUILD-01\\rpa", "rpa@contoso-x.onmicrosoft.com"], "an Entra account follows its tenant");
         let template = fixtures::default_world();
         assert_eq!(env.desktop_flows.len(), template.environments[0].desktop_flows.len());
         assert_ne!(env.desktop_flows[0].workflow_id, template.environments[0].desktop_flows[0].workflow_id);
