@@ -12,6 +12,13 @@
 //! in a query string), or any query parameter named like a secret, flags the entry as a
 //! leak; the journal counts flagged entries.
 //!
+//! Writing an entry as text costs more than answering most requests, and most entries of a
+//! busy journal are evicted unread. So an exchange that [`Redactor::might_leak`] clears (no
+//! known secret anywhere in it, no secret-named query parameter) is kept as captured, with the
+//! secrets and redactor of its moment, and written on its first read by the same code with
+//! the same inputs: what any read returns is byte for byte what writing at once gives, and
+//! its leak verdict (none) is known at once. Anything else is redacted before it is stored.
+//!
 //! - `tree` — the borrowed JSON tree a body is parsed into and redacted in, written as the
 //!   exact text a `serde_json::Value` would give.
 
@@ -24,6 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tree::Json;
 
 /// Default number of entries kept per sandbox.
@@ -118,6 +126,73 @@ pub struct Exchange {
     pub response: (Option<String>, axum::body::Bytes),
     /// Monotonic milliseconds since start.
     pub real_ms: u64,
+}
+
+/// What a request's entry records besides the exchange: the sandbox's secrets, name and
+/// virtual time when it arrived, the environment it named and the Retry-After verdict on it.
+#[derive(Debug)]
+pub struct Capture {
+    /// The sandbox's known secrets at that moment (a later rotation does not change them).
+    pub known: Arc<KnownSecrets>,
+    /// The sandbox's name.
+    pub sandbox: String,
+    /// Its virtual time.
+    pub virtual_time: crate::domain::clock::Timestamp,
+    /// The environment the request named.
+    pub environment: Option<String>,
+    /// The Retry-After check's verdict on it.
+    pub retry_after: Option<RetryAfterMark>,
+}
+
+/// A request entry kept as captured until first read (module docs). Holds secrets, so it is
+/// never shown.
+pub struct Deferred {
+    exchange: Exchange,
+    redactor: Arc<Redactor>,
+    capture: Capture,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred").field("operation", &self.exchange.operation).finish_non_exhaustive()
+    }
+}
+
+impl Deferred {
+    /// The bytes it counts for until written: what it holds, plus the entry's frame.
+    fn size(&self) -> usize {
+        let x = &self.exchange;
+        let headers: usize = x.headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+        std::mem::size_of::<Self>()
+            + 320
+            + x.host.len()
+            + x.path.len()
+            + x.query.len()
+            + headers
+            + x.body.1.len()
+            + x.response.1.len()
+            + self.capture.sandbox.len()
+            + self.capture.environment.as_ref().map_or(0, String::len)
+    }
+
+    /// The entry's text, exactly as writing it at once would have given.
+    fn write(self, seq: u64) -> serde_json::Result<String> {
+        let Self { exchange, redactor, capture } = self;
+        let vt = crate::domain::clock::format_timestamp(capture.virtual_time);
+        let mut entry = redactor.redact(exchange, &capture.known, seq, &capture.sandbox, vt);
+        entry.environment = capture.environment;
+        entry.retry_after = capture.retry_after;
+        serde_json::to_string(&entry)
+    }
+}
+
+/// A request's entry on its way into the journal ([`Redactor::prepare`]).
+#[derive(Debug)]
+pub enum Recorded {
+    /// Redacted already.
+    Written(JournalEntry<Box<RawValue>>),
+    /// Kept as captured, written when first read.
+    Deferred(Box<Deferred>),
 }
 
 /// Request headers worth keeping; everything else is dropped (cookies, proxies' headers).
@@ -246,6 +321,51 @@ impl Redactor {
         mark
     }
 
+    /// Whether redacting `x` could flag a leak: a secret-named query parameter, or a known
+    /// secret outside its proper field. `false` means its entry has no leak, so it may be
+    /// written later ([`Redactor::prepare`]). A body is scanned as redaction scans it only
+    /// when a secret could be in it: it is a form (scanned percent-decoded), JSON with the
+    /// escapes that let one character be written two ways (`\u`, `\/`), or a secret shows in
+    /// it as written or JSON-escaped (JSON writes a string one way otherwise). Elsewhere a
+    /// secret as written or escaped counts as a leak: errs on the side of `true`.
+    pub fn might_leak(&self, x: &Exchange, known: &KnownSecrets) -> bool {
+        let body_leaks = |content_type: Option<&str>, bytes: &[u8], at: &'static str| {
+            if bytes.is_empty() {
+                return false;
+            }
+            let form =
+                content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
+            let two_ways = bytes.windows(2).any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'/'));
+            if !(form || two_ways || known.occur_in(bytes)) {
+                return false;
+            }
+            let mut scan = Scan { redactor: self, known, leaks: Vec::new(), dry: true };
+            scan.body(content_type, bytes, At::Root(at));
+            !scan.leaks.is_empty()
+        };
+        !x.query.is_empty()
+            && form_pairs(&x.query).iter().any(|(k, v)| kind_of_field(k).is_some() || known.occur_in(v.as_bytes()))
+            || known.occur_in(x.path.as_bytes())
+            || known.occur_in(x.host.as_bytes())
+            || x.headers.iter().any(|(name, value)| name != "authorization" && known.occur_in(value.as_bytes()))
+            || body_leaks(x.body.0.as_deref(), &x.body.1, "body")
+            || body_leaks(x.response.0.as_deref(), &x.response.1, "response")
+    }
+
+    /// A request's journal entry, ready for [`Journal::record`]: redacted now when it might
+    /// hold a leak, else kept as captured and written when first read.
+    pub fn prepare(self: &Arc<Self>, x: Exchange, capture: Capture) -> Recorded {
+        if self.might_leak(&x, &capture.known) {
+            let vt = crate::domain::clock::format_timestamp(capture.virtual_time);
+            let mut entry = self.redact(x, &capture.known, 0, &capture.sandbox, vt);
+            entry.environment = capture.environment;
+            entry.retry_after = capture.retry_after;
+            Recorded::Written(entry)
+        } else {
+            Recorded::Deferred(Box::new(Deferred { exchange: x, redactor: self.clone(), capture }))
+        }
+    }
+
     /// Redacts an exchange into a journal entry with its bodies as values, for reading.
     /// `known` are the sandbox's credentials.
     pub fn record(
@@ -291,7 +411,7 @@ impl Redactor {
         sandbox: &str,
         virtual_time: String,
     ) -> JournalEntry<Box<RawValue>> {
-        let mut scan = Scan { redactor: self, known, leaks: Vec::new() };
+        let mut scan = Scan { redactor: self, known, leaks: Vec::new(), dry: false };
         let path = scan.text(&x.path, At::Root("path")).into_owned();
         let host = scan.text(&x.host, At::Root("host")).into_owned();
         let query = form_pairs(&x.query)
@@ -377,6 +497,9 @@ impl std::fmt::Display for At<'_> {
 pub struct KnownSecrets {
     list: Vec<(&'static str, String)>,
     finder: Option<aho_corasick::AhoCorasick>,
+    /// Every secret as written and as JSON writes it inside a string (a PEM's line breaks
+    /// become `\n`): what finds a secret in raw text that may be JSON.
+    any_form: Option<aho_corasick::AhoCorasick>,
 }
 
 impl KnownSecrets {
@@ -384,7 +507,19 @@ impl KnownSecrets {
     pub fn new(list: Vec<(&'static str, String)>) -> Self {
         let list: Vec<_> = list.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         let finder = aho_corasick::AhoCorasick::new(list.iter().map(|(_, v)| v.as_str())).ok();
-        Self { list, finder }
+        let escaped = list.iter().filter_map(|(_, v)| {
+            let json = serde_json::to_string(v).ok()?;
+            let inner = json.get(1..json.len() - 1)?;
+            (inner != v).then(|| inner.to_owned())
+        });
+        let forms: Vec<String> = list.iter().map(|(_, v)| v.clone()).chain(escaped).collect();
+        let any_form = aho_corasick::AhoCorasick::new(&forms).ok();
+        Self { list, finder, any_form }
+    }
+
+    /// Whether any secret occurs in `bytes`, as written or JSON-escaped.
+    fn occur_in(&self, bytes: &[u8]) -> bool {
+        self.any_form.as_ref().is_some_and(|f| f.is_match(bytes))
     }
 
     /// The secrets, each with its kind.
@@ -403,6 +538,8 @@ struct Scan<'a> {
     redactor: &'a Redactor,
     known: &'a KnownSecrets,
     leaks: Vec<String>,
+    /// Only looking for leaks: nothing is replaced, so no mark is computed.
+    dry: bool,
 }
 
 impl Scan<'_> {
@@ -440,7 +577,7 @@ impl Scan<'_> {
             spans.extend(find_jwts(s).into_iter().map(|(start, end)| Span { start, end, kind: "token" }));
         }
         // Most strings hold no secret: keep them as they are.
-        if spans.is_empty() {
+        if spans.is_empty() || self.dry {
             return Cow::Borrowed(s);
         }
         // Stable: at equal ranges the field's kind (pushed first) names the mark.
@@ -463,6 +600,7 @@ impl Scan<'_> {
     fn value(&mut self, v: &mut Json<'_>, at: At<'_>, kind: Option<&'static str>) {
         match v {
             Json::String(s) => match kind {
+                Some(_) if self.dry => {}
                 Some(k) => *s = Cow::Owned(self.redactor.mark(k, s)),
                 None => {
                     if let Cow::Owned(redacted) = self.text(s, at) {
@@ -483,7 +621,7 @@ impl Scan<'_> {
             }
             // Numbers and booleans cannot hold a secret worth redacting, except inside a secret field.
             other => {
-                if let Some(k) = kind {
+                if let Some(k) = kind.filter(|_| !self.dry) {
                     let text = other.to_raw();
                     *other = Json::String(Cow::Owned(self.redactor.mark(k, text.get())));
                 }
@@ -497,7 +635,6 @@ impl Scan<'_> {
         if bytes.is_empty() {
             return Json::Null;
         }
-        const FORM: &str = "application/x-www-form-urlencoded";
         let form = content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
         if form {
             return Json::from(self.form(&String::from_utf8_lossy(bytes), at));
@@ -524,6 +661,7 @@ impl Scan<'_> {
         let mut map = Map::new();
         for (k, v) in pairs {
             let v = match kind_of_field(&k) {
+                Some(_) if self.dry => v,
                 Some(kind) => self.redactor.mark(kind, &v),
                 None => self.text(&v, At::Field(&at, &k)).into_owned(),
             };
@@ -637,6 +775,9 @@ fn secret_values(text: &str) -> Vec<Span> {
 fn is_plain_name(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.$:@[]".contains(c))
 }
+
+/// The form content type: its values are scanned percent-decoded.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A stored body larger than this (its redacted JSON form) keeps only a head, its length and
 /// a keyed hash (DECISIONS, Journal).
@@ -758,8 +899,14 @@ struct Stored {
     seq: u64,
     kind: EntryKind,
     request: Option<RequestFacts>,
-    /// The entry as JSON text: what reads return, and compact.
-    json: Box<str>,
+    /// The entry: JSON text, compact, as reads return it; or not written yet.
+    text: Text,
+}
+
+#[derive(Debug)]
+enum Text {
+    Written(Box<str>),
+    Deferred(Box<Deferred>),
 }
 
 #[derive(Debug)]
@@ -778,7 +925,26 @@ impl Stored {
         let facts = self.request.as_ref().map_or(0, |r| {
             r.method.len() + r.path.len() + r.surface.len() + r.environment.as_ref().map_or(0, String::len)
         });
-        std::mem::size_of::<Self>() + self.json.len() + facts
+        let text = match &self.text {
+            Text::Written(json) => json.len(),
+            Text::Deferred(d) => d.size(),
+        };
+        std::mem::size_of::<Self>() + text + facts
+    }
+
+    /// Its text, written now if it was not yet.
+    fn written(&mut self) -> Option<&str> {
+        if let Text::Deferred(_) = self.text {
+            let Text::Deferred(d) = std::mem::replace(&mut self.text, Text::Written(Box::default())) else {
+                unreachable!("matched just above")
+            };
+            // Serialising plain data cannot fail; an entry that somehow did reads as absent.
+            self.text = Text::Written(d.write(self.seq).ok()?.into_boxed_str());
+        }
+        match &self.text {
+            Text::Written(json) => Some(json),
+            Text::Deferred(_) => None,
+        }
     }
 }
 
@@ -975,18 +1141,42 @@ impl Journal {
             environment: e.environment.clone(),
             status: e.status,
         };
-        self.store(e.seq, EntryKind::Request, Some(request), serde_json::to_string(&e));
+        // Serialising plain data cannot fail; an entry that somehow did is not worth a panic.
+        let Ok(json) = serde_json::to_string(&e) else { return };
+        self.store(e.seq, EntryKind::Request, Some(request), Text::Written(json.into_boxed_str()));
+    }
+
+    /// Appends a request's entry under the next sequence number ([`Redactor::prepare`]).
+    pub fn record(&mut self, recorded: Recorded) {
+        let seq = self.next_seq();
+        match recorded {
+            Recorded::Written(mut e) => {
+                e.seq = seq;
+                self.push(e);
+            }
+            Recorded::Deferred(d) => {
+                let x = &d.exchange;
+                let request = RequestFacts {
+                    operation: x.operation,
+                    method: x.method.clone(),
+                    path: x.path.clone(),
+                    surface: x.surface.to_owned(),
+                    environment: d.capture.environment.clone(),
+                    status: x.status,
+                };
+                self.store(seq, EntryKind::Request, Some(request), Text::Deferred(d));
+            }
+        }
     }
 
     /// Appends an event entry.
     pub fn push_event(&mut self, e: EventEntry) {
-        self.store(e.seq, EntryKind::Event, None, serde_json::to_string(&e));
+        let Ok(json) = serde_json::to_string(&e) else { return };
+        self.store(e.seq, EntryKind::Event, None, Text::Written(json.into_boxed_str()));
     }
 
-    fn store(&mut self, seq: u64, kind: EntryKind, request: Option<RequestFacts>, json: serde_json::Result<String>) {
-        // Serialising plain data cannot fail; an entry that somehow did is not worth a panic.
-        let Ok(json) = json else { return };
-        let stored = Stored { seq, kind, request, json: json.into_boxed_str() };
+    fn store(&mut self, seq: u64, kind: EntryKind, request: Option<RequestFacts>, text: Text) {
+        let stored = Stored { seq, kind, request, text };
         let size = stored.size();
         self.bytes += size;
         self.limits.total.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
@@ -1013,16 +1203,37 @@ impl Journal {
         }
     }
 
-    /// One page of the entries `filter` selects, oldest first.
-    pub fn page(&self, filter: &JournalFilter) -> JournalPage {
+    /// One page of the entries `filter` selects, oldest first; entries not written yet are
+    /// written now (and count at their written size from then on).
+    pub fn page(&mut self, filter: &JournalFilter) -> JournalPage {
         let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-        let mut matching = self.matching(filter);
-        let picked: Vec<&Stored> = matching.by_ref().take(limit).collect();
-        let next = if matching.next().is_some() { picked.last().map(|e| e.seq) } else { None };
-        let entries = picked
-            .into_iter()
-            .filter_map(|e| serde_json::value::RawValue::from_string(e.json.to_string()).ok())
-            .collect();
+        let start = self.start_of(filter);
+        let mut picked = Vec::new();
+        let mut next = None;
+        for i in start..self.entries.len() {
+            if !filter.matches(&self.entries[i]) {
+                continue;
+            }
+            if picked.len() == limit {
+                next = picked.last().map(|&j: &usize| self.entries[j].seq);
+                break;
+            }
+            picked.push(i);
+        }
+        let mut entries = Vec::with_capacity(picked.len());
+        for i in picked {
+            let e = &mut self.entries[i];
+            let before = e.size();
+            let text = e.written().and_then(|t| RawValue::from_string(t.to_owned()).ok());
+            let after = e.size();
+            self.bytes = self.bytes + after - before;
+            if after >= before {
+                self.limits.total.fetch_add(after - before, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.limits.total.fetch_sub(before - after, std::sync::atomic::Ordering::Relaxed);
+            }
+            entries.extend(text);
+        }
         JournalPage { entries, next }
     }
 
@@ -1032,9 +1243,12 @@ impl Journal {
     }
 
     fn matching<'a>(&'a self, filter: &'a JournalFilter) -> impl Iterator<Item = &'a Stored> + 'a {
-        // Entries are in `seq` order: skip straight to `since`.
-        let start = filter.since.map_or(0, |s| self.entries.partition_point(|e| e.seq <= s));
-        self.entries.range(start..).filter(move |e| filter.matches(e))
+        self.entries.range(self.start_of(filter)..).filter(move |e| filter.matches(e))
+    }
+
+    /// Entries are in `seq` order: a read skips straight to `since`.
+    fn start_of(&self, filter: &JournalFilter) -> usize {
+        filter.since.map_or(0, |s| self.entries.partition_point(|e| e.seq <= s))
     }
 
     /// Entries kept now.
@@ -1428,12 +1642,12 @@ mod tests {
 
         /// Both paths over one body: `None` when it is not JSON (both must agree on that).
         fn both(r: &Redactor, known: &KnownSecrets, text: &str) -> Option<(Written, Written)> {
-            let mut old = Scan { redactor: r, known, leaks: Vec::new() };
+            let mut old = Scan { redactor: r, known, leaks: Vec::new(), dry: false };
             let parsed = serde_json::from_str::<Value>(text);
             assert_eq!(parsed.is_ok(), Json::parse(text.as_bytes()).is_some(), "{text}");
             let mut v = parsed.ok()?;
             value_path(&mut old, &mut v, At::Root("body"), None);
-            let mut new = Scan { redactor: r, known, leaks: Vec::new() };
+            let mut new = Scan { redactor: r, known, leaks: Vec::new(), dry: false };
             let tree = new.body(Some("application/json"), text.as_bytes(), At::Root("body"));
             Some(((v.to_string(), old.leaks), (tree.to_raw().get().to_owned(), new.leaks)))
         }
@@ -1534,6 +1748,71 @@ mod tests {
             let stored = serde_json::to_string(&r.redact(x, &known(), 3, "default", "t".into())).unwrap();
             let read = serde_json::to_string(&r.record(again, &known(), 3, "default", "t".into())).unwrap();
             assert_eq!(stored, read);
+        }
+
+        /// Secrets a body may hold: one plain, one that JSON writes escaped (a PEM's line
+        /// break, a quote, a backslash).
+        fn known_both() -> KnownSecrets {
+            KnownSecrets::new(vec![
+                ("password", "Megan-Test-Passw0rd!".to_owned()),
+                ("certificate", "-----BEGIN X-----\nQ\"w\\e/rt\n-----END X-----".to_owned()),
+            ])
+        }
+
+        /// A journal that keeps an exchange deferred or writes it at once gives the same text.
+        fn journaled(r: &Arc<Redactor>, x: Exchange, known: Arc<KnownSecrets>) -> String {
+            let capture = Capture {
+                known,
+                sandbox: "default".into(),
+                virtual_time: "2025-01-01T00:00:00Z".parse().unwrap(),
+                environment: Some("e".into()),
+                retry_after: None,
+            };
+            let mut j = Journal::default();
+            j.record(r.prepare(x, capture));
+            j.page(&JournalFilter::all()).entries[0].get().to_owned()
+        }
+
+        const QUERIES: &[&str] =
+            &["", "api-version=1", "a=Megan-Test-Passw0rd!", "password=x", "a=Megan-Test-Passw0rd%21", "a=%2D%2D"];
+        const PATHS: &[&str] = &["/c", "/c/Megan-Test-Passw0rd!", "/c/eyJhbGciOi.eyJzdWIi.c2ln"];
+        const TYPES: &[&str] = &["application/json", "application/x-www-form-urlencoded", "text/plain"];
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn an_exchange_cleared_of_leaks_has_none_and_reads_as_if_written_at_once(
+                body in doc(),
+                response in doc(),
+                query in proptest::sample::select(QUERIES),
+                path in proptest::sample::select(PATHS),
+                content_type in proptest::sample::select(TYPES),
+                with_pem in any::<bool>(),
+                pem_in_body in any::<bool>(),
+            ) {
+                let known = Arc::new(if with_pem { known_both() } else { known() });
+                let pem = "-----BEGIN X-----\\nQ\\\"w\\\\e/rt\\n-----END X-----";
+                let body = if pem_in_body { format!("{{\"note\": \"{pem}\", \"b\": {body}}}") } else { body };
+                let mut x = exchange(path, query, "", "");
+                x.body = (Some(content_type.into()), body.into_bytes().into());
+                x.response = (Some("application/json".into()), response.into_bytes().into());
+                let copy = || Exchange {
+                    body: x.body.clone(),
+                    response: x.response.clone(),
+                    headers: x.headers.clone(),
+                    ..exchange(path, query, "", "")
+                };
+                let r = Arc::new(Redactor::new());
+                let at_once = r.redact(copy(), &known, 1, "default", "t".into());
+                if !r.might_leak(&x, &known) {
+                    prop_assert!(at_once.leaks.is_empty(), "cleared, yet {:?}", at_once.leaks);
+                }
+                let mut expected = at_once;
+                expected.virtual_time = "2025-01-01T00:00:00Z".into();
+                expected.environment = Some("e".into());
+                prop_assert_eq!(journaled(&r, x, known), serde_json::to_string(&expected).unwrap());
+            }
         }
 
         proptest! {

@@ -21,7 +21,7 @@ struct Shared {
     registry: Registry,
     keys: Keys,
     verified: VerifiedTokens,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     started: Instant,
     ca_pem: Option<String>,
     tokens_issued: AtomicU64,
@@ -37,7 +37,7 @@ impl AppState {
                 registry,
                 keys,
                 verified: VerifiedTokens::default(),
-                redactor: Redactor::new(),
+                redactor: Arc::new(Redactor::new()),
                 started: crate::domain::clock::monotonic(),
                 ca_pem,
                 tokens_issued: AtomicU64::new(0),
@@ -72,7 +72,7 @@ impl AppState {
     }
 
     /// The journal's redactor.
-    pub fn redactor(&self) -> &Redactor {
+    pub fn redactor(&self) -> &Arc<Redactor> {
         &self.inner.redactor
     }
 

@@ -115,6 +115,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Err(e) => syntax_error(&e),
         });
     }
+    // Most bodies are fine: read them plainly, and only a refused one again with its path
+    // tracked (the same deserializer, so both agree on what is refused).
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

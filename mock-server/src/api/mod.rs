@@ -39,7 +39,7 @@ pub use context::RequestContext;
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
 
-use crate::journal::{Exchange, KEPT_HEADERS};
+use crate::journal::{Capture, Exchange, KEPT_HEADERS};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -416,15 +416,12 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         response: (rct, rbytes.clone()),
         real_ms,
     };
-    let vt = crate::domain::clock::format_timestamp(virtual_time);
-    // Redacted before the journal's lock is taken: the lock only numbers and stores it.
-    let mut entry = app.redactor().redact(exchange, &known, 0, &cell.name, vt);
-    entry.environment = environment_named;
-    entry.retry_after = retry_after;
-    cell.journal(|j| {
-        entry.seq = j.next_seq();
-        j.push(entry);
-    });
+    // Redacted (when it must be now) before the journal's lock is taken: the lock only
+    // numbers and stores it.
+    let capture =
+        Capture { known, sandbox: cell.name.clone(), virtual_time, environment: environment_named, retry_after };
+    let recorded = app.redactor().prepare(exchange, capture);
+    cell.journal(|j| j.record(recorded));
     Response::from_parts(rparts, Body::from(rbytes))
 }
 
