@@ -190,7 +190,7 @@ impl Deferred {
 #[derive(Debug)]
 pub enum Recorded {
     /// Redacted already.
-    Written(JournalEntry<Box<RawValue>>),
+    Written(Box<JournalEntry<Box<RawValue>>>),
     /// Kept as captured, written when first read.
     Deferred(Box<Deferred>),
 }
@@ -360,7 +360,7 @@ impl Redactor {
             let mut entry = self.redact(x, &capture.known, 0, &capture.sandbox, vt);
             entry.environment = capture.environment;
             entry.retry_after = capture.retry_after;
-            Recorded::Written(entry)
+            Recorded::Written(Box::new(entry))
         } else {
             Recorded::Deferred(Box::new(Deferred { exchange: x, redactor: self.clone(), capture }))
         }
@@ -1152,7 +1152,7 @@ impl Journal {
         match recorded {
             Recorded::Written(mut e) => {
                 e.seq = seq;
-                self.push(e);
+                self.push(*e);
             }
             Recorded::Deferred(d) => {
                 let x = &d.exchange;
