@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
@@ -295,11 +296,43 @@ fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result
 }
 
 /// A connection's owner as the connections API shows principals (`createdBy`, the owner's permission).
+/// A connection's owner or creator, keys in alphabetical order (as `owner_json` writes them);
+/// the creator also shows `userPrincipalName`.
+struct OwnerJson<'a> {
+    who: &'a Caller,
+    with_upn: bool,
+}
+
+impl Serialize for OwnerJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let who = self.who;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("displayName", &who.display_name)?;
+        if let Some(upn) = &who.upn {
+            m.serialize_entry("email", upn)?;
+        }
+        m.serialize_entry("id", &Fmt(format_args!("{}", who.principal)))?;
+        m.serialize_entry("tenantId", &Fmt(format_args!("{}", who.tenant)))?;
+        m.serialize_entry("type", principal_type(who.kind))?;
+        if let (true, Some(upn)) = (self.with_upn, &who.upn) {
+            m.serialize_entry("userPrincipalName", upn)?;
+        }
+        m.end()
+    }
+}
+
+fn principal_type(kind: PrincipalKind) -> &'static str {
+    match kind {
+        PrincipalKind::User => "User",
+        PrincipalKind::ServicePrincipal => "ServicePrincipal",
+    }
+}
+
 fn owner_json(who: &Caller) -> Value {
     let mut v = json!({
         "id": who.principal.to_string(),
         "displayName": who.display_name,
-        "type": match who.kind { PrincipalKind::User => "User", PrincipalKind::ServicePrincipal => "ServicePrincipal" },
+        "type": principal_type(who.kind),
         "tenantId": who.tenant.to_string(),
     });
     if let Some(upn) = &who.upn {
@@ -310,54 +343,156 @@ fn owner_json(who: &Caller) -> Value {
 
 /// The connection resource (api-facts 3.3), with its status as the world stands now. Never a
 /// secret: `username`, `targetId` and the run owner's client id only. Written straight from
-/// these types rather than a `Value` tree; members are declared in alphabetical order, the
-/// order a `Value`'s map writes them in, which the answers have always had.
-#[derive(Debug, Serialize)]
-struct ConnectionJson {
-    id: String,
-    name: String,
-    properties: ConnectionProperties,
-    #[serde(rename = "type")]
-    kind: &'static str,
+/// the stored connection while the world is at hand, with no intermediate strings or `Value`
+/// tree; members come in alphabetical order, the order a `Value`'s map writes them in, which
+/// the answers have always had.
+struct ConnectionJson<'a> {
+    c: &'a Connection,
+    status: ConnectionStatus,
+    origin: &'a str,
 }
 
-#[derive(Debug, Serialize)]
+fn connection_json<'a>(world: &World, c: &'a Connection, origin: &'a str) -> ConnectionJson<'a> {
+    ConnectionJson { c, status: world.status(c), origin }
+}
+
+/// Text written as it is formatted, escaped on the way.
+struct Fmt<'a>(std::fmt::Arguments<'a>);
+
+impl Serialize for Fmt<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `{"value": …}`, how a connection parameter is shown.
+struct ValueOf<T>(T);
+
+impl<T: std::fmt::Display> Serialize for ValueOf<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Value", 1)?;
+        m.serialize_field("value", &Fmt(format_args!("{}", self.0)))?;
+        m.end()
+    }
+}
+
+impl Serialize for ConnectionJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.c;
+        let name = c.id.as_written();
+        let mut m = s.serialize_struct("Connection", 4)?;
+        m.serialize_field(
+            "id",
+            &Fmt(format_args!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector)),
+        )?;
+        m.serialize_field("name", &Fmt(format_args!("{name}")))?;
+        m.serialize_field("properties", &PropertiesJson(self))?;
+        m.serialize_field("type", "Microsoft.PowerApps/apis/connections")?;
+        m.end()
+    }
+}
+
+struct PropertiesJson<'a, 'b>(&'b ConnectionJson<'a>);
+
+impl Serialize for PropertiesJson<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ConnectionJson { c, status, origin } = self.0;
+        let name = c.id.as_written();
+        let runtime = format_args!("{origin}/apim/uiflow/{}/{name}", c.environment);
+        let mut m = s.serialize_struct("ConnectionProperties", 15)?;
+        m.serialize_field("allowSharing", &c.parameters.run_owner().is_some())?;
+        m.serialize_field("apiId", &Fmt(format_args!("/providers/Microsoft.PowerApps/apis/{}", c.connector)))?;
+        m.serialize_field("connectionParametersSet", &ParameterSetJson(c))?;
+        m.serialize_field("connectionRuntimeUrl", &Fmt(runtime))?;
+        m.serialize_field("createdBy", &OwnerJson { who: &c.created_by, with_upn: true })?;
+        m.serialize_field("createdTime", &format_timestamp(c.created_time))?;
+        if let Some(id) = c.parameters.login().and_then(Login::credential) {
+            m.serialize_field("credentialId", &Fmt(format_args!("{id}")))?;
+        }
+        m.serialize_field("displayName", &c.display_name)?;
+        m.serialize_field("environment", &EnvironmentJson(&c.environment))?;
+        m.serialize_field(
+            "iconUri",
+            "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
+        )?;
+        m.serialize_field("keywordsRemaining", &0)?;
+        m.serialize_field("lastModifiedTime", &format_timestamp(c.last_modified_time))?;
+        m.serialize_field("statuses", &[StatusJson(status)])?;
+        m.serialize_field(
+            "testLinks",
+            &[TestLink { method: "get", request_uri: Fmt(format_args!("{runtime}/usersession/testconnection")) }],
+        )?;
+        m.end()
+    }
+}
+
+struct ParameterSetJson<'a>(&'a Connection);
+
+impl Serialize for ParameterSetJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = &self.0.parameters;
+        let mut m = s.serialize_struct("ParameterSet", 2)?;
+        m.serialize_field("name", p.name())?;
+        m.serialize_field("values", &ParameterValuesJson(p))?;
+        m.end()
+    }
+}
+
+struct ParameterValuesJson<'a>(&'a ParameterSet);
+
+impl Serialize for ParameterValuesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("targetId", &ValueOf(p.target()))?;
+        if let Some(owner) = p.run_owner() {
+            m.serialize_entry(RUN_OWNER_ID, &ValueOf(owner.app_id))?;
+        }
+        if let Some(u) = p.username() {
+            m.serialize_entry("username", &ValueOf(u))?;
+        }
+        m.end()
+    }
+}
+
+struct StatusJson<'a>(&'a ConnectionStatus);
+
+impl Serialize for StatusJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self.0 {
+            ConnectionStatus::Connected => m.serialize_entry("status", "Connected")?,
+            ConnectionStatus::Error { code, message } => {
+                m.serialize_entry("error", &ErrorJson { code, message })?;
+                m.serialize_entry("status", "Error")?;
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+struct EnvironmentJson<'a>(&'a EnvironmentId);
+
+impl Serialize for EnvironmentJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Environment", 2)?;
+        m.serialize_field("id", &Fmt(format_args!("/providers/Microsoft.PowerApps/environments/{}", self.0)))?;
+        m.serialize_field("name", &Fmt(format_args!("{}", self.0)))?;
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ConnectionProperties {
-    allow_sharing: bool,
-    api_id: String,
-    connection_parameters_set: ParameterSetJson,
-    connection_runtime_url: String,
-    created_by: Value,
-    created_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    credential_id: Option<String>,
-    display_name: String,
-    environment: EnvironmentJson,
-    icon_uri: &'static str,
-    keywords_remaining: u32,
-    last_modified_time: String,
-    statuses: [Value; 1],
-    test_links: [TestLink; 1],
-}
-
-#[derive(Debug, Serialize)]
-struct ParameterSetJson {
-    name: &'static str,
-    values: serde_json::Map<String, Value>,
-}
-
-#[derive(Debug, Serialize)]
-struct EnvironmentJson {
-    id: String,
-    name: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TestLink {
+struct TestLink<'a> {
     method: &'static str,
-    request_uri: String,
+    request_uri: Fmt<'a>,
 }
 
 /// A list answer: `{"value": […]}`.
@@ -366,51 +501,14 @@ struct ListJson<T> {
     value: Vec<T>,
 }
 
-fn connection_json(world: &World, c: &Connection, origin: &str) -> ConnectionJson {
-    let name = c.id.as_written();
-    let runtime = format!("{origin}/apim/uiflow/{}/{name}", c.environment);
-    let status = match &world.status(c) {
-        ConnectionStatus::Connected => json!({ "status": "Connected" }),
-        ConnectionStatus::Error { code, message } => {
-            json!({ "status": "Error", "error": { "code": code, "message": message } })
-        }
-    };
-    let mut values = serde_json::Map::new();
-    if let Some(u) = c.parameters.username() {
-        values.insert("username".into(), json!({ "value": u }));
-    }
-    values.insert("targetId".into(), json!({ "value": c.parameters.target().to_string() }));
-    if let Some(owner) = c.parameters.run_owner() {
-        values.insert(RUN_OWNER_ID.into(), json!({ "value": owner.app_id.to_string() }));
-    }
-    let mut created_by = owner_json(&c.created_by);
-    if let Some(upn) = &c.created_by.upn {
-        created_by["userPrincipalName"] = json!(upn);
-    }
-    ConnectionJson {
-        id: format!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector),
-        name: name.to_string(),
-        properties: ConnectionProperties {
-            allow_sharing: c.parameters.run_owner().is_some(),
-            api_id: format!("/providers/Microsoft.PowerApps/apis/{}", c.connector),
-            connection_parameters_set: ParameterSetJson { name: c.parameters.name(), values },
-            created_by,
-            created_time: format_timestamp(c.created_time),
-            credential_id: c.parameters.login().and_then(Login::credential).map(|id| id.to_string()),
-            display_name: c.display_name.clone(),
-            environment: EnvironmentJson {
-                id: format!("/providers/Microsoft.PowerApps/environments/{}", c.environment),
-                name: c.environment.to_string(),
-            },
-            icon_uri: "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
-            keywords_remaining: 0,
-            last_modified_time: format_timestamp(c.last_modified_time),
-            statuses: [status],
-            test_links: [TestLink { method: "get", request_uri: format!("{runtime}/usersession/testconnection") }],
-            connection_runtime_url: runtime,
-        },
-        kind: "Microsoft.PowerApps/apis/connections",
-    }
+/// A JSON answer written while the world is at hand (the view borrows it).
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// Writing plain data to a vector cannot fail; if it somehow did, the client gets an envelope.
+fn to_json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(|_| ApiError::Internal)
 }
 
 async fn put_connection(
@@ -436,37 +534,38 @@ async fn put_connection(
         };
         // The connection keeps the correlation id of the request that set its credentials.
         let (outcome, c) = st.world.put_connection(&ctx.caller, cmd, st.clock.now(), ctx.route.correlation)?;
-        let c = c.clone();
-        Ok((outcome, connection_json(&st.world, &c, &ctx.route.origin)))
+        let (environment, id) = (c.environment.clone(), c.id.clone());
+        let c = st.world.connections.get(&environment, &id).ok_or(ApiError::Internal)?;
+        Ok((outcome, to_json_bytes(&connection_json(&st.world, c, &ctx.route.origin))?))
     })?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
         PutOutcome::Updated => StatusCode::OK,
     };
-    Ok((status, axum::Json(out)).into_response())
+    Ok(json_bytes(status, out))
 }
 
 async fn get_connection(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    read_one(&ctx, &path, |world, c| connection_json(world, c, &ctx.route.origin))
+    read_one(&ctx, &path, |world, c| to_json_bytes(&connection_json(world, c, &ctx.route.origin)))
 }
 
 /// A GET of one connection the caller may see, rendered by `render`.
-fn read_one<T: Serialize>(
+fn read_one(
     ctx: &RequestContext,
     path: &HashMap<String, String>,
-    render: impl FnOnce(&World, &Connection) -> T,
+    render: impl FnOnce(&World, &Connection) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Response, ApiError> {
     let id = connection_id(path)?;
     let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
         let environment = resolve_environment(&ctx.route, path, None, &st.world)?;
         let connector = path.get("connector").map(String::as_str).unwrap_or_default();
         let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
-        Ok(render(&st.world, c))
+        render(&st.world, c)
     })?;
-    Ok((StatusCode::OK, axum::Json(out)).into_response())
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 async fn delete_connection(
@@ -486,12 +585,13 @@ async fn list_connections(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let value = ctx.sandbox.apply(|st| -> Result<Vec<ConnectionJson>, ApiError> {
+    let out = ctx.sandbox.apply(|st| -> Result<Vec<u8>, ApiError> {
         let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
         let list = st.world.list_connections(&ctx.caller, &environment, path.get("connector").map(String::as_str))?;
-        Ok(list.into_iter().map(|c| connection_json(&st.world, c, &ctx.route.origin)).collect())
+        let value: Vec<_> = list.into_iter().map(|c| connection_json(&st.world, c, &ctx.route.origin)).collect();
+        to_json_bytes(&ListJson { value })
     })?;
-    Ok((StatusCode::OK, axum::Json(ListJson { value })).into_response())
+    Ok(json_bytes(StatusCode::OK, out))
 }
 
 #[derive(Debug, Deserialize)]
@@ -569,7 +669,7 @@ async fn get_permissions(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    read_one(&ctx, &path, permissions_json)
+    read_one(&ctx, &path, |world, c| to_json_bytes(&permissions_json(world, c)))
 }
 
 async fn modify_permissions(
