@@ -26,6 +26,8 @@ mod tree;
 
 use crate::operation::Operation;
 use crate::tokens::find_jwts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -116,8 +118,8 @@ pub struct Exchange {
     pub path: String,
     /// Raw query string.
     pub query: String,
-    /// Selected headers.
-    pub headers: Vec<(String, String)>,
+    /// Selected headers, as they came (shared with the request, not copied).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Request content type and body (shared with the request, not copied).
     pub body: (Option<String>, axum::body::Bytes),
     /// Status.
@@ -162,7 +164,7 @@ impl Deferred {
     /// The bytes it counts for until written: what it holds, plus the entry's frame.
     fn size(&self) -> usize {
         let x = &self.exchange;
-        let headers: usize = x.headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+        let headers: usize = x.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 8).sum();
         std::mem::size_of::<Self>()
             + 320
             + x.host.len()
@@ -196,22 +198,22 @@ pub enum Recorded {
 }
 
 /// Request headers worth keeping; everything else is dropped (cookies, proxies' headers).
-pub const KEPT_HEADERS: &[&str] = &[
-    "accept",
-    "authorization",
-    "content-type",
-    "if-match",
-    "if-none-match",
-    "odata-maxversion",
-    "odata-version",
-    "prefer",
-    "user-agent",
-    "x-ms-client-request-id",
-    "x-ms-correlation-id",
-    "x-correlation-id",
-    "x-ms-useragent",
-    "mscrm.includeunpublished",
-    "x-mock-scenario",
+pub static KEPT_HEADERS: [HeaderName; 15] = [
+    HeaderName::from_static("accept"),
+    HeaderName::from_static("authorization"),
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("if-match"),
+    HeaderName::from_static("if-none-match"),
+    HeaderName::from_static("odata-maxversion"),
+    HeaderName::from_static("odata-version"),
+    HeaderName::from_static("prefer"),
+    HeaderName::from_static("user-agent"),
+    HeaderName::from_static("x-ms-client-request-id"),
+    HeaderName::from_static("x-ms-correlation-id"),
+    HeaderName::from_static("x-correlation-id"),
+    HeaderName::from_static("x-ms-useragent"),
+    HeaderName::from_static("mscrm.includeunpublished"),
+    HeaderName::from_static("x-mock-scenario"),
 ];
 
 /// Secret kinds by field name: any `:`-separated part (`tokenRunOwnerCert:clientCertificateSecret`,
@@ -347,7 +349,7 @@ impl Redactor {
             && form_pairs(&x.query).iter().any(|(k, v)| kind_of_field(k).is_some() || known.occur_in(v.as_bytes()))
             || known.occur_in(x.path.as_bytes())
             || known.occur_in(x.host.as_bytes())
-            || x.headers.iter().any(|(name, value)| name != "authorization" && known.occur_in(value.as_bytes()))
+            || x.headers.iter().any(|(name, value)| name != AUTHORIZATION && known.occur_in(value.as_bytes()))
             || body_leaks(x.body.0.as_deref(), &x.body.1, "body")
             || body_leaks(x.response.0.as_deref(), &x.response.1, "response")
     }
@@ -433,6 +435,8 @@ impl Redactor {
             .collect();
         let mut headers = Map::new();
         for (name, value) in x.headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            let name = name.as_str();
             let v = if name == "authorization" {
                 match value.split_once(' ') {
                     Some((scheme, cred)) if scheme.eq_ignore_ascii_case("basic") => {
@@ -442,9 +446,9 @@ impl Redactor {
                     None => self.mark("authorization", &value),
                 }
             } else {
-                scan.text(&value, At::Field(&At::Root("header"), &name)).into_owned()
+                scan.text(&value, At::Field(&At::Root("header"), name)).into_owned()
             };
-            headers.insert(name, Value::String(v));
+            headers.insert(name.to_owned(), Value::String(v));
         }
         let body = self.bounded(&scan.body(x.body.0.as_deref(), &x.body.1, At::Root("body")));
         let response = self.bounded(&scan.body(x.response.0.as_deref(), &x.response.1, At::Root("response")));
@@ -1304,7 +1308,7 @@ mod tests {
             method: "POST".into(),
             path: path.into(),
             query: query.into(),
-            headers: vec![("authorization".into(), "Basic dXNlcjpwYXNz".into())],
+            headers: vec![(AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwYXNz"))],
             body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec().into()),
             status: 200,
             response: (Some("application/json".into()), response.as_bytes().to_vec().into()),

@@ -277,8 +277,18 @@ pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
 /// Claims of a token never change, so the cache needs no invalidation: the sandbox
 /// incarnation, expiry, `nbf`, issuer and audience are checked on every use.
 pub struct VerifiedTokens {
-    map: Mutex<HashMap<Box<str>, Arc<Claims>>>,
+    /// Keyed by [`slot`] of the token; the token itself is kept to be compared whole.
+    map: Mutex<HashMap<u64, (Box<str>, Arc<Claims>)>>,
     capacity: usize,
+}
+
+/// A token's place in the cache: a hash of its last bytes, the signature's, which differ
+/// from token to token; hashing the whole kilobyte on every request would cost more than the
+/// rest of the lookup. A collision only costs a verification: the whole token is compared.
+fn slot(token: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(tail)
 }
 
 /// Bearer tokens are secrets: a debug print shows how many are held, never one of them.
@@ -301,22 +311,23 @@ impl VerifiedTokens {
         Self { map: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Box<str>, Arc<Claims>)>> {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn get(&self, token: &str) -> Option<Arc<Claims>> {
-        self.lock().get(token).cloned()
+        let slot = slot(token);
+        self.lock().get(&slot).filter(|(held, _)| **held == *token).map(|(_, claims)| claims.clone())
     }
 
     fn insert(&self, token: &str, claims: Arc<Claims>) {
         let mut map = self.lock();
         if map.len() >= self.capacity
-            && let Some(k) = map.keys().next().cloned()
+            && let Some(k) = map.keys().next().copied()
         {
             map.remove(&k);
         }
-        map.insert(token.into(), claims);
+        map.insert(slot(token), (token.into(), claims));
     }
 
     /// How many tokens it holds.

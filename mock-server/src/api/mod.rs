@@ -281,10 +281,12 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
 
     let real_ms = app.real_ms();
-    let headers: Vec<(String, String)> = KEPT_HEADERS
+    // Copied: a value shares hyper's read buffer, which a journal entry must not keep alive.
+    let headers: Vec<_> = KEPT_HEADERS
         .iter()
         .filter_map(|h| {
-            req.headers().get(*h).map(|v| ((*h).to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            let v = req.headers().get(h)?;
+            Some((h.clone(), HeaderValue::from_maybe_shared(axum::body::Bytes::copy_from_slice(v.as_bytes())).ok()?))
         })
         .collect();
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
