@@ -278,9 +278,12 @@ pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
 /// incarnation, expiry, `nbf`, issuer and audience are checked on every use.
 pub struct VerifiedTokens {
     /// Keyed by [`slot`] of the token; the token itself is kept to be compared whole.
-    map: Mutex<HashMap<u64, (Box<str>, Arc<Claims>)>>,
+    map: Mutex<Slots>,
     capacity: usize,
 }
+
+/// Slot → (the token, its claims).
+type Slots = HashMap<u64, (Box<str>, Arc<Claims>)>;
 
 /// A token's place in the cache: a hash of its last bytes, the signature's, which differ
 /// from token to token; hashing the whole kilobyte on every request would cost more than the
@@ -311,7 +314,7 @@ impl VerifiedTokens {
         Self { map: Mutex::new(HashMap::new()), capacity: capacity.max(1) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Box<str>, Arc<Claims>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
