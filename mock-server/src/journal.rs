@@ -345,8 +345,10 @@ impl Redactor {
             scan.body(content_type, bytes, At::Root(at));
             !scan.leaks.is_empty()
         };
-        !x.query.is_empty()
-            && form_pairs(&x.query).iter().any(|(k, v)| kind_of_field(k).is_some() || known.occur_in(v.as_bytes()))
+        // Decoded as `form_pairs` decodes (serde_urlencoded reads through form_urlencoded),
+        // without copying what needs no decoding.
+        form_urlencoded::parse(x.query.as_bytes())
+            .any(|(k, v)| kind_of_field(&k).is_some() || known.occur_in(v.as_bytes()))
             || known.occur_in(x.path.as_bytes())
             || known.occur_in(x.host.as_bytes())
             || x.headers.iter().any(|(name, value)| name != AUTHORIZATION && known.occur_in(value.as_bytes()))

@@ -52,9 +52,11 @@ pub fn check_api_version(query: &str) -> Result<(), ApiError> {
             "The api-version query parameter (?api-version=) is required for all requests.",
         ));
     }
-    let date = v.strip_suffix("-preview").unwrap_or(v);
-    let is_date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok();
-    if v == "1" || is_date {
+    let is_date = || {
+        let date = v.strip_suffix("-preview").unwrap_or(v);
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
+    };
+    if v == "1" || is_date() {
         Ok(())
     } else {
         Err(ApiError::bad_request(
@@ -508,7 +510,10 @@ fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
 
 /// Writing plain data to a vector cannot fail; if it somehow did, the client gets an envelope.
 fn to_json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(v).map_err(|_| ApiError::Internal)
+    // A connection is about a kilobyte: one allocation for most answers.
+    let mut out = Vec::with_capacity(2048);
+    serde_json::to_writer(&mut out, v).map_err(|_| ApiError::Internal)?;
+    Ok(out)
 }
 
 async fn put_connection(
