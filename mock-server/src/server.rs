@@ -14,7 +14,6 @@ use crate::sandbox::{DEFAULT_SANDBOX, Registry};
 use crate::state::AppState;
 use crate::tls::{CertificateAuthority, SniResolver};
 use crate::tokens::Keys;
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,7 +64,7 @@ impl Default for Timeouts {
 pub async fn run(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
+    app: api::App,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -73,8 +73,11 @@ pub struct ConnInfo {
     pub body_timeout: Duration,
 }
 
+/// The application as the serve loop runs it: one request in, one answer out.
+pub type App = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
 /// The whole application: the pipeline around every surface's router.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState) -> App {
     let surfaces = Router::new()
         .merge(identity::router())
         .merge(admin::router())
@@ -85,8 +88,9 @@ pub fn app(state: AppState) -> Router {
     assemble(surfaces, state)
 }
 
-/// The pipeline, fallbacks and panic handling around `surfaces`.
-fn assemble(surfaces: Router<AppState>, state: AppState) -> Router {
+/// The pipeline, fallbacks and panic handling around `surfaces`. The pipeline is the outermost
+/// service itself (no router around it: every request goes through it anyway).
+fn assemble(surfaces: Router<AppState>, state: AppState) -> App {
     let routes = surfaces
         .fallback(not_implemented)
         .method_not_allowed_fallback(method_not_allowed)
@@ -96,9 +100,9 @@ fn assemble(surfaces: Router<AppState>, state: AppState) -> Router {
         // Inside the pipeline, so a panicking handler's answer is rendered in its surface's shape.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler_panicked))
         .with_state(state.clone());
-    Router::new()
-        .fallback_service(tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(pipeline_panicked))
+    let pipeline = tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes);
+    let caught = tower::Layer::layer(&tower_http::catch_panic::CatchPanicLayer::custom(pipeline_panicked), pipeline);
+    App::new(tower::ServiceExt::map_response(caught, |r: axum::http::Response<_>| r.map(Body::new)))
 }
 
 /// What a panic carried, for the log.
