@@ -337,9 +337,14 @@ impl Redactor {
             }
             let form =
                 content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
-            let two_ways = bytes.windows(2).any(|w| w[0] == b'\\' && (w[1] == b'u' || w[1] == b'/'));
+            let two_ways =
+                memchr::memmem::find(bytes, b"\\u").is_some() || memchr::memmem::find(bytes, b"\\/").is_some();
             if !(form || two_ways || known.occur_in(bytes)) {
                 return false;
+            }
+            // JSON, the usual case, is read once without building its tree.
+            if !form && let Some(verdict) = json_leaks(bytes, known) {
+                return verdict;
             }
             let mut scan = Scan { redactor: self, known, leaks: Vec::new(), dry: true };
             scan.body(content_type, bytes, At::Root(at));
@@ -478,6 +483,80 @@ impl Redactor {
     }
 }
 
+/// Whether a JSON body holds a known secret in a string outside every secret-named field, as
+/// [`Scan::value`] would flag it; `None` when serde_json does not read it as the journal's tree
+/// would (not JSON, or the raw-value marker key), so the caller scans it the long way. Read
+/// with serde_json's own parser (the same strings, decoded; the same refusals) without
+/// building the tree. Duplicate keys are all looked at, where the tree keeps the last:
+/// a flag that errs on the side of a scan.
+fn json_leaks(bytes: &[u8], known: &KnownSecrets) -> Option<bool> {
+    if memchr::memmem::find(bytes, tree::RAW_VALUE_TOKEN.as_bytes()).is_some() {
+        return None;
+    }
+    let mut leak = false;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde::de::DeserializeSeed::deserialize(LeakSeed { known, secret: false, leak: &mut leak }, &mut de).ok()?;
+    de.end().ok()?;
+    Some(leak)
+}
+
+/// One value of a body being read for [`json_leaks`]: `secret` when a field above it is
+/// secret-named (everything in it is that secret's).
+struct LeakSeed<'k, 'l> {
+    known: &'k KnownSecrets,
+    secret: bool,
+    leak: &'l mut bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for LeakSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        if !self.secret && self.known.written_in(v) {
+            *self.leak = true;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(LeakSeed { known: self.known, secret: self.secret, leak: &mut *self.leak })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let secret = self.secret || kind_of_field(&key).is_some();
+            map.next_value_seed(LeakSeed { known: self.known, secret, leak: &mut *self.leak })?;
+        }
+        Ok(())
+    }
+}
+
 /// Where in an exchange a value sits (`body.values.password.value`), rendered only when a
 /// leak is noted: most values never need it.
 #[derive(Debug, Clone, Copy)]
@@ -526,6 +605,11 @@ impl KnownSecrets {
     /// Whether any secret occurs in `bytes`, as written or JSON-escaped.
     fn occur_in(&self, bytes: &[u8]) -> bool {
         self.any_form.as_ref().is_some_and(|f| f.is_match(bytes))
+    }
+
+    /// Whether any secret occurs in `s` as written (what [`Scan::text`] looks for).
+    fn written_in(&self, s: &str) -> bool {
+        self.finder.as_ref().is_some_and(|f| f.is_match(s))
     }
 
     /// The secrets, each with its kind.

@@ -23,7 +23,7 @@ pub(super) enum Json<'a> {
 
 /// The key serde_json's `Value` treats as a raw value's marker rather than a member: a body
 /// using it is left to `Value` (see [`Json::parse`]).
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+pub(super) const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 impl<'a> Json<'a> {
     /// Parses `bytes` as `serde_json::from_slice::<Value>` would: `None` exactly when that fails.
