@@ -2,7 +2,7 @@
 //! reference adapters pass every case, each broken variant fails exactly the cases
 //! [`CAUGHT_BY`] names, and the JUnit file of each of these real runs parses.
 
-use conformance::{CaseStatus, Report, RunOptions};
+use conformance::{CaseStatus, Failure, Report, RunOptions};
 use std::collections::BTreeSet;
 
 /// Cases at once in one run. The work is mostly waiting (Retry-After is real time, each case
@@ -136,20 +136,13 @@ pub(crate) fn variant_fails_exactly_its_cases(name: &str) {
     if missed.is_empty() && also.is_empty() && skipped.is_empty() {
         return;
     }
+    // What the cases it should have passed saw it do wrong.
     let details: String = report
-        .render()
-        .split_inclusive('\n')
-        .fold((String::new(), false), |(mut shown, mut keep), line| {
-            // A case's block starts unindented; keep the blocks of the cases that surprised.
-            if !line.starts_with(' ') {
-                keep = also.iter().any(|id| line.split_whitespace().nth(1) == Some(id));
-            }
-            if keep {
-                shown.push_str(line);
-            }
-            (shown, keep)
-        })
-        .0;
+        .cases
+        .iter()
+        .filter(|c| also.contains(&c.id.as_str()))
+        .map(|c| format!("{}:\n{}", c.id, c.failures.iter().map(Failure::render).collect::<String>()))
+        .collect();
     panic!(
         "the variant {name}\n  missed (passed, but CAUGHT_BY names them): {missed:?}\n  \
          also failed (not in CAUGHT_BY): {also:?}\n  skipped: {skipped:?}\n{details}"
