@@ -157,8 +157,9 @@ fn default_world_values_map_into_the_sandbox_whole_and_inside_strings() {
     let host = format!("{}.{}.environment.api.powerplatform.com", &host[..30], &host[30..]);
     let want = mock_server::domain::ids::EnvironmentId::parse(&env).unwrap().api_host();
     assert_eq!(m(&host), want, "the environment host");
-    // What instantiation keeps stays: a Windows account, a NetBIOS name, the world's name.
-    assert_eq!(m("rpa@contoso.onmicrosoft.com"), "rpa@contoso.onmicrosoft.com");
+    // An Entra Windows account follows its tenant's domain, like a UPN.
+    assert_eq!(m("rpa@contoso.onmicrosoft.com"), "rpa@contoso-conf-0000abcd-1.onmicrosoft.com");
+    // What instantiation keeps stays: a domain Windows account, a NetBIOS name, the world's name.
     assert_eq!(m("CONTOSO\\svc-rpa"), "CONTOSO\\svc-rpa");
     assert_eq!(m("default"), "default");
     assert_eq!(m("Finance bots"), "Finance bots");
@@ -183,7 +184,7 @@ fn an_account_expands_to_the_sandboxs_username_and_password() {
     let entra = map
         .to_sandbox(&json!({"account": {"machine": "BUILD-01", "username": "rpa@contoso.onmicrosoft.com"}}))
         .unwrap();
-    assert_eq!(entra["username"], "rpa@contoso.onmicrosoft.com", "the account as the sandbox has it");
+    assert_eq!(entra["username"], "rpa@contoso-conf-0000abcd-2.onmicrosoft.com", "the account as the sandbox has it");
     let e = map.to_sandbox(&json!({"account": {"machine": "FIN-09", "username": "x"}})).unwrap_err();
     assert!(e.contains("FIN-09"), "{e}");
     assert!(

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest an adapter may take over one step (conformance.md's default step timeout).
@@ -160,6 +161,8 @@ pub(crate) struct Adapter {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     next_id: u32,
+    /// What it wrote on stderr: shown when its test fails, kept out of a passing run's output.
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Adapter {
@@ -172,8 +175,24 @@ impl Adapter {
             cmd.env_remove(name);
         }
         cmd.envs(vars.iter().map(|(k, v)| (k, v)));
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("the adapter starts");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the adapter starts");
         let stdout = child.stdout.take().expect("its stdout");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let kept = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
+            });
+        }
         let (send, lines) = channel();
         // A reader thread, so a silent adapter fails the step after a timeout instead of
         // hanging the test.
@@ -185,7 +204,7 @@ impl Adapter {
             }
         });
         let stdin = child.stdin.take();
-        Adapter { child, stdin, lines, next_id: 0 }
+        Adapter { child, stdin, lines, next_id: 0, stderr }
     }
 
     fn exchange(&mut self, line: &Value) -> Value {
@@ -230,6 +249,10 @@ impl Drop for Adapter {
         if self.stdin.is_some() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let said = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            eprintln!("the adapter's stderr:\n{said}");
         }
     }
 }

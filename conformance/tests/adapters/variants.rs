@@ -36,7 +36,7 @@ pub(crate) const VARIANTS: &[Variant] = &[
     },
     Variant {
         name: "password-in-query",
-        mistake: "password-in-query also sends the Windows password as a query parameter of the connection PUT",
+        mistake: "password-in-query sends a rotated Windows password as a query parameter of the update PUT",
         decisions: || Box::new(PasswordInQuery),
     },
     Variant {
@@ -63,7 +63,8 @@ pub(crate) fn variant_adapter_command(name: &str) -> String {
     format!("{VARIANT_VAR}={} {}", shell_quote(name), shell_quote(&exe.display().to_string()))
 }
 
-fn shell_quote(s: &str) -> String {
+/// `s` as one word of `sh`.
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -124,9 +125,9 @@ impl Decisions for Retries403 {
 struct PasswordInQuery;
 
 impl Decisions for PasswordInQuery {
-    fn connection_query(&self, spec: &ConnectionSpec) -> Vec<(String, String)> {
+    fn connection_query(&self, spec: &ConnectionSpec, update: bool) -> Vec<(String, String)> {
         let mut query = vec![("api-version".to_owned(), "1".to_owned())];
-        query.extend(spec.password.clone().map(|p| ("password".to_owned(), p)));
+        query.extend(spec.password.clone().filter(|_| update).map(|p| ("password".to_owned(), p)));
         query
     }
 }

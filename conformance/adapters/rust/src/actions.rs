@@ -115,7 +115,7 @@ async fn put_connection(client: &mut Client, args: Value, update: bool) -> Resul
     // Create and update are one PUT on the caller's id: the id is the client's to choose.
     let id = if update { client.decisions.update_target(&spec.connection_id) } else { spec.connection_id.clone() };
     let request = Request::new(Method::PUT, connection_url(client, &id))
-        .query(client.decisions.connection_query(&spec))
+        .query(client.decisions.connection_query(&spec, update))
         .auth("powerplatform")
         .json(client.decisions.connection_body(&client.surfaces.environment, &spec));
     Ok(connection_result(&client.call(&request).await?.json()?))

@@ -72,9 +72,10 @@ pub trait Decisions: std::fmt::Debug + Send + Sync {
         connection_body(environment, spec)
     }
 
-    /// The query of the connection PUT: the API version and nothing else, because a URL is
-    /// logged and cached everywhere it goes and so must never carry a secret.
-    fn connection_query(&self, _spec: &ConnectionSpec) -> Vec<(String, String)> {
+    /// The query of the connection PUT (an update's when `update`): the API version and
+    /// nothing else, because a URL is logged and cached everywhere it goes and so must never
+    /// carry a secret.
+    fn connection_query(&self, _spec: &ConnectionSpec, _update: bool) -> Vec<(String, String)> {
         vec![("api-version".to_owned(), "1".to_owned())]
     }
 
