@@ -1930,7 +1930,7 @@ impl SandboxState {
                 .map(|c| ConnectionView {
                     id: c.id.as_written().to_owned(),
                     environment: c.environment.clone(),
-                    connector: c.connector.clone(),
+                    connector: c.connector.to_owned(),
                     display_name: c.display_name.clone(),
                     parameter_set: c.parameters.name().to_owned(),
                     target_id: c.parameters.target(),

@@ -22,17 +22,25 @@ pub const UIFLOW: &str = "shared_uiflow";
 
 /// A connection id: a GUID in hyphenated or 32-hex form. Both forms name the same
 /// connection; responses echo the form used at creation (DECISIONS.md).
+/// The form is kept in place (36 bytes at most), not in a string of its own: a world may
+/// hold a million connections.
 #[derive(Debug, Clone)]
 pub struct ConnectionId {
     uuid: Uuid,
-    written: String,
+    written: [u8; 36],
+    len: u8,
 }
 
 impl ConnectionId {
     /// Parses either form.
     pub fn parse(value: &str) -> Result<Self, IdError> {
         let uuid = parse_guid("connection id", value)?;
-        Ok(Self { uuid, written: value.to_ascii_lowercase() })
+        // A GUID's text is ASCII, 32 or 36 bytes (`parse_guid` checked).
+        let mut written = [0u8; 36];
+        for (to, from) in written.iter_mut().zip(value.bytes()) {
+            *to = from.to_ascii_lowercase();
+        }
+        Ok(Self { uuid, written, len: value.len().min(36) as u8 })
     }
 
     /// The GUID.
@@ -40,9 +48,9 @@ impl ConnectionId {
         self.uuid
     }
 
-    /// As written at creation.
+    /// As written at creation (lower-cased).
     pub fn as_written(&self) -> &str {
-        &self.written
+        std::str::from_utf8(&self.written[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
@@ -226,8 +234,8 @@ pub struct Connection {
     pub id: ConnectionId,
     /// Environment.
     pub environment: EnvironmentId,
-    /// Connector (`shared_uiflow`).
-    pub connector: String,
+    /// Connector (`shared_uiflow`, the only one a connection can be made with).
+    pub connector: &'static str,
     /// Display name.
     pub display_name: String,
     /// Parameters.
@@ -443,10 +451,12 @@ impl World {
             c.correlation = correlation;
             return Ok((PutOutcome::Updated, c));
         }
+        // The world's own id: shared with every other connection of the environment.
+        let environment = env.id.clone();
         let created = self.connections.insert(Connection {
             id: cmd.id,
-            environment: cmd.environment,
-            connector: UIFLOW.to_owned(),
+            environment,
+            connector: UIFLOW,
             display_name,
             parameters: cmd.parameters,
             created_by: caller.clone(),

@@ -7,21 +7,23 @@ use super::ids::EnvironmentId;
 use indexmap::IndexMap;
 use uuid::Uuid;
 
-/// Connections by environment and id (either id form: the GUID is the key).
+/// Connections by environment and id (either id form: the GUID is the key). Each connection
+/// is boxed: the map's table then holds a pointer per connection, so growing it past a
+/// hundred thousand connections copies megabytes, not a copy of every connection.
 #[derive(Debug, Clone, Default)]
 pub struct Connections {
-    by_key: IndexMap<(EnvironmentId, Uuid), Connection>,
+    by_key: IndexMap<(EnvironmentId, Uuid), Box<Connection>>,
 }
 
 impl Connections {
     /// The connection `id` of `environment`.
     pub fn get(&self, environment: &EnvironmentId, id: &ConnectionId) -> Option<&Connection> {
-        self.by_key.get(&(environment.clone(), id.uuid()))
+        self.by_key.get(&(environment.clone(), id.uuid())).map(|c| &**c)
     }
 
     /// The same, to change it.
     pub fn get_mut(&mut self, environment: &EnvironmentId, id: &ConnectionId) -> Option<&mut Connection> {
-        self.by_key.get_mut(&(environment.clone(), id.uuid()))
+        self.by_key.get_mut(&(environment.clone(), id.uuid())).map(|c| &mut **c)
     }
 
     /// Adds a new connection (after every other) and returns it.
@@ -29,23 +31,23 @@ impl Connections {
         let key = (c.environment.clone(), c.id.uuid());
         let entry = self.by_key.entry(key);
         let index = entry.index();
-        entry.or_insert(c);
+        entry.or_insert(Box::new(c));
         &self.by_key[index]
     }
 
     /// Removes a connection, keeping the others in order.
     pub fn remove(&mut self, environment: &EnvironmentId, id: &ConnectionId) -> Option<Connection> {
-        self.by_key.shift_remove(&(environment.clone(), id.uuid()))
+        self.by_key.shift_remove(&(environment.clone(), id.uuid())).map(|c| *c)
     }
 
     /// Every connection, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &Connection> {
-        self.by_key.values()
+        self.by_key.values().map(|c| &**c)
     }
 
     /// Every connection, to change them.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Connection> {
-        self.by_key.values_mut()
+        self.by_key.values_mut().map(|c| &mut **c)
     }
 
     /// How many.
@@ -61,9 +63,12 @@ impl Connections {
 
 impl<'a> IntoIterator for &'a Connections {
     type Item = &'a Connection;
-    type IntoIter = indexmap::map::Values<'a, (EnvironmentId, Uuid), Connection>;
+    type IntoIter = std::iter::Map<
+        indexmap::map::Values<'a, (EnvironmentId, Uuid), Box<Connection>>,
+        fn(&'a Box<Connection>) -> &'a Connection,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.by_key.values()
+        self.by_key.values().map(|c| &**c)
     }
 }

@@ -121,9 +121,10 @@ guid_id!(
 );
 
 /// A Power Platform environment id: a GUID, optionally prefixed `Default-` (default environments).
-/// Kept as written (lower-cased), since it appears verbatim in URLs and bodies.
+/// Kept as written (lower-cased), since it appears verbatim in URLs and bodies. Shared, not
+/// copied: every connection and index entry of an environment holds the same text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EnvironmentId(String);
+pub struct EnvironmentId(std::sync::Arc<str>);
 
 impl EnvironmentId {
     /// Parses `GUID` or `Default-GUID` (case-insensitive prefix).
@@ -136,7 +137,7 @@ impl EnvironmentId {
             e.value = value.chars().take(80).collect();
             e
         })?;
-        Ok(Self(format!("{prefix}{}", guid.hyphenated())))
+        Ok(Self(format!("{prefix}{}", guid.hyphenated()).into()))
     }
 
     /// The id as used in paths and bodies.

@@ -915,7 +915,7 @@ mod tests {
             self.w.connections.insert(Connection {
                 id: ConnectionId::parse(&id).unwrap(),
                 environment: env(),
-                connector: UIFLOW.into(),
+                connector: UIFLOW,
                 display_name: id.clone(),
                 parameters,
                 created_by: megan,
