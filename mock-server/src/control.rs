@@ -658,12 +658,8 @@ impl Control {
             None => None,
         };
         let group_ref = r.group.clone().unwrap_or_default();
-        let group_name = default
-            .environments
-            .iter()
-            .flat_map(|e| e.machine_groups.iter())
-            .find(|g| g.id.eq_ignore_ascii_case(&group_ref))
-            .map_or(group_ref.clone(), |g| g.name.clone());
+        let groups = default.environments.iter().flat_map(|e| e.machine_groups.iter());
+        let group_name = default_name(groups.map(|g| (g.id.as_str(), g.name.as_str())), &group_ref).to_owned();
         let mut principal_ref = serde_json::Value::String(r.principal.clone());
         self.map_into(sandbox, &mut principal_ref)?;
         let principal_ref = principal_ref.as_str().unwrap_or_default().to_owned();
@@ -686,14 +682,8 @@ impl Control {
         let default_name = default_name.as_str().unwrap_or_default().to_owned();
         let (group, principal) = self.read(sandbox, |_, st| {
             let group = machine_group.or_else(|| {
-                st.world
-                    .environments
-                    .iter()
-                    .flat_map(|e| e.machine_groups.iter())
-                    .find(|g| {
-                        g.id.to_string().eq_ignore_ascii_case(&group_ref) || g.name.eq_ignore_ascii_case(&group_name)
-                    })
-                    .map(|g| g.id)
+                let groups = st.world.environments.iter().flat_map(|e| e.machine_groups.iter());
+                find_named(groups.map(|g| (g.id.to_string(), g.name.as_str(), g.id)), &group_ref, &group_name)
             });
             let fits = |s: &str| {
                 s.eq_ignore_ascii_case(&principal_ref)
@@ -726,20 +716,11 @@ impl Control {
     /// (names survive instantiation; ids do not).
     fn machine_in(&self, sandbox: &str, reference: &str) -> Result<MachineId, ControlError> {
         let default = fixtures::default_world();
-        let name = default
-            .environments
-            .iter()
-            .flat_map(|e| e.machines.iter())
-            .find(|m| m.id.eq_ignore_ascii_case(reference))
-            .map_or(reference, |m| m.name.as_str())
-            .to_owned();
+        let machines = default.environments.iter().flat_map(|e| e.machines.iter());
+        let name = default_name(machines.map(|m| (m.id.as_str(), m.name.as_str())), reference);
         let found = self.read(sandbox, |_, st| {
-            st.world
-                .environments
-                .iter()
-                .flat_map(|e| e.machines.iter())
-                .find(|m| m.id.to_string().eq_ignore_ascii_case(reference) || m.name.eq_ignore_ascii_case(&name))
-                .map(|m| m.id)
+            let machines = st.world.environments.iter().flat_map(|e| e.machines.iter());
+            find_named(machines.map(|m| (m.id.to_string(), m.name.as_str(), m.id)), reference, name)
         })?;
         found.ok_or_else(|| world_mismatch("machine", reference))
     }
@@ -748,20 +729,11 @@ impl Control {
     /// name.
     fn desktop_flow_in(&self, sandbox: &str, reference: &str) -> Result<WorkflowId, ControlError> {
         let default = fixtures::default_world();
-        let name = default
-            .environments
-            .iter()
-            .flat_map(|e| e.desktop_flows.iter())
-            .find(|f| f.workflow_id.eq_ignore_ascii_case(reference))
-            .map_or(reference, |f| f.name.as_str())
-            .to_owned();
+        let flows = default.environments.iter().flat_map(|e| e.desktop_flows.iter());
+        let name = default_name(flows.map(|f| (f.workflow_id.as_str(), f.name.as_str())), reference);
         let found = self.read(sandbox, |_, st| {
-            st.world
-                .environments
-                .iter()
-                .flat_map(|e| e.desktop_flows.iter())
-                .find(|f| f.id.to_string().eq_ignore_ascii_case(reference) || f.name.eq_ignore_ascii_case(&name))
-                .map(|f| f.id)
+            let flows = st.world.environments.iter().flat_map(|e| e.desktop_flows.iter());
+            find_named(flows.map(|f| (f.id.to_string(), f.name.as_str(), f.id)), reference, name)
         })?;
         found.ok_or_else(|| world_mismatch("desktop flow", reference))
     }
@@ -1074,6 +1046,19 @@ pub struct AppliedScenario {
     pub overrides: Vec<String>,
     /// The fault rules it added.
     pub faults: Vec<FaultRuleView>,
+}
+
+/// The default world's name for `reference` when it is one of its ids (`(id, name)` pairs),
+/// else `reference` itself: a scenario may name an object either way, and names survive
+/// instantiation where ids do not.
+fn default_name<'a>(mut pairs: impl Iterator<Item = (&'a str, &'a str)>, reference: &'a str) -> &'a str {
+    pairs.find(|(id, _)| id.eq_ignore_ascii_case(reference)).map_or(reference, |(_, name)| name)
+}
+
+/// The sandbox's object among `(id, name, value)` whose id is `reference` or whose name is
+/// `name` (any case).
+fn find_named<'a, T>(mut items: impl Iterator<Item = (String, &'a str, T)>, reference: &str, name: &str) -> Option<T> {
+    items.find(|(id, n, _)| id.eq_ignore_ascii_case(reference) || n.eq_ignore_ascii_case(name)).map(|(_, _, v)| v)
 }
 
 /// A scenario names something this sandbox's world does not have (409, mock-defined).

@@ -28,7 +28,8 @@ async fn get_environment(ctx: RequestContext, ApiPath(env): ApiPath<String>) -> 
     };
     let id = EnvironmentId::parse(&env).map_err(|_| not_found())?;
     let e = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let e = st.world.environment(&id).filter(|e| e.tenant == ctx.caller.tenant).ok_or_else(not_found)?;
+        // Another tenant's environment is not found either (the domain's visibility rule).
+        let e = st.world.environment_for(&id, &ctx.caller).map_err(|_| not_found())?;
         Ok((e.id.clone(), e.tenant, e.display_name.clone(), e.org.clone(), e.org_host(), e.organization_id))
     })?;
     let (id, tenant, display_name, org, org_host, organization_id) = e;
