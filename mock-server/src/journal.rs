@@ -216,6 +216,32 @@ pub static KEPT_HEADERS: [HeaderName; 15] = [
     HeaderName::from_static("x-mock-scenario"),
 ];
 
+/// A request's kept headers (the first value of each, in [`KEPT_HEADERS`]' order), copied
+/// into one buffer: a value shares hyper's read buffer, which a journal entry must not keep
+/// alive. One pass over the request's headers, one allocation for the values.
+pub fn kept_headers(headers: &axum::http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    let mut found: [Option<&HeaderValue>; KEPT_HEADERS.len()] = [None; KEPT_HEADERS.len()];
+    for (name, value) in headers {
+        if let Some(i) = KEPT_HEADERS.iter().position(|k| k == name) {
+            found[i].get_or_insert(value);
+        }
+    }
+    let mut buf = Vec::with_capacity(found.iter().flatten().map(|v| v.len()).sum());
+    for v in found.iter().flatten() {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let buf = axum::body::Bytes::from(buf);
+    let mut at = 0;
+    let mut kept = Vec::with_capacity(found.iter().flatten().count());
+    for (name, value) in KEPT_HEADERS.iter().zip(found) {
+        let Some(value) = value else { continue };
+        let copy = buf.slice(at..at + value.len());
+        at += value.len();
+        kept.extend(HeaderValue::from_maybe_shared(copy).ok().map(|v| (name.clone(), v)));
+    }
+    kept
+}
+
 /// Secret kinds by field name: any `:`-separated part (`tokenRunOwnerCert:clientCertificateSecret`,
 /// or a key a broken body ran together, `password:{value`), lower-cased, `_`/`-` and other
 /// punctuation removed. The one list of secret-named words: JSON fields, form keys, query
@@ -337,8 +363,7 @@ impl Redactor {
             }
             let form =
                 content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
-            let two_ways =
-                memchr::memmem::find(bytes, b"\\u").is_some() || memchr::memmem::find(bytes, b"\\/").is_some();
+            let two_ways = memchr::memchr_iter(b'\\', bytes).any(|i| matches!(bytes.get(i + 1), Some(b'u' | b'/')));
             if !(form || two_ways || known.occur_in(bytes)) {
                 return false;
             }
@@ -490,7 +515,9 @@ impl Redactor {
 /// building the tree. Duplicate keys are all looked at, where the tree keeps the last:
 /// a flag that errs on the side of a scan.
 fn json_leaks(bytes: &[u8], known: &KnownSecrets) -> Option<bool> {
-    if memchr::memmem::find(bytes, tree::RAW_VALUE_TOKEN.as_bytes()).is_some() {
+    static TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(tree::RAW_VALUE_TOKEN.as_bytes()));
+    if TOKEN.find(bytes).is_some() {
         return None;
     }
     let mut leak = false;

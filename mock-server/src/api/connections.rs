@@ -4,7 +4,7 @@
 //! takes it from `$filter=environment eq '…'`, then the body, then the sandbox's only
 //! environment (DECISIONS.md).
 
-use super::extract::{ApiPath, json_body};
+use super::extract::json_body;
 use super::{ApiError, RequestContext, RouteInfo, json};
 use crate::domain::clock::format_timestamp;
 use crate::domain::connection::{
@@ -13,33 +13,118 @@ use crate::domain::connection::{
 use crate::domain::connection_share::{PermissionChange, PermissionPut};
 use crate::domain::ids::{AppId, CredentialId, EnvironmentId, MachineGroupId};
 use crate::domain::world::{PrincipalKind, World};
+use crate::operation::Operation;
 use crate::state::AppState;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::any;
 use secrecy::SecretString;
-use serde::ser::{SerializeMap, SerializeStruct};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-/// Routes of the connections API.
+/// Routes of the connections API. The pipeline serves these operations itself ([`serve`]):
+/// the router only answers a method none of them takes on their paths.
 pub fn router() -> Router<AppState> {
-    let one = get(get_connection).put(put_connection).delete(delete_connection);
     let env_one = "/connectivity/environments/{env}/connectors/{connector}/connections/{id}";
     let one_path = "/connectivity/connectors/{connector}/connections/{id}";
-    Router::new()
-        .route(&format!("{env_one}/permissions"), get(get_permissions))
-        .route(&format!("{env_one}/modifyPermissions"), post(modify_permissions))
-        .route(&format!("{one_path}/permissions"), get(get_permissions))
-        .route(&format!("{one_path}/modifyPermissions"), post(modify_permissions))
-        .route(env_one, one.clone())
-        .route("/connectivity/environments/{env}/connectors/{connector}/connections", get(list_connections))
-        .route("/connectivity/environments/{env}/connections", get(list_connections))
-        .route(one_path, one)
-        .route("/connectivity/connectors/{connector}/connections", get(list_connections))
-        .route("/connectivity/connections", get(list_connections))
+    let paths = [
+        format!("{env_one}/permissions"),
+        format!("{env_one}/modifyPermissions"),
+        format!("{one_path}/permissions"),
+        format!("{one_path}/modifyPermissions"),
+        env_one.to_owned(),
+        "/connectivity/environments/{env}/connectors/{connector}/connections".to_owned(),
+        "/connectivity/environments/{env}/connections".to_owned(),
+        one_path.to_owned(),
+        "/connectivity/connectors/{connector}/connections".to_owned(),
+        "/connectivity/connections".to_owned(),
+    ];
+    paths.iter().fold(Router::new(), |r, p| r.route(p, any(super::method_not_allowed)))
+}
+
+/// Whether [`serve`] serves `operation`.
+pub(crate) fn serves(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::ConnectionsPut
+            | Operation::ConnectionsGet
+            | Operation::ConnectionsDelete
+            | Operation::ConnectionsList
+            | Operation::ConnectionsPermissions
+            | Operation::ConnectionsModifyPermissions
+    )
+}
+
+/// Serves a connections call the pipeline has classified (its operation is one [`serves`]
+/// names), with no router in between: the operation and the path's shape are known already.
+/// Checks come in the order the API has them: `api-version`, the token, then the path's names.
+pub(crate) fn serve(
+    app: &AppState,
+    route: RouteInfo,
+    parts: &axum::http::request::Parts,
+    body: &axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_api_version(parts.uri.query().unwrap_or(""))?;
+    let ctx = RequestContext::authenticate(app, route, &parts.headers, None)?;
+    let path = ConnectionPath::of(parts.uri.path())?;
+    match ctx.route.operation {
+        Operation::ConnectionsPut => put_connection(&ctx, &path, &parts.headers, body),
+        Operation::ConnectionsGet => read_one(&ctx, &path, |world, c| Ok(connection_text(world, c, &ctx.route.origin))),
+        Operation::ConnectionsDelete => delete_connection(&ctx, &path),
+        Operation::ConnectionsList => list_connections(&ctx, &path),
+        Operation::ConnectionsPermissions => {
+            read_one(&ctx, &path, |world, c| to_json_bytes(&permissions_json(world, c)))
+        }
+        Operation::ConnectionsModifyPermissions => modify_permissions(&ctx, &path, &parts.headers, body),
+        _ => Err(ApiError::Internal),
+    }
+}
+
+/// The names a connections path carries, percent-decoded as a router would:
+/// `/connectivity[/environments/{env}][/connectors/{connector}]/connections[/{id}[/…]]`.
+#[derive(Debug, Default)]
+struct ConnectionPath<'a> {
+    environment: Option<Cow<'a, str>>,
+    connector: Option<Cow<'a, str>>,
+    id: Option<Cow<'a, str>>,
+}
+
+impl<'a> ConnectionPath<'a> {
+    fn of(path: &'a str) -> Result<Self, ApiError> {
+        let decode = |s: &'a str| {
+            percent_encoding::percent_decode_str(s).decode_utf8().map_err(|_| {
+                ApiError::bad_request("InvalidPath", "A segment of the path is not UTF-8 once percent-decoded.")
+            })
+        };
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut names = ConnectionPath::default();
+        let rest = match segs.as_slice() {
+            ["connectivity", "environments", env, rest @ ..] => {
+                names.environment = Some(decode(env)?);
+                rest
+            }
+            ["connectivity", rest @ ..] => rest,
+            _ => &[],
+        };
+        if let ["connectors", connector, "connections", more @ ..] = rest {
+            names.connector = Some(decode(connector)?);
+            if let [id, ..] = more {
+                names.id = Some(decode(id)?);
+            }
+        }
+        Ok(names)
+    }
+
+    fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
+    fn connector(&self) -> &str {
+        self.connector.as_deref().unwrap_or_default()
+    }
 }
 
 /// `api-version` must be there: `1` or a date form (`2022-03-01`, `…-preview`).
@@ -69,11 +154,11 @@ pub fn check_api_version(query: &str) -> Result<(), ApiError> {
 /// The environment of a call: the door's, else `$filter`, else the body's, else the only one.
 pub(crate) fn resolve_environment(
     route: &RouteInfo,
-    path: &HashMap<String, String>,
+    path_env: Option<&str>,
     body_env: Option<&str>,
     world: &World,
 ) -> Result<EnvironmentId, ApiError> {
-    let named = path.get("env").map(String::as_str).or(route.environment.as_deref()).or(body_env);
+    let named = path_env.or(route.environment.as_deref()).or(body_env);
     let bad = |v: &str| {
         ApiError::bad_request(
             "InvalidEnvironmentId",
@@ -92,8 +177,8 @@ pub(crate) fn resolve_environment(
     }
 }
 
-pub(crate) fn connection_id(path: &HashMap<String, String>) -> Result<ConnectionId, ApiError> {
-    let raw = path.get("id").map(String::as_str).unwrap_or("");
+pub(crate) fn connection_id(raw: Option<&str>) -> Result<ConnectionId, ApiError> {
+    let raw = raw.unwrap_or("");
     ConnectionId::parse(raw).map_err(|_| {
         ApiError::bad_request(
             "InvalidConnectionId",
@@ -297,32 +382,6 @@ fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result
     }
 }
 
-/// A connection's owner as the connections API shows principals (`createdBy`, the owner's permission).
-/// A connection's owner or creator, keys in alphabetical order (as `owner_json` writes them);
-/// the creator also shows `userPrincipalName`.
-struct OwnerJson<'a> {
-    who: &'a Caller,
-    with_upn: bool,
-}
-
-impl Serialize for OwnerJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let who = self.who;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("displayName", &who.display_name)?;
-        if let Some(upn) = &who.upn {
-            m.serialize_entry("email", upn)?;
-        }
-        m.serialize_entry("id", &Fmt(format_args!("{}", who.principal)))?;
-        m.serialize_entry("tenantId", &Fmt(format_args!("{}", who.tenant)))?;
-        m.serialize_entry("type", principal_type(who.kind))?;
-        if let (true, Some(upn)) = (self.with_upn, &who.upn) {
-            m.serialize_entry("userPrincipalName", upn)?;
-        }
-        m.end()
-    }
-}
-
 fn principal_type(kind: PrincipalKind) -> &'static str {
     match kind {
         PrincipalKind::User => "User",
@@ -343,164 +402,122 @@ fn owner_json(who: &Caller) -> Value {
     v
 }
 
-/// The connection resource (api-facts 3.3), with its status as the world stands now. Never a
-/// secret: `username`, `targetId` and the run owner's client id only. Written straight from
-/// the stored connection while the world is at hand, with no intermediate strings or `Value`
-/// tree; members come in alphabetical order, the order a `Value`'s map writes them in, which
-/// the answers have always had.
-struct ConnectionJson<'a> {
-    c: &'a Connection,
-    status: ConnectionStatus,
-    origin: &'a str,
+/// JSON text written by hand into one buffer. The connection resource is most of what a
+/// connections GET or PUT answers, and serde's generic writer spent more on its plumbing
+/// (a formatter call per key, escaping through `fmt::Write`) than on the text itself.
+struct JsonText {
+    out: Vec<u8>,
 }
 
-fn connection_json<'a>(world: &World, c: &'a Connection, origin: &'a str) -> ConnectionJson<'a> {
-    ConnectionJson { c, status: world.status(c), origin }
-}
-
-/// Text written as it is formatted, escaped on the way.
-struct Fmt<'a>(std::fmt::Arguments<'a>);
-
-impl Serialize for Fmt<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
+impl JsonText {
+    fn new() -> Self {
+        // A connection is about a kilobyte: one allocation for most answers.
+        Self { out: Vec::with_capacity(2048) }
     }
-}
 
-/// `{"value": …}`, how a connection parameter is shown.
-struct ValueOf<T>(T);
-
-impl<T: std::fmt::Display> Serialize for ValueOf<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Value", 1)?;
-        m.serialize_field("value", &Fmt(format_args!("{}", self.0)))?;
-        m.end()
+    /// Text that is JSON already (punctuation, member names, literals).
+    fn raw(&mut self, s: &str) -> &mut Self {
+        self.out.extend_from_slice(s.as_bytes());
+        self
     }
-}
 
-impl Serialize for ConnectionJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let c = self.c;
-        let name = c.id.as_written();
-        let mut m = s.serialize_struct("Connection", 4)?;
-        m.serialize_field(
-            "id",
-            &Fmt(format_args!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector)),
-        )?;
-        m.serialize_field("name", &Fmt(format_args!("{name}")))?;
-        m.serialize_field("properties", &PropertiesJson(self))?;
-        m.serialize_field("type", "Microsoft.PowerApps/apis/connections")?;
-        m.end()
+    /// A string value, escaped as JSON requires.
+    fn string(&mut self, s: &str) -> &mut Self {
+        // Writing to a vector cannot fail.
+        let _ = s.serialize(&mut serde_json::Serializer::new(&mut self.out));
+        self
     }
-}
 
-struct PropertiesJson<'a, 'b>(&'b ConnectionJson<'a>);
+    /// A string value formatted from `args`, escaped when it needs to be (ids never do).
+    fn formatted(&mut self, args: std::fmt::Arguments<'_>) -> &mut Self {
+        use std::io::Write;
+        let start = self.out.len();
+        self.out.push(b'"');
+        let _ = self.out.write_fmt(args);
+        if self.out[start + 1..].iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+            let text = String::from_utf8_lossy(&self.out[start + 1..]).into_owned();
+            self.out.truncate(start);
+            self.string(&text)
+        } else {
+            self.out.push(b'"');
+            self
+        }
+    }
 
-impl Serialize for PropertiesJson<'_, '_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ConnectionJson { c, status, origin } = self.0;
+    /// `{"value":"…"}`, how a connection parameter is shown.
+    fn value_of(&mut self, args: std::fmt::Arguments<'_>) -> &mut Self {
+        self.raw("{\"value\":").formatted(args).raw("}")
+    }
+
+    /// A connection's owner or creator, members in alphabetical order (as `owner_json`
+    /// writes them); the creator also shows `userPrincipalName`.
+    fn owner(&mut self, who: &Caller, with_upn: bool) -> &mut Self {
+        self.raw("{\"displayName\":").string(&who.display_name);
+        if let Some(upn) = &who.upn {
+            self.raw(",\"email\":").string(upn);
+        }
+        self.raw(",\"id\":").formatted(format_args!("{}", who.principal));
+        self.raw(",\"tenantId\":").formatted(format_args!("{}", who.tenant));
+        self.raw(",\"type\":").string(principal_type(who.kind));
+        if let (true, Some(upn)) = (with_upn, &who.upn) {
+            self.raw(",\"userPrincipalName\":").string(upn);
+        }
+        self.raw("}")
+    }
+
+    /// The connection resource (api-facts 3.3) with `status`, its status as the world stands
+    /// now. Never a secret: `username`, `targetId` and the run owner's client id only.
+    /// Members come in alphabetical order, the order a `Value`'s map writes them in, which the
+    /// answers have always had.
+    fn connection(&mut self, c: &Connection, status: &ConnectionStatus, origin: &str) -> &mut Self {
         let name = c.id.as_written();
         let runtime = format_args!("{origin}/apim/uiflow/{}/{name}", c.environment);
-        let mut m = s.serialize_struct("ConnectionProperties", 15)?;
-        m.serialize_field("allowSharing", &c.parameters.run_owner().is_some())?;
-        m.serialize_field("apiId", &Fmt(format_args!("/providers/Microsoft.PowerApps/apis/{}", c.connector)))?;
-        m.serialize_field("connectionParametersSet", &ParameterSetJson(c))?;
-        m.serialize_field("connectionRuntimeUrl", &Fmt(runtime))?;
-        m.serialize_field("createdBy", &OwnerJson { who: &c.created_by, with_upn: true })?;
-        m.serialize_field("createdTime", &format_timestamp(c.created_time))?;
-        if let Some(id) = c.parameters.login().and_then(Login::credential) {
-            m.serialize_field("credentialId", &Fmt(format_args!("{id}")))?;
-        }
-        m.serialize_field("displayName", &c.display_name)?;
-        m.serialize_field("environment", &EnvironmentJson(&c.environment))?;
-        m.serialize_field(
-            "iconUri",
-            "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
-        )?;
-        m.serialize_field("keywordsRemaining", &0)?;
-        m.serialize_field("lastModifiedTime", &format_timestamp(c.last_modified_time))?;
-        m.serialize_field("statuses", &[StatusJson(status)])?;
-        m.serialize_field(
-            "testLinks",
-            &[TestLink { method: "get", request_uri: Fmt(format_args!("{runtime}/usersession/testconnection")) }],
-        )?;
-        m.end()
-    }
-}
-
-struct ParameterSetJson<'a>(&'a Connection);
-
-impl Serialize for ParameterSetJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let p = &self.0.parameters;
-        let mut m = s.serialize_struct("ParameterSet", 2)?;
-        m.serialize_field("name", p.name())?;
-        m.serialize_field("values", &ParameterValuesJson(p))?;
-        m.end()
-    }
-}
-
-struct ParameterValuesJson<'a>(&'a ParameterSet);
-
-impl Serialize for ParameterValuesJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("targetId", &ValueOf(p.target()))?;
+        let p = &c.parameters;
+        self.raw("{\"id\":")
+            .formatted(format_args!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector));
+        self.raw(",\"name\":").formatted(format_args!("{name}"));
+        self.raw(",\"properties\":{\"allowSharing\":").raw(if p.run_owner().is_some() { "true" } else { "false" });
+        self.raw(",\"apiId\":").formatted(format_args!("/providers/Microsoft.PowerApps/apis/{}", c.connector));
+        self.raw(",\"connectionParametersSet\":{\"name\":").string(p.name());
+        self.raw(",\"values\":{\"targetId\":").value_of(format_args!("{}", p.target()));
         if let Some(owner) = p.run_owner() {
-            m.serialize_entry(RUN_OWNER_ID, &ValueOf(owner.app_id))?;
+            self.raw(",\"").raw(RUN_OWNER_ID).raw("\":").value_of(format_args!("{}", owner.app_id));
         }
         if let Some(u) = p.username() {
-            m.serialize_entry("username", &ValueOf(u))?;
+            self.raw(",\"username\":").value_of(format_args!("{u}"));
         }
-        m.end()
-    }
-}
-
-struct StatusJson<'a>(&'a ConnectionStatus);
-
-impl Serialize for StatusJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        match self.0 {
-            ConnectionStatus::Connected => m.serialize_entry("status", "Connected")?,
+        self.raw("}},\"connectionRuntimeUrl\":").formatted(runtime);
+        self.raw(",\"createdBy\":").owner(&c.created_by, true);
+        self.raw(",\"createdTime\":").string(&format_timestamp(c.created_time));
+        if let Some(id) = p.login().and_then(Login::credential) {
+            self.raw(",\"credentialId\":").formatted(format_args!("{id}"));
+        }
+        self.raw(",\"displayName\":").string(&c.display_name);
+        self.raw(",\"environment\":{\"id\":")
+            .formatted(format_args!("/providers/Microsoft.PowerApps/environments/{}", c.environment));
+        self.raw(",\"name\":").formatted(format_args!("{}", c.environment)).raw("}");
+        self.raw(",\"iconUri\":\"https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png\"");
+        self.raw(",\"keywordsRemaining\":0");
+        self.raw(",\"lastModifiedTime\":").string(&format_timestamp(c.last_modified_time));
+        self.raw(",\"statuses\":[{");
+        match status {
+            ConnectionStatus::Connected => self.raw("\"status\":\"Connected\""),
             ConnectionStatus::Error { code, message } => {
-                m.serialize_entry("error", &ErrorJson { code, message })?;
-                m.serialize_entry("status", "Error")?;
+                self.raw("\"error\":{\"code\":").string(code).raw(",\"message\":").string(message);
+                self.raw("},\"status\":\"Error\"")
             }
-        }
-        m.end()
+        };
+        self.raw("}],\"testLinks\":[{\"method\":\"get\",\"requestUri\":")
+            .formatted(format_args!("{runtime}/usersession/testconnection"));
+        self.raw("}]},\"type\":\"Microsoft.PowerApps/apis/connections\"}")
     }
 }
 
-#[derive(Serialize)]
-struct ErrorJson<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
-struct EnvironmentJson<'a>(&'a EnvironmentId);
-
-impl Serialize for EnvironmentJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("Environment", 2)?;
-        m.serialize_field("id", &Fmt(format_args!("/providers/Microsoft.PowerApps/environments/{}", self.0)))?;
-        m.serialize_field("name", &Fmt(format_args!("{}", self.0)))?;
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TestLink<'a> {
-    method: &'static str,
-    request_uri: Fmt<'a>,
-}
-
-/// A list answer: `{"value": […]}`.
-#[derive(Debug, Serialize)]
-struct ListJson<T> {
-    value: Vec<T>,
+/// One connection as the API shows it, with its status as the world stands now.
+fn connection_text(world: &World, c: &Connection, origin: &str) -> Vec<u8> {
+    let mut text = JsonText::new();
+    text.connection(c, &world.status(c), origin);
+    text.out
 }
 
 /// A JSON answer written while the world is at hand (the view borrows it).
@@ -516,19 +533,19 @@ fn to_json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-async fn put_connection(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
+fn put_connection(
+    ctx: &RequestContext,
+    path: &ConnectionPath<'_>,
+    headers: &HeaderMap,
+    body: &axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let id = connection_id(&path)?;
-    let put: PutBody = json_body(&headers, &body)?;
+    let id = connection_id(path.id.as_deref())?;
+    let put: PutBody = json_body(headers, body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
     let parameters = parameters(put.properties.connection_parameters_set, put.properties.credential_id.as_deref())?;
-    let connector = path.get("connector").cloned().unwrap_or_default();
+    let connector = path.connector().to_owned();
     let (outcome, out) = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let environment = resolve_environment(&ctx.route, &path, body_env.as_deref(), &st.world)?;
+        let environment = resolve_environment(&ctx.route, path.environment(), body_env.as_deref(), &st.world)?;
         let cmd = PutConnection {
             environment,
             connector,
@@ -541,7 +558,7 @@ async fn put_connection(
         let (outcome, c) = st.world.put_connection(&ctx.caller, cmd, st.clock.now(), ctx.route.correlation)?;
         let (environment, id) = (c.environment.clone(), c.id.clone());
         let c = st.world.connections.get(&environment, &id).ok_or(ApiError::Internal)?;
-        Ok((outcome, to_json_bytes(&connection_json(&st.world, c, &ctx.route.origin))?))
+        Ok((outcome, connection_text(&st.world, c, &ctx.route.origin)))
     })?;
     let status = match outcome {
         PutOutcome::Created => StatusCode::CREATED,
@@ -550,51 +567,41 @@ async fn put_connection(
     Ok(json_bytes(status, out))
 }
 
-async fn get_connection(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    read_one(&ctx, &path, |world, c| to_json_bytes(&connection_json(world, c, &ctx.route.origin)))
-}
-
 /// A GET of one connection the caller may see, rendered by `render`.
 fn read_one(
     ctx: &RequestContext,
-    path: &HashMap<String, String>,
+    path: &ConnectionPath<'_>,
     render: impl FnOnce(&World, &Connection) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = connection_id(path)?;
+    let id = connection_id(path.id.as_deref())?;
     let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let environment = resolve_environment(&ctx.route, path, None, &st.world)?;
-        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-        let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
+        let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
+        let c = st.world.connection(&ctx.caller, &environment, path.connector(), &id)?;
         render(&st.world, c)
     })?;
     Ok(json_bytes(StatusCode::OK, out))
 }
 
-async fn delete_connection(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let id = connection_id(&path)?;
+fn delete_connection(ctx: &RequestContext, path: &ConnectionPath<'_>) -> Result<Response, ApiError> {
+    let id = connection_id(path.id.as_deref())?;
     ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
-        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-        Ok(st.world.delete_connection(&ctx.caller, &environment, connector, &id)?)
+        let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
+        Ok(st.world.delete_connection(&ctx.caller, &environment, path.connector(), &id)?)
     })?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn list_connections(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+fn list_connections(ctx: &RequestContext, path: &ConnectionPath<'_>) -> Result<Response, ApiError> {
     let out = ctx.sandbox.apply(|st| -> Result<Vec<u8>, ApiError> {
-        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
-        let list = st.world.list_connections(&ctx.caller, &environment, path.get("connector").map(String::as_str))?;
-        let value: Vec<_> = list.into_iter().map(|c| connection_json(&st.world, c, &ctx.route.origin)).collect();
-        to_json_bytes(&ListJson { value })
+        let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
+        let list = st.world.list_connections(&ctx.caller, &environment, path.connector.as_deref())?;
+        let mut text = JsonText::new();
+        text.raw("{\"value\":[");
+        for (i, c) in list.into_iter().enumerate() {
+            text.raw(if i == 0 { "" } else { "," }).connection(c, &st.world.status(c), &ctx.route.origin);
+        }
+        text.raw("]}");
+        Ok(text.out)
     })?;
     Ok(json_bytes(StatusCode::OK, out))
 }
@@ -670,21 +677,14 @@ fn permissions_json(world: &World, c: &Connection) -> Value {
     json!({ "value": value })
 }
 
-async fn get_permissions(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
+fn modify_permissions(
+    ctx: &RequestContext,
+    path: &ConnectionPath<'_>,
+    headers: &HeaderMap,
+    body: &axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    read_one(&ctx, &path, |world, c| to_json_bytes(&permissions_json(world, c)))
-}
-
-async fn modify_permissions(
-    ctx: RequestContext,
-    ApiPath(path): ApiPath<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let id = connection_id(&path)?;
-    let m: ModifyBody = json_body(&headers, &body)?;
+    let id = connection_id(path.id.as_deref())?;
+    let m: ModifyBody = json_body(headers, body)?;
     let change = PermissionChange {
         put: m
             .put
@@ -698,11 +698,128 @@ async fn modify_permissions(
         delete: m.delete.into_iter().map(|d| d.id.rsplit('/').next().unwrap_or_default().to_owned()).collect(),
     };
     let out = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
-        let connector = path.get("connector").map(String::as_str).unwrap_or_default();
-        st.world.modify_permissions(&ctx.caller, &environment, connector, &id, &change)?;
-        let c = st.world.connection(&ctx.caller, &environment, connector, &id)?;
+        let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
+        st.world.modify_permissions(&ctx.caller, &environment, path.connector(), &id, &change)?;
+        let c = st.world.connection(&ctx.caller, &environment, path.connector(), &id)?;
         Ok(permissions_json(&st.world, c))
     })?;
     Ok(json(StatusCode::OK, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::{PrincipalId, TenantId};
+    use proptest::prelude::*;
+
+    fn connection(display_name: &str, username: &str, upn: Option<&str>) -> Connection {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:00.5Z").unwrap().to_utc();
+        Connection {
+            id: ConnectionId::parse("0B4F0F1E5D524B6C9D8E1B2C3D4E5F60").unwrap(),
+            environment: EnvironmentId::parse("Default-37520647-dbdf-49fa-ba01-6134c14680c4").unwrap(),
+            connector: "shared_uiflow",
+            display_name: display_name.to_owned(),
+            parameters: ParameterSet::AzureRelayRunOwner {
+                login: Login::Credential {
+                    credential: CredentialId::parse("5f0c7a6e-1d2b-4c3d-8e9f-0a1b2c3d4e5f").unwrap(),
+                    username: username.to_owned(),
+                    password: "not shown".to_owned(),
+                },
+                target: MachineGroupId::parse("42e26112-838c-471b-b09f-958e640e9303").unwrap(),
+                run_owner: RunOwner {
+                    app_id: AppId::parse("71fb83d4-8950-48e6-8251-52e4b19068c8").unwrap(),
+                    pfx: SecretString::from("MIIK"),
+                },
+            },
+            created_by: Caller {
+                principal: PrincipalId::parse("0d5e4f3a-2b1c-4d0e-9f8a-7b6c5d4e3f2a").unwrap(),
+                tenant: TenantId::parse("c7263f1a-afcd-4e8a-a7ce-66b19698caaa").unwrap(),
+                kind: PrincipalKind::User,
+                app_id: None,
+                display_name: "Megan \"Bowen\"".to_owned(),
+                upn: upn.map(str::to_owned),
+            },
+            created_time: at,
+            last_modified_time: at,
+            correlation: uuid::Uuid::nil(),
+            shares: Vec::new(),
+        }
+    }
+
+    fn written(c: &Connection, status: &ConnectionStatus, origin: &str) -> Value {
+        let mut text = JsonText::new();
+        text.connection(c, status, origin);
+        serde_json::from_slice(&text.out).expect("the text is JSON")
+    }
+
+    #[test]
+    fn the_connection_resource_has_every_member_in_order_and_no_secret() {
+        let c = connection("Finance bots", "CONTOSO\\svc-rpa", Some("megan@contoso.com"));
+        let status = ConnectionStatus::Error { code: "WindowsIdentityIncorrect", message: "Bad \"login\"\n".into() };
+        let mut text = JsonText::new();
+        text.connection(&c, &status, "https://127.0.0.1:8443");
+        let raw = String::from_utf8(text.out).unwrap();
+        assert!(!raw.contains("not shown") && !raw.contains("MIIK"), "{raw}");
+        let v: Value = serde_json::from_str(&raw).unwrap();
+        let name = "0b4f0f1e5d524b6c9d8e1b2c3d4e5f60";
+        let runtime = format!("https://127.0.0.1:8443/apim/uiflow/Default-37520647-dbdf-49fa-ba01-6134c14680c4/{name}");
+        let expected = json!({
+            "id": format!("/providers/Microsoft.PowerApps/apis/shared_uiflow/connections/{name}"),
+            "name": name,
+            "properties": {
+                "allowSharing": true,
+                "apiId": "/providers/Microsoft.PowerApps/apis/shared_uiflow",
+                "connectionParametersSet": {"name": "azureRelayRunOwner", "values": {
+                    "targetId": {"value": "42e26112-838c-471b-b09f-958e640e9303"},
+                    "tokenRunOwnerCert:clientId": {"value": "71fb83d4-8950-48e6-8251-52e4b19068c8"},
+                    "username": {"value": "CONTOSO\\svc-rpa"},
+                }},
+                "connectionRuntimeUrl": runtime,
+                "createdBy": {
+                    "displayName": "Megan \"Bowen\"",
+                    "email": "megan@contoso.com",
+                    "id": "0d5e4f3a-2b1c-4d0e-9f8a-7b6c5d4e3f2a",
+                    "tenantId": "c7263f1a-afcd-4e8a-a7ce-66b19698caaa",
+                    "type": "User",
+                    "userPrincipalName": "megan@contoso.com",
+                },
+                "createdTime": "2026-11-28T10:00:00.500Z",
+                "credentialId": "5f0c7a6e-1d2b-4c3d-8e9f-0a1b2c3d4e5f",
+                "displayName": "Finance bots",
+                "environment": {
+                    "id": "/providers/Microsoft.PowerApps/environments/Default-37520647-dbdf-49fa-ba01-6134c14680c4",
+                    "name": "Default-37520647-dbdf-49fa-ba01-6134c14680c4",
+                },
+                "iconUri": "https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png",
+                "keywordsRemaining": 0,
+                "lastModifiedTime": "2026-11-28T10:00:00.500Z",
+                "statuses": [{"error": {"code": "WindowsIdentityIncorrect", "message": "Bad \"login\"\n"}, "status": "Error"}],
+                "testLinks": [{"method": "get", "requestUri": format!("{runtime}/usersession/testconnection")}],
+            },
+            "type": "Microsoft.PowerApps/apis/connections",
+        });
+        assert_eq!(v, expected);
+        // Members in alphabetical order, as a `Value` writes them: the text equals the tree's.
+        assert_eq!(raw, serde_json::to_string(&expected).unwrap());
+    }
+
+    proptest! {
+        /// Whatever the strings a client or the world chose, the text is JSON and says them exactly.
+        #[test]
+        fn any_string_is_escaped_and_reads_back(
+            display in proptest::arbitrary::any::<String>(),
+            username in proptest::arbitrary::any::<String>(),
+            upn in proptest::option::of(proptest::arbitrary::any::<String>()),
+            host in "[ -~]{0,40}",
+        ) {
+            let c = connection(&display, &username, upn.as_deref());
+            let origin = format!("https://{host}");
+            let v = written(&c, &ConnectionStatus::Connected, &origin);
+            prop_assert_eq!(v["properties"]["displayName"].as_str(), Some(display.as_str()));
+            prop_assert_eq!(v["properties"]["connectionParametersSet"]["values"]["username"]["value"].as_str(), Some(username.as_str()));
+            prop_assert_eq!(v["properties"]["createdBy"]["email"].as_str(), upn.as_deref());
+            let runtime = v["properties"]["connectionRuntimeUrl"].as_str().unwrap();
+            prop_assert!(runtime.starts_with(&format!("{origin}/apim/uiflow/")), "{}", runtime);
+        }
+    }
 }

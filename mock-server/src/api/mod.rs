@@ -39,7 +39,7 @@ pub use context::RequestContext;
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
 
-use crate::journal::{Capture, Exchange, KEPT_HEADERS};
+use crate::journal::{Capture, Exchange};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -131,7 +131,7 @@ async fn not_implemented(req: Request) -> ApiError {
     ApiError::NotImplemented(routing::not_implemented_message(surface, req.method().as_str(), req.uri().path()))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
+pub(crate) async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.uri().path().to_owned() }
 }
 
@@ -289,14 +289,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
 
     let real_ms = app.real_ms();
-    // Copied: a value shares hyper's read buffer, which a journal entry must not keep alive.
-    let headers: Vec<_> = KEPT_HEADERS
-        .iter()
-        .filter_map(|h| {
-            let v = req.headers().get(h)?;
-            Some((h.clone(), HeaderValue::from_maybe_shared(axum::body::Bytes::copy_from_slice(v.as_bytes())).ok()?))
-        })
-        .collect();
+    let headers = crate::journal::kept_headers(req.headers());
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (mut parts, body) = req.into_parts();
     // Limits come before anything reads the request, so a refused one costs nothing.
@@ -379,6 +372,13 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         };
         if let Some(answer) = faults::intercept(&app, &route, seen).await {
             return Ok(answer);
+        }
+        if connections::serves(operation) {
+            // Served here, with no router between: a panic is still the surface's envelope.
+            return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                connections::serve(&app, route, &parts, &body)
+            }))
+            .unwrap_or_else(|panic| Ok(handler_panicked(panic)));
         }
         let mut req = Request::from_parts(parts, Body::from(body.clone()));
         req.extensions_mut().insert(route);

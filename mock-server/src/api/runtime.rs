@@ -45,9 +45,9 @@ async fn test_connection(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = connection_id(&path)?;
+    let id = connection_id(path.get("id").map(String::as_str))?;
     let name = ctx.sandbox.apply(|st| -> Result<String, ApiError> {
-        let environment = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let environment = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
         let c = st.world.connection(&ctx.caller, &environment, UIFLOW, &id)?;
         st.world.status(c).test()?;
         Ok(c.id.as_written().to_owned())
@@ -130,7 +130,7 @@ async fn run_flow(
 ) -> Result<Response, ApiError> {
     check_kind(&path)?;
     let flow = workflow(&path)?;
-    let conn = connection_id(&path)?;
+    let conn = connection_id(path.get("id").map(String::as_str))?;
     let query = form_pairs(uri.query().unwrap_or(""));
     let param = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mode = match param("runMode") {
@@ -199,7 +199,7 @@ fn start_run(
     events: &mut Vec<crate::domain::run::RunEvent>,
 ) -> Result<Response, ApiError> {
     let RunAsk { flow, connection: conn, mode, priority, item, header_async_disabled } = ask;
-    let env = resolve_environment(&ctx.route, path, None, &st.world)?;
+    let env = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
     let schema = st
         .world
         .environment(&env)
@@ -238,7 +238,7 @@ async fn run_status(
     let (answer, events) = ctx.sandbox.apply(|st| {
         let events = st.catch_up();
         let answer = (|| {
-            let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+            let env = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
             let r = st.world.flow_session(&ctx.caller, &env, run)?;
             let location = location(&ctx, &env, &path, run);
             Ok(status_answer(r, &location, st.settings.run_status_retry_after_secs))
@@ -256,9 +256,9 @@ async fn list_flows(
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     check_kind(&path)?;
-    let id = connection_id(&path)?;
+    let id = connection_id(path.get("id").map(String::as_str))?;
     let flows = ctx.sandbox.apply(|st| -> Result<Vec<Value>, ApiError> {
-        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let env = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
         st.world.connection(&ctx.caller, &env, UIFLOW, &id)?;
         let e = st
             .world
@@ -283,10 +283,10 @@ async fn flow_metadata(
     if path.get("file").map(String::as_str) != Some("$metadata.json") {
         return Err(ApiError::NotImplemented("The mock serves '$metadata.json' under a desktop flow.".into()));
     }
-    let id = connection_id(&path)?;
+    let id = connection_id(path.get("id").map(String::as_str))?;
     let flow = workflow(&path)?;
     let (name, inputs, outputs) = ctx.sandbox.apply(|st| -> Result<_, ApiError> {
-        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let env = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
         st.world.connection(&ctx.caller, &env, UIFLOW, &id)?;
         let f = st
             .world
@@ -305,9 +305,9 @@ async fn agent_status(
     ctx: RequestContext,
     ApiPath(path): ApiPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let id = connection_id(&path)?;
+    let id = connection_id(path.get("id").map(String::as_str))?;
     let machines = ctx.sandbox.apply(|st| -> Result<Vec<Value>, ApiError> {
-        let env = resolve_environment(&ctx.route, &path, None, &st.world)?;
+        let env = resolve_environment(&ctx.route, path.get("env").map(String::as_str), None, &st.world)?;
         let c = st.world.connection(&ctx.caller, &env, UIFLOW, &id)?;
         let group = c.parameters.target();
         Ok(st
