@@ -26,7 +26,7 @@ const MICROSOFT_SUFFIXES: &[&str] = &[
 ];
 
 /// The host without its port, lower-cased (`[::1]:80` → `::1`).
-pub fn host_name(host: &str) -> String {
+pub fn host_name(host: &str) -> std::borrow::Cow<'_, str> {
     let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -35,7 +35,9 @@ pub fn host_name(host: &str) -> String {
             _ => host,
         }
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    // Hosts come lower-cased almost always: no copy then.
+    if h.bytes().any(|b| b.is_ascii_uppercase()) { h.to_ascii_lowercase().into() } else { h.into() }
 }
 
 /// The `:port` of an authority (`host:8443` → `:8443`), or `""` when it names none.
@@ -104,7 +106,7 @@ impl Audience {
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let name = host_name(authority);
         if path.is_empty() {
-            let first_party = match name.as_str() {
+            let first_party = match name.as_ref() {
                 TENANT_API_HOST => Some(Self::PowerPlatform),
                 "apihub.azure.com" => Some(Self::ApiHub),
                 BAP_HOST => Some(Self::Bap),

@@ -576,11 +576,32 @@ impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_> {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            let secret = self.secret || kind_of_field(&key).is_some();
+        while let Some(named) = map.next_key_seed(SecretNamed)? {
+            let secret = self.secret || named;
             map.next_value_seed(LeakSeed { known: self.known, secret, leak: &mut *self.leak })?;
         }
         Ok(())
+    }
+}
+
+/// A key of a body being read for [`json_leaks`], seen as whether it is secret-named: read
+/// in place (serde's `Cow<str>` would copy every key).
+struct SecretNamed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for SecretNamed {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for SecretNamed {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(kind_of_field(key).is_some())
     }
 }
 
@@ -1015,6 +1036,10 @@ impl JournalLimits {
 struct Stored {
     seq: u64,
     kind: EntryKind,
+    /// The bytes it counts for ([`Stored::measure`]), kept so that evicting an entry long
+    /// out of the cache does not walk it.
+    size: usize,
+    /// A written request entry's facts; a deferred one reads them from its exchange.
     request: Option<RequestFacts>,
     /// The entry: JSON text, compact, as reads return it; or not written yet.
     text: Text,
@@ -1036,9 +1061,58 @@ struct RequestFacts {
     status: u16,
 }
 
+impl RequestFacts {
+    fn of(d: &Deferred) -> Self {
+        let f = d.facts();
+        Self {
+            operation: f.operation,
+            method: f.method.to_owned(),
+            path: f.path.to_owned(),
+            surface: f.surface.to_owned(),
+            environment: f.environment.map(str::to_owned),
+            status: f.status,
+        }
+    }
+
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            operation: self.operation,
+            method: &self.method,
+            path: &self.path,
+            surface: &self.surface,
+            environment: self.environment.as_deref(),
+            status: self.status,
+        }
+    }
+}
+
+/// What the journal's filters read of a request entry.
+struct Facts<'a> {
+    operation: Operation,
+    method: &'a str,
+    path: &'a str,
+    surface: &'a str,
+    environment: Option<&'a str>,
+    status: u16,
+}
+
+impl Deferred {
+    fn facts(&self) -> Facts<'_> {
+        let x = &self.exchange;
+        Facts {
+            operation: x.operation,
+            method: &x.method,
+            path: &x.path,
+            surface: x.surface,
+            environment: self.capture.environment.as_deref(),
+            status: x.status,
+        }
+    }
+}
+
 impl Stored {
-    /// The bytes this entry counts for.
-    fn size(&self) -> usize {
+    /// The bytes this entry counts for, measured.
+    fn measure(&self) -> usize {
         let facts = self.request.as_ref().map_or(0, |r| {
             r.method.len() + r.path.len() + r.surface.len() + r.environment.as_ref().map_or(0, String::len)
         });
@@ -1049,12 +1123,22 @@ impl Stored {
         std::mem::size_of::<Self>() + text + facts
     }
 
+    /// A request entry's facts, wherever they are kept.
+    fn facts(&self) -> Option<Facts<'_>> {
+        match (&self.request, &self.text) {
+            (Some(r), _) => Some(r.facts()),
+            (None, Text::Deferred(d)) => Some(d.facts()),
+            (None, Text::Written(_)) => None,
+        }
+    }
+
     /// Its text, written now if it was not yet.
     fn written(&mut self) -> Option<&str> {
         if let Text::Deferred(_) = self.text {
             let Text::Deferred(d) = std::mem::replace(&mut self.text, Text::Written(Box::default())) else {
                 unreachable!("matched just above")
             };
+            self.request = Some(RequestFacts::of(&d));
             // Serialising plain data cannot fail; an entry that somehow did reads as absent.
             self.text = Text::Written(d.write(self.seq).ok()?.into_boxed_str());
         }
@@ -1164,7 +1248,7 @@ impl JournalFilter {
             || self.surface.is_some()
             || self.environment.is_some()
             || self.status.is_some();
-        let Some(r) = &e.request else { return !asks_request };
+        let Some(r) = e.facts() else { return !asks_request };
         self.operation.is_none_or(|o| r.operation == o)
             && self.method.as_deref().is_none_or(|m| r.method.eq_ignore_ascii_case(m))
             && self.path.as_deref().is_none_or(|p| r.path.starts_with(p))
@@ -1172,7 +1256,7 @@ impl JournalFilter {
             && self
                 .environment
                 .as_deref()
-                .is_none_or(|env| r.environment.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(env)))
+                .is_none_or(|env| r.environment.is_some_and(|x| x.eq_ignore_ascii_case(env)))
             && self.status.is_none_or(|s| r.status == s)
     }
 }
@@ -1271,18 +1355,7 @@ impl Journal {
                 e.seq = seq;
                 self.push(*e);
             }
-            Recorded::Deferred(d) => {
-                let x = &d.exchange;
-                let request = RequestFacts {
-                    operation: x.operation,
-                    method: x.method.clone(),
-                    path: x.path.clone(),
-                    surface: x.surface.to_owned(),
-                    environment: d.capture.environment.clone(),
-                    status: x.status,
-                };
-                self.store(seq, EntryKind::Request, Some(request), Text::Deferred(d));
-            }
+            Recorded::Deferred(d) => self.store(seq, EntryKind::Request, None, Text::Deferred(d)),
         }
     }
 
@@ -1293,8 +1366,9 @@ impl Journal {
     }
 
     fn store(&mut self, seq: u64, kind: EntryKind, request: Option<RequestFacts>, text: Text) {
-        let stored = Stored { seq, kind, request, text };
-        let size = stored.size();
+        let mut stored = Stored { seq, kind, size: 0, request, text };
+        stored.size = stored.measure();
+        let size = stored.size;
         self.bytes += size;
         self.limits.total.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         self.entries.push_back(stored);
@@ -1310,7 +1384,7 @@ impl Journal {
 
     fn evict_oldest(&mut self) {
         if let Some(old) = self.entries.pop_front() {
-            let size = old.size();
+            let size = old.size;
             self.bytes -= size;
             self.limits.total.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
             match old.kind {
@@ -1340,9 +1414,10 @@ impl Journal {
         let mut entries = Vec::with_capacity(picked.len());
         for i in picked {
             let e = &mut self.entries[i];
-            let before = e.size();
+            let before = e.size;
             let text = e.written().and_then(|t| RawValue::from_string(t.to_owned()).ok());
-            let after = e.size();
+            let after = e.measure();
+            e.size = after;
             self.bytes = self.bytes + after - before;
             if after >= before {
                 self.limits.total.fetch_add(after - before, std::sync::atomic::Ordering::Relaxed);

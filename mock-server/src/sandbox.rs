@@ -574,8 +574,7 @@ impl Registry {
 
     /// The sandbox owning an environment (id in either form).
     pub fn by_environment(&self, id: &str) -> Option<Arc<Sandbox>> {
-        let id = EnvironmentId::parse(id).ok()?;
-        self.read().environments.get(&id).cloned()
+        EnvironmentId::canonical(id, |id| self.read().environments.get(id).cloned()).ok()?
     }
 
     /// The sandbox and environment id behind an environment host prefix.

@@ -99,7 +99,7 @@ impl<'a> ConnectionPath<'a> {
                 ApiError::bad_request("InvalidPath", "A segment of the path is not UTF-8 once percent-decoded.")
             })
         };
-        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let segs: smallvec::SmallVec<[&str; 16]> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut names = ConnectionPath::default();
         let rest = match segs.as_slice() {
             ["connectivity", "environments", env, rest @ ..] => {
@@ -166,7 +166,16 @@ pub(crate) fn resolve_environment(
         )
     };
     match named {
-        Some(v) => EnvironmentId::parse(v).map_err(|_| bad(v)),
+        // The world's own id when it has the environment: shared, not allocated again.
+        Some(v) => EnvironmentId::canonical(v, |id| {
+            world
+                .environments
+                .iter()
+                .find(|e| e.id.as_str() == id)
+                .map_or_else(|| EnvironmentId::parse(id), |e| Ok(e.id.clone()))
+        })
+        .and_then(|found| found)
+        .map_err(|_| bad(v)),
         None => match world.environments.as_slice() {
             [only] => Ok(only.id.clone()),
             _ => Err(ApiError::bad_request(
@@ -218,7 +227,83 @@ struct EnvironmentRef {
 struct ParameterSetBody {
     name: String,
     #[serde(default)]
-    values: BTreeMap<String, Value>,
+    values: BTreeMap<String, Param>,
+}
+
+/// One connection parameter as sent: what its `value` member holds, `None` when it is not an
+/// object with one. Other members are ignored (the last `value` counts, as in a `Value`), and
+/// the object itself is never built.
+#[derive(Debug, Default)]
+struct Param {
+    value: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Param {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamVisitor)
+    }
+}
+
+struct ParamVisitor;
+
+/// A parameter's member name, seen as whether it is `value` (read in place, not copied).
+struct ValueKey;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueKey {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for ValueKey {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == "value")
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ParamVisitor {
+    type Value = Param;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a connection parameter {\"value\": …}")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Param, A::Error> {
+        let mut param = Param::default();
+        while let Some(is_value) = map.next_key_seed(ValueKey)? {
+            if is_value {
+                param.value = Some(map.next_value()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(param)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Param, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Param::default())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Param, E> {
+        Ok(Param::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Param, E> {
+        Ok(Param::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Param, E> {
+        Ok(Param::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Param, E> {
+        Ok(Param::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Param, E> {
+        Ok(Param::default())
+    }
+    fn visit_unit<E>(self) -> Result<Param, E> {
+        Ok(Param::default())
+    }
 }
 
 /// Hidden parameters the portal fills in (api-facts 3.2); accepted and ignored.
@@ -241,7 +326,7 @@ fn invalid(key: &str, what: &str) -> ApiError {
 }
 
 /// A string parameter `{"value": "…"}`.
-fn string_value(set: &str, values: &BTreeMap<String, Value>, key: &str) -> Result<String, ApiError> {
+fn string_value(set: &str, values: &BTreeMap<String, Param>, key: &str) -> Result<String, ApiError> {
     let v = values.get(key).ok_or_else(|| {
         ApiError::bad_request(
             "MissingConnectionParameter",
@@ -250,14 +335,15 @@ fn string_value(set: &str, values: &BTreeMap<String, Value>, key: &str) -> Resul
             ),
         )
     })?;
-    v.get("value")
+    v.value
+        .as_ref()
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| invalid(key, "an object {\"value\": \"…\"} holding a string"))
 }
 
 /// Every value key must be one the set knows, so a typo is named rather than ignored.
-fn known_keys(set: &str, values: &BTreeMap<String, Value>, own: &[&str]) -> Result<(), ApiError> {
+fn known_keys(set: &str, values: &BTreeMap<String, Param>, own: &[&str]) -> Result<(), ApiError> {
     for k in values.keys() {
         if !own.contains(&k.as_str()) && !HIDDEN.contains(&k.as_str()) {
             if set == "passwordlessAttended" && k.starts_with("tokenRunOwnerCert:") {
@@ -276,7 +362,7 @@ fn known_keys(set: &str, values: &BTreeMap<String, Value>, own: &[&str]) -> Resu
     Ok(())
 }
 
-fn target(set: &str, values: &BTreeMap<String, Value>) -> Result<MachineGroupId, ApiError> {
+fn target(set: &str, values: &BTreeMap<String, Param>) -> Result<MachineGroupId, ApiError> {
     let target = string_value(set, values, "targetId")?;
     MachineGroupId::parse(&target).map_err(|_| {
         ApiError::bad_request(
@@ -290,7 +376,7 @@ fn target(set: &str, values: &BTreeMap<String, Value>) -> Result<MachineGroupId,
 }
 
 /// The Windows login: from the body, or from the credential `properties.credentialId` names.
-fn login(set: &str, values: &BTreeMap<String, Value>, credential: Option<&str>) -> Result<Login, ApiError> {
+fn login(set: &str, values: &BTreeMap<String, Param>, credential: Option<&str>) -> Result<Login, ApiError> {
     let username = string_value(set, values, "username")?;
     let password = string_value(set, values, "password")?;
     match credential {
@@ -312,7 +398,7 @@ fn login(set: &str, values: &BTreeMap<String, Value>, credential: Option<&str>) 
 
 /// `tokenRunOwnerCert:clientId` and `tokenRunOwnerCert:clientCertificateSecret`
 /// (`{"value": {"pfx": "<base64>", "password": "…"}}`).
-fn run_owner(values: &BTreeMap<String, Value>) -> Result<RunOwner, ApiError> {
+fn run_owner(values: &BTreeMap<String, Param>) -> Result<RunOwner, ApiError> {
     let id = string_value("azureRelayRunOwner", values, RUN_OWNER_ID)?;
     let app_id =
         AppId::parse(&id).map_err(|_| invalid(RUN_OWNER_ID, "the run owner's application (client) id, a GUID"))?;
@@ -325,7 +411,7 @@ fn run_owner(values: &BTreeMap<String, Value>) -> Result<RunOwner, ApiError> {
         )
     })?;
     let shape = "an object {\"value\": {\"pfx\": \"<base64 of the .pfx>\", \"password\": \"…\"}}";
-    let value = cert.get("value").filter(|v| v.is_object()).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
+    let value = cert.value.as_ref().filter(|v| v.is_object()).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
     let pfx = value.get("pfx").and_then(Value::as_str).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
     if !matches!(value.get("password"), None | Some(Value::String(_))) {
         return Err(invalid(RUN_OWNER_CERT, shape));
@@ -428,13 +514,16 @@ impl JsonText {
         self
     }
 
-    /// A string value formatted from `args`, escaped when it needs to be (ids never do).
-    fn formatted(&mut self, args: std::fmt::Arguments<'_>) -> &mut Self {
-        use std::io::Write;
+    /// A string value made of `pieces`, escaped when it needs to be (ids and fixed text never do).
+    fn joined(&mut self, pieces: &[&str]) -> &mut Self {
         let start = self.out.len();
         self.out.push(b'"');
-        let _ = self.out.write_fmt(args);
-        if self.out[start + 1..].iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        for piece in pieces {
+            self.out.extend_from_slice(piece.as_bytes());
+        }
+        // No early exit: a plain loop over every byte is one the compiler vectorises.
+        let escape = self.out[start + 1..].iter().fold(false, |e, &b| e | (b == b'"') | (b == b'\\') | (b < 0x20));
+        if escape {
             let text = String::from_utf8_lossy(&self.out[start + 1..]).into_owned();
             self.out.truncate(start);
             self.string(&text)
@@ -444,9 +533,10 @@ impl JsonText {
         }
     }
 
-    /// `{"value":"…"}`, how a connection parameter is shown.
-    fn value_of(&mut self, args: std::fmt::Arguments<'_>) -> &mut Self {
-        self.raw("{\"value\":").formatted(args).raw("}")
+    /// A GUID, hyphenated and lower-case as every body shows one.
+    fn guid(&mut self, id: uuid::Uuid) -> &mut Self {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        self.raw("\"").raw(id.hyphenated().encode_lower(&mut buf)).raw("\"")
     }
 
     /// A connection's owner or creator, members in alphabetical order (as `owner_json`
@@ -456,8 +546,8 @@ impl JsonText {
         if let Some(upn) = &who.upn {
             self.raw(",\"email\":").string(upn);
         }
-        self.raw(",\"id\":").formatted(format_args!("{}", who.principal));
-        self.raw(",\"tenantId\":").formatted(format_args!("{}", who.tenant));
+        self.raw(",\"id\":").guid(who.principal.uuid());
+        self.raw(",\"tenantId\":").guid(who.tenant.uuid());
         self.raw(",\"type\":").string(principal_type(who.kind));
         if let (true, Some(upn)) = (with_upn, &who.upn) {
             self.raw(",\"userPrincipalName\":").string(upn);
@@ -471,31 +561,30 @@ impl JsonText {
     /// answers have always had.
     fn connection(&mut self, c: &Connection, status: &ConnectionStatus, origin: &str) -> &mut Self {
         let name = c.id.as_written();
-        let runtime = format_args!("{origin}/apim/uiflow/{}/{name}", c.environment);
+        let environment = c.environment.as_str();
+        let runtime = [origin, "/apim/uiflow/", environment, "/", name];
         let p = &c.parameters;
-        self.raw("{\"id\":")
-            .formatted(format_args!("/providers/Microsoft.PowerApps/apis/{}/connections/{name}", c.connector));
-        self.raw(",\"name\":").formatted(format_args!("{name}"));
+        self.raw("{\"id\":").joined(&["/providers/Microsoft.PowerApps/apis/", c.connector, "/connections/", name]);
+        self.raw(",\"name\":").joined(&[name]);
         self.raw(",\"properties\":{\"allowSharing\":").raw(if p.run_owner().is_some() { "true" } else { "false" });
-        self.raw(",\"apiId\":").formatted(format_args!("/providers/Microsoft.PowerApps/apis/{}", c.connector));
+        self.raw(",\"apiId\":").joined(&["/providers/Microsoft.PowerApps/apis/", c.connector]);
         self.raw(",\"connectionParametersSet\":{\"name\":").string(p.name());
-        self.raw(",\"values\":{\"targetId\":").value_of(format_args!("{}", p.target()));
+        self.raw(",\"values\":{\"targetId\":{\"value\":").guid(p.target().uuid()).raw("}");
         if let Some(owner) = p.run_owner() {
-            self.raw(",\"").raw(RUN_OWNER_ID).raw("\":").value_of(format_args!("{}", owner.app_id));
+            self.raw(",\"").raw(RUN_OWNER_ID).raw("\":{\"value\":").guid(owner.app_id.uuid()).raw("}");
         }
         if let Some(u) = p.username() {
-            self.raw(",\"username\":").value_of(format_args!("{u}"));
+            self.raw(",\"username\":{\"value\":").string(u).raw("}");
         }
-        self.raw("}},\"connectionRuntimeUrl\":").formatted(runtime);
+        self.raw("}},\"connectionRuntimeUrl\":").joined(&runtime);
         self.raw(",\"createdBy\":").owner(&c.created_by, true);
         self.raw(",\"createdTime\":").string(&format_timestamp(c.created_time));
         if let Some(id) = p.login().and_then(Login::credential) {
-            self.raw(",\"credentialId\":").formatted(format_args!("{id}"));
+            self.raw(",\"credentialId\":").guid(id.uuid());
         }
         self.raw(",\"displayName\":").string(&c.display_name);
-        self.raw(",\"environment\":{\"id\":")
-            .formatted(format_args!("/providers/Microsoft.PowerApps/environments/{}", c.environment));
-        self.raw(",\"name\":").formatted(format_args!("{}", c.environment)).raw("}");
+        self.raw(",\"environment\":{\"id\":").joined(&["/providers/Microsoft.PowerApps/environments/", environment]);
+        self.raw(",\"name\":").joined(&[environment]).raw("}");
         self.raw(",\"iconUri\":\"https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png\"");
         self.raw(",\"keywordsRemaining\":0");
         self.raw(",\"lastModifiedTime\":").string(&format_timestamp(c.last_modified_time));
@@ -507,8 +596,15 @@ impl JsonText {
                 self.raw("},\"status\":\"Error\"")
             }
         };
-        self.raw("}],\"testLinks\":[{\"method\":\"get\",\"requestUri\":")
-            .formatted(format_args!("{runtime}/usersession/testconnection"));
+        let [origin, uiflow, environment, slash, name] = runtime;
+        self.raw("}],\"testLinks\":[{\"method\":\"get\",\"requestUri\":").joined(&[
+            origin,
+            uiflow,
+            environment,
+            slash,
+            name,
+            "/usersession/testconnection",
+        ]);
         self.raw("}]},\"type\":\"Microsoft.PowerApps/apis/connections\"}")
     }
 }

@@ -107,7 +107,8 @@ pub struct Classified {
     pub attribution: Attribution,
 }
 
-fn segments(path: &str) -> Vec<&str> {
+/// A path's non-empty segments; every route has fewer than 16, so most paths need no allocation.
+fn segments(path: &str) -> smallvec::SmallVec<[&str; 16]> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
@@ -118,7 +119,7 @@ pub fn classify(method: &str, host: &str, path: &str, query: &str) -> Result<Cla
     if path == "/_mock" || path.starts_with("/_mock/") {
         return route(Surface::Control, None, Attribution::None);
     }
-    if IDENTITY_HOSTS.contains(&name.as_str()) {
+    if IDENTITY_HOSTS.contains(&name.as_ref()) {
         return classify_identity(path, query).map_or_else(
             || Err(ApiError::NotImplemented(not_implemented_message(Surface::Identity, method, path))),
             |a| route(Surface::Identity, None, a),

@@ -126,18 +126,40 @@ guid_id!(
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EnvironmentId(std::sync::Arc<str>);
 
+/// Hashes and compares as its text, so maps keyed by ids are searched by text.
+impl std::borrow::Borrow<str> for EnvironmentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl EnvironmentId {
     /// Parses `GUID` or `Default-GUID` (case-insensitive prefix).
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        let (prefix, rest) = match value.get(..8) {
-            Some(p) if p.eq_ignore_ascii_case("default-") => ("Default-", &value[8..]),
+        Self::canonical(value, |text| Self(text.into()))
+    }
+
+    /// Calls `f` with the text [`EnvironmentId::parse`] keeps for `value`, written on the
+    /// stack: a lookup by it (the id is `Borrow<str>`) allocates nothing.
+    pub fn canonical<R>(value: &str, f: impl FnOnce(&str) -> R) -> Result<R, IdError> {
+        const PREFIX: &str = "Default-";
+        let (prefix, rest) = match value.get(..PREFIX.len()) {
+            Some(p) if p.eq_ignore_ascii_case(PREFIX) => (PREFIX, &value[PREFIX.len()..]),
             _ => ("", value),
         };
         let guid = parse_guid("environment id", rest).map_err(|mut e| {
             e.value = value.chars().take(80).collect();
             e
         })?;
-        Ok(Self(format!("{prefix}{}", guid.hyphenated()).into()))
+        let mut buf = [0u8; PREFIX.len() + uuid::fmt::Hyphenated::LENGTH];
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let written = guid.hyphenated().encode_lower(&mut buf[prefix.len()..]).len();
+        let text = std::str::from_utf8(&buf[..prefix.len() + written]).map_err(|_| IdError {
+            kind: "environment id",
+            value: value.chars().take(80).collect(),
+            reason: "expected a GUID such as 00000000-0000-0000-0000-000000000000",
+        })?;
+        Ok(f(text))
     }
 
     /// The id as used in paths and bodies.
