@@ -9,7 +9,9 @@
 //! come from the same build. The load generator is `wrk` (Debian's package `wrk`); the servers
 //! are pinned to core 0 and `wrk` to core 1 when `taskset` exists. It prints, per phase,
 //! requests/s, p50, p99 and the ratio to bare axum where bare axum has the same kind of request
-//! (static GET, PUT into a map, GET from a map); then the first answer after spawn (median of 5,
+//! (static GET, PUT into a map, GET from a map), and the mock's RSS after each phase. The create
+//! phase is a count, not a time (`--creates`, 100 000 fresh ids): each create stores a connection,
+//! so a timed phase would store more the faster the server is. Then the first answer after spawn (median of 5,
 //! with and without TLS) and the mock's peak RSS (VmHWM); then (unless `--no-scale`) GET and PUT
 //! among 1 000 and 1 000 000 stored connections, each size in its own server seeded through the
 //! Rust API, with its RSS after seeding. Figures and how to read them: docs/performance.md.
@@ -57,11 +59,13 @@ struct Options {
     rounds: usize,
     /// Also the runs at 1 000 and 1 000 000 stored connections.
     scale: bool,
+    /// How many connections the create phase creates.
+    creates: u64,
 }
 
 impl Options {
     fn parse(args: &[String]) -> Self {
-        let mut o = Self { duration: 5, connections: 64, rounds: 1, scale: true };
+        let mut o = Self { duration: 5, connections: 64, rounds: 1, scale: true, creates: 100_000 };
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = || it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| usage(a));
@@ -70,6 +74,7 @@ impl Options {
                 "--connections" => o.connections = u32::try_from(value()).unwrap_or(64),
                 "--rounds" => o.rounds = usize::try_from(value()).unwrap_or(1).max(1),
                 "--no-scale" => o.scale = false,
+                "--creates" => o.creates = value().max(1),
                 _ => usage(a),
             }
         }
@@ -78,7 +83,9 @@ impl Options {
 }
 
 fn usage(arg: &str) -> ! {
-    eprintln!("bench: unexpected '{arg}'. Usage: bench [--duration SECS] [--connections N] [--rounds N] [--no-scale]");
+    eprintln!(
+        "bench: unexpected '{arg}'. Usage: bench [--duration SECS] [--connections N] [--rounds N] [--creates N] [--no-scale]"
+    );
     std::process::exit(2)
 }
 
@@ -286,6 +293,8 @@ fn seed_body() -> String {
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
     rps: f64,
+    /// How many requests a counted run completed.
+    requests: Option<u64>,
     p50_ms: f64,
     p99_ms: f64,
     non_2xx: u64,
@@ -312,6 +321,16 @@ fn lua(method: &str, path: &str, headers: &[(&str, String)], body: Option<&str>)
     s
 }
 
+/// `script` limited to `count` requests. wrk has no request count, so its thread stops itself
+/// after that many, and `done` prints the exact count and mean latency: wrk keeps 64 requests
+/// in flight with no pause between them, so requests/s is 64 / mean latency (Little's law;
+/// wrk's own figure would divide by the whole `-d`, idle tail included).
+fn counted(script: &str, count: u64) -> String {
+    format!(
+        "{script}local sent = 0\nlocal make = request or function() return wrk.request() end\nrequest = function()\n  sent = sent + 1\n  if sent > {count} then wrk.thread:stop() end\n  return make()\nend\ndone = function(summary, latency, requests)\n  io.write(string.format(\"counted %d %.3f\\n\", summary.requests, latency.mean))\nend\n"
+    )
+}
+
 fn wrk(origin: &str, script: &str, o: &Options, dir: &Path, name: &str) -> Result<Figures, String> {
     let file = dir.join(format!("{name}.lua"));
     std::fs::write(&file, script).map_err(|e| e.to_string())?;
@@ -332,8 +351,18 @@ fn wrk(origin: &str, script: &str, o: &Options, dir: &Path, name: &str) -> Resul
             _ => n,
         }
     };
+    // A counted run (`counted`): its rate from the mean latency, and the exact count.
+    let counted = field("counted").and_then(|v| {
+        let (n, mean_us) = v.split_once(' ')?;
+        Some((n.parse::<u64>().ok()?, mean_us.parse::<f64>().ok()?))
+    });
+    let rps = match counted {
+        Some((_, mean_us)) => f64::from(o.connections) * 1e6 / mean_us,
+        None => field("Requests/sec:").and_then(|v| v.parse().ok()).ok_or_else(|| format!("wrk said: {text}"))?,
+    };
     Ok(Figures {
-        rps: field("Requests/sec:").and_then(|v| v.parse().ok()).ok_or_else(|| format!("wrk said: {text}"))?,
+        rps,
+        requests: counted.map(|(n, _)| n),
         p50_ms: field("50%").map_or(f64::NAN, ms),
         p99_ms: field("99%").map_or(f64::NAN, ms),
         non_2xx: field("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -348,6 +377,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn median_figures(rounds: Vec<Figures>) -> Figures {
     Figures {
         rps: median(rounds.iter().map(|f| f.rps).collect()),
+        requests: rounds.iter().map(|f| f.requests).sum(),
         p50_ms: median(rounds.iter().map(|f| f.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|f| f.p99_ms).collect()),
         non_2xx: rounds.iter().map(|f| f.non_2xx).sum(),
@@ -437,8 +467,8 @@ fn bench(o: &Options) -> Result<(), String> {
         Phase { name: "journal read (last 100)", bare: None, mock: String::new() },
         Phase {
             name: "PUT seed body (create)",
-            bare: Some(lua("PUT", "/c/{uuid}", &json_h(""), Some(&body))),
-            mock: lua("PUT", &format!("{conn}/{{uuid}}?api-version=1"), &json_h(&pp), Some(&body)),
+            bare: Some(counted(&lua("PUT", "/c/{uuid}", &json_h(""), Some(&body)), o.creates)),
+            mock: counted(&lua("PUT", &format!("{conn}/{{uuid}}?api-version=1"), &json_h(&pp), Some(&body)), o.creates),
         },
     ];
 
@@ -447,13 +477,14 @@ fn bench(o: &Options) -> Result<(), String> {
         o.connections, o.duration, o.rounds
     );
     println!(
-        "{:<28} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9} | {:>6} {:>8}",
-        "phase", "mock req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio", "non-2xx"
+        "{:<28} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8}",
+        "phase", "mock req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio", "non-2xx", "RSS MiB"
     );
     // The create phase stores one connection per request, so the RSS after it grows with the
-    // mock's own speed: the peak before it is printed too.
+    // number of creates (a fixed count, `--creates`) and the memory each one takes: the peak
+    // before it is printed too.
     let mut hwm_before_create = 0;
-    let mut stored = 0.0;
+    let mut stored = 0;
     for (i, p) in phases.iter().enumerate() {
         if p.name.contains("(create)") {
             hwm_before_create = vm_kib(mock.child.id(), "VmHWM:").unwrap_or(0);
@@ -488,11 +519,13 @@ fn bench(o: &Options) -> Result<(), String> {
         };
         if p.name.contains("(create)") {
             // Every create answered 201 stored one (wrk counts non-2xx apart).
-            stored = m.rps * o.duration as f64 * o.rounds as f64;
+            stored = m.requests.unwrap_or(0).saturating_sub(m.non_2xx);
         }
+        // The mock's RSS after the phase: where memory goes, phase by phase.
+        let rss_after = vm_kib(mock.child.id(), "VmRSS:").unwrap_or(0) as f64 / 1024.0;
         println!(
-            "{:<28} {:>11.0} {:>9.2} {:>9.2} | {:>11} {:>9} {:>9} | {:>6} {:>8}",
-            p.name, m.rps, m.p50_ms, m.p99_ms, brps, bp50, bp99, ratio, m.non_2xx
+            "{:<28} {:>11.0} {:>9.2} {:>9.2} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8.1}",
+            p.name, m.rps, m.p50_ms, m.p99_ms, brps, bp50, bp99, ratio, m.non_2xx, rss_after
         );
     }
     let mock_pid = mock.child.id();
@@ -513,7 +546,7 @@ fn bench(o: &Options) -> Result<(), String> {
         "first answer after spawn (median of 5): mock {tls:.1} ms with TLS, {plain:.1} ms without; bare axum {axum:.1} ms"
     );
     println!(
-        "mock peak RSS (VmHWM) {:.1} MiB before the create phase, {:.1} MiB after it (about {stored:.0} connections stored); RSS at the end {:.1} MiB",
+        "mock peak RSS (VmHWM) {:.1} MiB before the create phase, {:.1} MiB after it ({stored} connections stored); RSS at the end {:.1} MiB",
         hwm_before_create as f64 / 1024.0,
         hwm as f64 / 1024.0,
         rss as f64 / 1024.0

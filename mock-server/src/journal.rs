@@ -1253,10 +1253,7 @@ impl JournalFilter {
             && self.method.as_deref().is_none_or(|m| r.method.eq_ignore_ascii_case(m))
             && self.path.as_deref().is_none_or(|p| r.path.starts_with(p))
             && self.surface.as_deref().is_none_or(|s| r.surface == s)
-            && self
-                .environment
-                .as_deref()
-                .is_none_or(|env| r.environment.is_some_and(|x| x.eq_ignore_ascii_case(env)))
+            && self.environment.as_deref().is_none_or(|env| r.environment.is_some_and(|x| x.eq_ignore_ascii_case(env)))
             && self.status.is_none_or(|s| r.status == s)
     }
 }
