@@ -834,7 +834,8 @@ mod tests {
                 app_id: None,
                 display_name: "Megan \"Bowen\"".to_owned(),
                 upn: upn.map(str::to_owned),
-            },
+            }
+            .into(),
             created_time: at,
             last_modified_time: at,
             correlation: uuid::Uuid::nil(),

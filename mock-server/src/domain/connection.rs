@@ -63,7 +63,7 @@ impl PartialEq for ConnectionId {
 impl Eq for ConnectionId {}
 
 /// Who is calling, from a verified token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Object id.
     pub principal: PrincipalId,
@@ -240,8 +240,8 @@ pub struct Connection {
     pub display_name: String,
     /// Parameters.
     pub parameters: ParameterSet,
-    /// Creator (the owner).
-    pub created_by: Caller,
+    /// Creator (the owner), shared with the creator's other connections ([`Connections::creator`]).
+    pub created_by: std::sync::Arc<Caller>,
     /// Created (virtual time).
     pub created_time: Timestamp,
     /// Last modified (virtual time).
@@ -453,13 +453,14 @@ impl World {
         }
         // The world's own id: shared with every other connection of the environment.
         let environment = env.id.clone();
+        let created_by = self.connections.creator(caller);
         let created = self.connections.insert(Connection {
             id: cmd.id,
             environment,
             connector: UIFLOW,
             display_name,
             parameters: cmd.parameters,
-            created_by: caller.clone(),
+            created_by,
             created_time: now,
             last_modified_time: now,
             correlation,

@@ -2,20 +2,37 @@
 //! environment and id in constant time, so a GET or PUT costs the same with a thousand
 //! connections as with a million.
 
-use super::connection::{Connection, ConnectionId};
+use super::connection::{Caller, Connection, ConnectionId};
 use super::ids::EnvironmentId;
 use indexmap::IndexMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Connections by environment and id (either id form: the GUID is the key). Each connection
 /// is boxed: the map's table then holds a pointer per connection, so growing it past a
 /// hundred thousand connections copies megabytes, not a copy of every connection.
+///
+/// The callers connections were created by are kept once each and shared: a creator's
+/// principal, names and UPN would otherwise be copied into every connection it makes.
 #[derive(Debug, Clone, Default)]
 pub struct Connections {
     by_key: IndexMap<(EnvironmentId, Uuid), Box<Connection>>,
+    creators: Vec<Arc<Caller>>,
 }
 
 impl Connections {
+    /// `caller` as a connection's creator: the one already kept when it is the same.
+    pub fn creator(&mut self, caller: &Caller) -> Arc<Caller> {
+        if let Some(kept) = self.creators.iter().find(|c| ***c == *caller) {
+            return kept.clone();
+        }
+        // A principal seen again with other names (a renamed user) replaces its old entry.
+        self.creators.retain(|c| c.principal != caller.principal || Arc::strong_count(c) > 1);
+        let kept = Arc::new(caller.clone());
+        self.creators.push(kept.clone());
+        kept
+    }
+
     /// The connection `id` of `environment`.
     pub fn get(&self, environment: &EnvironmentId, id: &ConnectionId) -> Option<&Connection> {
         self.by_key.get(&(environment.clone(), id.uuid())).map(|c| &**c)

@@ -918,7 +918,7 @@ mod tests {
                 connector: UIFLOW,
                 display_name: id.clone(),
                 parameters,
-                created_by: megan,
+                created_by: megan.into(),
                 created_time: self.now,
                 last_modified_time: self.now,
                 correlation: uuid::Uuid::nil(),
