@@ -199,20 +199,22 @@ pub(crate) fn connection_id(raw: Option<&str>) -> Result<ConnectionId, ApiError>
     })
 }
 
+/// A PUT body; names the client wrote are read in place where they need no copy.
 #[derive(Debug, Deserialize)]
-struct PutBody {
-    properties: PutProperties,
+struct PutBody<'a> {
+    #[serde(borrow)]
+    properties: PutProperties<'a>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PutProperties {
+struct PutProperties<'a> {
     #[serde(default)]
     environment: Option<EnvironmentRef>,
     #[serde(default)]
     display_name: Option<String>,
-    #[serde(default)]
-    connection_parameters_set: Option<ParameterSetBody>,
+    #[serde(default, borrow)]
+    connection_parameters_set: Option<ParameterSetBody<'a>>,
     #[serde(default)]
     credential_id: Option<String>,
 }
@@ -224,10 +226,11 @@ struct EnvironmentRef {
 }
 
 #[derive(Debug, Deserialize)]
-struct ParameterSetBody {
-    name: String,
-    #[serde(default)]
-    values: BTreeMap<String, Param>,
+struct ParameterSetBody<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    values: BTreeMap<Cow<'a, str>, Param>,
 }
 
 /// One connection parameter as sent: what its `value` member holds, `None` when it is not an
@@ -326,7 +329,7 @@ fn invalid(key: &str, what: &str) -> ApiError {
 }
 
 /// A string parameter `{"value": "…"}`.
-fn string_value(set: &str, values: &BTreeMap<String, Param>, key: &str) -> Result<String, ApiError> {
+fn string_value(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, key: &str) -> Result<String, ApiError> {
     let v = values.get(key).ok_or_else(|| {
         ApiError::bad_request(
             "MissingConnectionParameter",
@@ -343,9 +346,9 @@ fn string_value(set: &str, values: &BTreeMap<String, Param>, key: &str) -> Resul
 }
 
 /// Every value key must be one the set knows, so a typo is named rather than ignored.
-fn known_keys(set: &str, values: &BTreeMap<String, Param>, own: &[&str]) -> Result<(), ApiError> {
+fn known_keys(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, own: &[&str]) -> Result<(), ApiError> {
     for k in values.keys() {
-        if !own.contains(&k.as_str()) && !HIDDEN.contains(&k.as_str()) {
+        if !own.contains(&k.as_ref()) && !HIDDEN.contains(&k.as_ref()) {
             if set == "passwordlessAttended" && k.starts_with("tokenRunOwnerCert:") {
                 return Err(ApiError::Domain(crate::domain::Error::SignInConnectionRunOwner));
             }
@@ -362,7 +365,7 @@ fn known_keys(set: &str, values: &BTreeMap<String, Param>, own: &[&str]) -> Resu
     Ok(())
 }
 
-fn target(set: &str, values: &BTreeMap<String, Param>) -> Result<MachineGroupId, ApiError> {
+fn target(set: &str, values: &BTreeMap<Cow<'_, str>, Param>) -> Result<MachineGroupId, ApiError> {
     let target = string_value(set, values, "targetId")?;
     MachineGroupId::parse(&target).map_err(|_| {
         ApiError::bad_request(
@@ -376,7 +379,7 @@ fn target(set: &str, values: &BTreeMap<String, Param>) -> Result<MachineGroupId,
 }
 
 /// The Windows login: from the body, or from the credential `properties.credentialId` names.
-fn login(set: &str, values: &BTreeMap<String, Param>, credential: Option<&str>) -> Result<Login, ApiError> {
+fn login(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, credential: Option<&str>) -> Result<Login, ApiError> {
     let username = string_value(set, values, "username")?;
     let password = string_value(set, values, "password")?;
     match credential {
@@ -398,7 +401,7 @@ fn login(set: &str, values: &BTreeMap<String, Param>, credential: Option<&str>) 
 
 /// `tokenRunOwnerCert:clientId` and `tokenRunOwnerCert:clientCertificateSecret`
 /// (`{"value": {"pfx": "<base64>", "password": "…"}}`).
-fn run_owner(values: &BTreeMap<String, Param>) -> Result<RunOwner, ApiError> {
+fn run_owner(values: &BTreeMap<Cow<'_, str>, Param>) -> Result<RunOwner, ApiError> {
     let id = string_value("azureRelayRunOwner", values, RUN_OWNER_ID)?;
     let app_id =
         AppId::parse(&id).map_err(|_| invalid(RUN_OWNER_ID, "the run owner's application (client) id, a GUID"))?;
@@ -424,7 +427,7 @@ fn run_owner(values: &BTreeMap<String, Param>) -> Result<RunOwner, ApiError> {
     Ok(RunOwner { app_id, pfx: SecretString::from(pfx.to_owned()) })
 }
 
-fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result<ParameterSet, ApiError> {
+fn parameters(set: Option<ParameterSetBody<'_>>, credential: Option<&str>) -> Result<ParameterSet, ApiError> {
     let set = set.ok_or_else(|| {
         ApiError::bad_request(
             "MissingConnectionParameter",
@@ -432,7 +435,7 @@ fn parameters(set: Option<ParameterSetBody>, credential: Option<&str>) -> Result
         )
     })?;
     let v = &set.values;
-    match set.name.as_str() {
+    match set.name.as_ref() {
         "azureRelay" => {
             known_keys("azureRelay", v, &["targetId", "username", "password"])?;
             Ok(ParameterSet::AzureRelay { login: login("azureRelay", v, credential)?, target: target("azureRelay", v)? })
@@ -618,7 +621,10 @@ fn connection_text(world: &World, c: &Connection, origin: &str) -> Vec<u8> {
 
 /// A JSON answer written while the world is at hand (the view borrows it).
 fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    let mut r = Response::new(axum::body::Body::from(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    r
 }
 
 /// Writing plain data to a vector cannot fail; if it somehow did, the client gets an envelope.

@@ -78,7 +78,7 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 
 /// A JSON body: `Content-Type` must be JSON (`application/json` or `…+json`), then
 /// [`parse_json`].
-pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, ApiError> {
+pub fn json_body<'a, T: serde::Deserialize<'a>>(headers: &HeaderMap, bytes: &'a [u8]) -> Result<T, ApiError> {
     if !is_json_content_type(headers) {
         // The content type is the client's header, not a secret; still, only its media type
         // is repeated, so a stray parameter cannot carry anything back.
@@ -98,7 +98,7 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Resu
 
 /// The one strict parser: one JSON object, nothing after it, of the shape `T` wants. Whether
 /// unknown fields are refused is `T`'s choice (`deny_unknown_fields` on the control surface).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err(ApiError::bad_request(
             "InvalidRequestContent",
