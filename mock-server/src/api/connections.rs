@@ -517,23 +517,28 @@ impl JsonText {
         self
     }
 
-    /// A string value made of `pieces`, escaped when it needs to be (ids and fixed text never do).
-    fn joined(&mut self, pieces: &[&str]) -> &mut Self {
-        let start = self.out.len();
-        self.out.push(b'"');
+    /// A string value made of `pieces`: ids (checked when parsed) and fixed text, which never
+    /// need escaping.
+    fn ids(&mut self, pieces: &[&str]) -> &mut Self {
+        self.raw("\"");
         for piece in pieces {
-            self.out.extend_from_slice(piece.as_bytes());
+            self.raw(piece);
         }
-        // No early exit: a plain loop over every byte is one the compiler vectorises.
-        let escape = self.out[start + 1..].iter().fold(false, |e, &b| e | (b == b'"') | (b == b'\\') | (b < 0x20));
-        if escape {
-            let text = String::from_utf8_lossy(&self.out[start + 1..]).into_owned();
-            self.out.truncate(start);
-            self.string(&text)
-        } else {
-            self.out.push(b'"');
-            self
+        self.raw("\"")
+    }
+
+    /// A URL on the origin the client called (its `Host`, which could hold anything) followed
+    /// by id `pieces`: escaped only when the origin needs it.
+    fn url(&mut self, origin: &str, pieces: &[&str]) -> &mut Self {
+        if origin.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            let text: String = std::iter::once(origin).chain(pieces.iter().copied()).collect();
+            return self.string(&text);
         }
+        self.raw("\"").raw(origin);
+        for piece in pieces {
+            self.raw(piece);
+        }
+        self.raw("\"")
     }
 
     /// A GUID, hyphenated and lower-case as every body shows one.
@@ -565,12 +570,12 @@ impl JsonText {
     fn connection(&mut self, c: &Connection, status: &ConnectionStatus, origin: &str) -> &mut Self {
         let name = c.id.as_written();
         let environment = c.environment.as_str();
-        let runtime = [origin, "/apim/uiflow/", environment, "/", name];
+        let runtime = ["/apim/uiflow/", environment, "/", name];
         let p = &c.parameters;
-        self.raw("{\"id\":").joined(&["/providers/Microsoft.PowerApps/apis/", c.connector, "/connections/", name]);
-        self.raw(",\"name\":").joined(&[name]);
+        self.raw("{\"id\":").ids(&["/providers/Microsoft.PowerApps/apis/", c.connector, "/connections/", name]);
+        self.raw(",\"name\":").ids(&[name]);
         self.raw(",\"properties\":{\"allowSharing\":").raw(if p.run_owner().is_some() { "true" } else { "false" });
-        self.raw(",\"apiId\":").joined(&["/providers/Microsoft.PowerApps/apis/", c.connector]);
+        self.raw(",\"apiId\":").ids(&["/providers/Microsoft.PowerApps/apis/", c.connector]);
         self.raw(",\"connectionParametersSet\":{\"name\":").string(p.name());
         self.raw(",\"values\":{\"targetId\":{\"value\":").guid(p.target().uuid()).raw("}");
         if let Some(owner) = p.run_owner() {
@@ -579,15 +584,15 @@ impl JsonText {
         if let Some(u) = p.username() {
             self.raw(",\"username\":{\"value\":").string(u).raw("}");
         }
-        self.raw("}},\"connectionRuntimeUrl\":").joined(&runtime);
+        self.raw("}},\"connectionRuntimeUrl\":").url(origin, &runtime);
         self.raw(",\"createdBy\":").owner(&c.created_by, true);
         self.raw(",\"createdTime\":").string(&format_timestamp(c.created_time));
         if let Some(id) = p.login().and_then(Login::credential) {
             self.raw(",\"credentialId\":").guid(id.uuid());
         }
         self.raw(",\"displayName\":").string(&c.display_name);
-        self.raw(",\"environment\":{\"id\":").joined(&["/providers/Microsoft.PowerApps/environments/", environment]);
-        self.raw(",\"name\":").joined(&[environment]).raw("}");
+        self.raw(",\"environment\":{\"id\":").ids(&["/providers/Microsoft.PowerApps/environments/", environment]);
+        self.raw(",\"name\":").ids(&[environment]).raw("}");
         self.raw(",\"iconUri\":\"https://connectoricons-prod.azureedge.net/releases/v1.0.1700/1.0.1700.3800/uiflow/icon.png\"");
         self.raw(",\"keywordsRemaining\":0");
         self.raw(",\"lastModifiedTime\":").string(&format_timestamp(c.last_modified_time));
@@ -599,15 +604,9 @@ impl JsonText {
                 self.raw("},\"status\":\"Error\"")
             }
         };
-        let [origin, uiflow, environment, slash, name] = runtime;
-        self.raw("}],\"testLinks\":[{\"method\":\"get\",\"requestUri\":").joined(&[
-            origin,
-            uiflow,
-            environment,
-            slash,
-            name,
-            "/usersession/testconnection",
-        ]);
+        let [uiflow, environment, slash, name] = runtime;
+        self.raw("}],\"testLinks\":[{\"method\":\"get\",\"requestUri\":")
+            .url(origin, &[uiflow, environment, slash, name, "/usersession/testconnection"]);
         self.raw("}]},\"type\":\"Microsoft.PowerApps/apis/connections\"}")
     }
 }
