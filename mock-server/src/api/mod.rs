@@ -283,7 +283,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let origin = format!("{scheme}://{}", if host.is_empty() { "127.0.0.1" } else { &host });
+    let origin = [scheme, "://", if host.is_empty() { "127.0.0.1" } else { &host }].concat();
 
     let classified = routing::classify(&method, &host, &path, &query);
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
