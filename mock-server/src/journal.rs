@@ -265,6 +265,10 @@ pub fn kept_headers(headers: &axum::http::HeaderMap) -> Vec<(HeaderName, HeaderV
 /// parameters and the words the lenient tokenizer looks for in bodies that do not parse all go
 /// through it.
 fn kind_of_field(name: &str) -> Option<&'static str> {
+    // Most names are one word: no splitting machinery for them (a plain loop over a short key).
+    if !name.bytes().any(|b| b == b':') {
+        return kind_of_word_part(name);
+    }
     name.rsplit(':').find_map(kind_of_word_part)
 }
 
@@ -537,29 +541,55 @@ fn json_leaks(bytes: &[u8], known: &KnownSecrets) -> Option<bool> {
     if TOKEN.find(bytes).is_some() {
         return None;
     }
+    // Where each secret occurs as written, found in one pass: a string read in place (no
+    // escapes, so its text is those very bytes) holds a secret exactly when an occurrence lies
+    // inside it, with no search per string. Strings with escapes are searched themselves.
+    let hits: smallvec::SmallVec<[(usize, usize); 4]> = known.occurrences(bytes);
+    let body = Body { bytes, hits: &hits };
     let mut leak = false;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde::de::DeserializeSeed::deserialize(LeakSeed { known, secret: false, leak: &mut leak }, &mut de).ok()?;
+    let seed = LeakSeed { known, body: &body, secret: false, leak: &mut leak };
+    serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
     de.end().ok()?;
     Some(leak)
 }
 
+/// The body [`json_leaks`] reads and where secrets occur in it as written.
+struct Body<'b> {
+    bytes: &'b [u8],
+    hits: &'b [(usize, usize)],
+}
+
+impl Body<'_> {
+    /// Whether `s`, if it is a slice of the body, holds an occurrence; `None` when it is not
+    /// (a string with escapes, decoded elsewhere).
+    fn holds_secret(&self, s: &str) -> Option<bool> {
+        let start = (s.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        if start > self.bytes.len() || self.bytes.len() - start < s.len() {
+            return None;
+        }
+        let end = start + s.len();
+        Some(self.hits.iter().any(|&(a, b)| start <= a && b <= end))
+    }
+}
+
 /// One value of a body being read for [`json_leaks`]: `secret` when a field above it is
 /// secret-named (everything in it is that secret's).
-struct LeakSeed<'k, 'l> {
+struct LeakSeed<'k, 'b, 'l> {
     known: &'k KnownSecrets,
+    body: &'b Body<'b>,
     secret: bool,
     leak: &'l mut bool,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for LeakSeed<'_, '_> {
+impl<'de> serde::de::DeserializeSeed<'de> for LeakSeed<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_> {
+impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_, '_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
@@ -580,14 +610,19 @@ impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_> {
         Ok(())
     }
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if !self.secret && self.known.written_in(v) {
+        if !self.secret && self.body.holds_secret(v).unwrap_or_else(|| self.known.written_in(v)) {
             *self.leak = true;
         }
         Ok(())
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq
-            .next_element_seed(LeakSeed { known: self.known, secret: self.secret, leak: &mut *self.leak })?
+            .next_element_seed(LeakSeed {
+                known: self.known,
+                body: self.body,
+                secret: self.secret,
+                leak: &mut *self.leak,
+            })?
             .is_some()
         {}
         Ok(())
@@ -595,7 +630,7 @@ impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(named) = map.next_key_seed(SecretNamed)? {
             let secret = self.secret || named;
-            map.next_value_seed(LeakSeed { known: self.known, secret, leak: &mut *self.leak })?;
+            map.next_value_seed(LeakSeed { known: self.known, body: self.body, secret, leak: &mut *self.leak })?;
         }
         Ok(())
     }
@@ -670,6 +705,12 @@ impl KnownSecrets {
     /// Whether any secret occurs in `bytes`, as written or JSON-escaped.
     fn occur_in(&self, bytes: &[u8]) -> bool {
         self.any_form.as_ref().is_some_and(|f| f.is_match(bytes))
+    }
+
+    /// Where any secret occurs in `bytes` as written, overlapping occurrences included.
+    fn occurrences<A: smallvec::Array<Item = (usize, usize)>>(&self, bytes: &[u8]) -> smallvec::SmallVec<A> {
+        let Some(finder) = &self.finder else { return smallvec::SmallVec::new() };
+        finder.find_overlapping_iter(bytes).map(|m| (m.start(), m.end())).collect()
     }
 
     /// Whether any secret occurs in `s` as written (what [`Scan::text`] looks for).
