@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// Routes of the connections API. The pipeline serves these operations itself ([`serve`]):
+/// Routes of the connections API. The pipeline serves these operations itself (`serve`):
 /// the router only answers a method none of them takes on their paths.
 pub fn router() -> Router<AppState> {
     let env_one = "/connectivity/environments/{env}/connectors/{connector}/connections/{id}";

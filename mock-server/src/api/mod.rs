@@ -6,7 +6,8 @@
 //! - `error` — `ApiError` and the one function that renders envelopes.
 //! - `extract` — extractors whose rejections become `ApiError` (JSON body, path).
 //! - `context` — `RequestContext`: the request as routing resolved it plus its authenticated
-//!   caller, the one extractor every emulated-surface handler takes.
+//!   caller, what every emulated-surface handler starts from (an extractor behind the router;
+//!   built by `connections::serve` for the operations the pipeline serves itself).
 //! - `auth` — bearer-token checks per surface (kid, signature, exp/nbf, issuer, audience,
 //!   sandbox incarnation, tenant).
 //! - `connections` — the Power Platform API connections endpoints and connection sharing.
@@ -20,7 +21,9 @@
 //!
 //! [`app`] wraps the router in the pipeline, which runs *before* routing so it can rewrite a
 //! real-host request (`{org}.crm.dynamics.com/api/data/…`) into its path form
-//! (`/dataverse/{org}/api/data/…`): both doors then reach the same handlers.
+//! (`/dataverse/{org}/api/data/…`): both doors then reach the same handlers. The connections
+//! API, the hot path, is served by the pipeline on its classified operation with no router in
+//! between (`connections::serves`); everything else goes through the router.
 
 pub mod admin;
 pub mod auth;

@@ -240,7 +240,7 @@ pub struct Connection {
     pub display_name: String,
     /// Parameters.
     pub parameters: ParameterSet,
-    /// Creator (the owner), shared with the creator's other connections ([`Connections::creator`]).
+    /// Creator (the owner), shared with the creator's other connections ([`Connections::creator`](super::connection_store::Connections::creator)).
     pub created_by: std::sync::Arc<Caller>,
     /// Created (virtual time).
     pub created_time: Timestamp,
