@@ -628,32 +628,12 @@ impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_, '_> {
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(named) = map.next_key_seed(SecretNamed)? {
+        let secret_named = |name: &str| kind_of_field(name).is_some();
+        while let Some(named) = map.next_key_seed(crate::api::extract::MemberName(secret_named))? {
             let secret = self.secret || named;
             map.next_value_seed(LeakSeed { known: self.known, body: self.body, secret, leak: &mut *self.leak })?;
         }
         Ok(())
-    }
-}
-
-/// A key of a body being read for [`json_leaks`], seen as whether it is secret-named: read
-/// in place (serde's `Cow<str>` would copy every key).
-struct SecretNamed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for SecretNamed {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl serde::de::Visitor<'_> for SecretNamed {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(kind_of_field(key).is_some())
     }
 }
 

@@ -249,26 +249,6 @@ impl<'de> Deserialize<'de> for Param {
 
 struct ParamVisitor;
 
-/// A parameter's member name, seen as whether it is `value` (read in place, not copied).
-struct ValueKey;
-
-impl<'de> serde::de::DeserializeSeed<'de> for ValueKey {
-    type Value = bool;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl serde::de::Visitor<'_> for ValueKey {
-    type Value = bool;
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(key == "value")
-    }
-}
-
 impl<'de> serde::de::Visitor<'de> for ParamVisitor {
     type Value = Param;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -276,7 +256,7 @@ impl<'de> serde::de::Visitor<'de> for ParamVisitor {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Param, A::Error> {
         let mut param = Param::default();
-        while let Some(is_value) = map.next_key_seed(ValueKey)? {
+        while let Some(is_value) = map.next_key_seed(super::extract::MemberName(|name: &str| name == "value"))? {
             if is_value {
                 param.value = Some(map.next_value()?);
             } else {

@@ -69,6 +69,27 @@ pub fn is_empty(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace)
 }
 
+/// A JSON member name read in place (serde's `String` or `Cow<str>` would copy every one) and
+/// answered as `F` says: `map.next_key_seed(MemberName(|name| name == "value"))`.
+pub(crate) struct MemberName<F>(pub F);
+
+impl<'de, F: FnOnce(&str) -> bool> serde::de::DeserializeSeed<'de> for MemberName<F> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<F: FnOnce(&str) -> bool> serde::de::Visitor<'_> for MemberName<F> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+        Ok((self.0)(name))
+    }
+}
+
 /// Whether `Content-Type` names JSON (`application/json` or `…+json`, parameters ignored).
 fn is_json_content_type(headers: &HeaderMap) -> bool {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
