@@ -45,17 +45,33 @@ pub fn router() -> Router<AppState> {
     paths.iter().fold(Router::new(), |r, p| r.route(p, any(super::method_not_allowed)))
 }
 
+/// One connections call as its handler sees it: who and where (the context), the path's
+/// names, the request's head and body.
+struct Call<'a> {
+    ctx: RequestContext,
+    path: ConnectionPath<'a>,
+    headers: &'a HeaderMap,
+    body: &'a axum::body::Bytes,
+}
+
+type Handler = fn(&Call<'_>) -> Result<Response, ApiError>;
+
+/// The handler of each operation the pipeline serves itself; `None` for the others.
+fn handler(operation: Operation) -> Option<Handler> {
+    Some(match operation {
+        Operation::ConnectionsPut => put_connection,
+        Operation::ConnectionsGet => get_connection,
+        Operation::ConnectionsDelete => delete_connection,
+        Operation::ConnectionsList => list_connections,
+        Operation::ConnectionsPermissions => get_permissions,
+        Operation::ConnectionsModifyPermissions => modify_permissions,
+        _ => return None,
+    })
+}
+
 /// Whether [`serve`] serves `operation`.
 pub(crate) fn serves(operation: Operation) -> bool {
-    matches!(
-        operation,
-        Operation::ConnectionsPut
-            | Operation::ConnectionsGet
-            | Operation::ConnectionsDelete
-            | Operation::ConnectionsList
-            | Operation::ConnectionsPermissions
-            | Operation::ConnectionsModifyPermissions
-    )
+    handler(operation).is_some()
 }
 
 /// Serves a connections call the pipeline has classified (its operation is one [`serves`]
@@ -67,20 +83,11 @@ pub(crate) fn serve(
     parts: &axum::http::request::Parts,
     body: &axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let handler = handler(route.operation).ok_or(ApiError::Internal)?;
     check_api_version(parts.uri.query().unwrap_or(""))?;
     let ctx = RequestContext::authenticate(app, route, &parts.headers, None)?;
     let path = ConnectionPath::of(parts.uri.path())?;
-    match ctx.route.operation {
-        Operation::ConnectionsPut => put_connection(&ctx, &path, &parts.headers, body),
-        Operation::ConnectionsGet => read_one(&ctx, &path, |world, c| Ok(connection_text(world, c, &ctx.route.origin))),
-        Operation::ConnectionsDelete => delete_connection(&ctx, &path),
-        Operation::ConnectionsList => list_connections(&ctx, &path),
-        Operation::ConnectionsPermissions => {
-            read_one(&ctx, &path, |world, c| to_json_bytes(&permissions_json(world, c)))
-        }
-        Operation::ConnectionsModifyPermissions => modify_permissions(&ctx, &path, &parts.headers, body),
-        _ => Err(ApiError::Internal),
-    }
+    handler(&Call { ctx, path, headers: &parts.headers, body })
 }
 
 /// The names a connections path carries, percent-decoded as a router would:
@@ -167,15 +174,11 @@ pub(crate) fn resolve_environment(
     };
     match named {
         // The world's own id when it has the environment: shared, not allocated again.
-        Some(v) => EnvironmentId::canonical(v, |id| {
-            world
-                .environments
-                .iter()
-                .find(|e| e.id.as_str() == id)
-                .map_or_else(|| EnvironmentId::parse(id), |e| Ok(e.id.clone()))
-        })
-        .and_then(|found| found)
-        .map_err(|_| bad(v)),
+        Some(v) => match EnvironmentId::canonical(v, |id| world.environments.iter().find(|e| e.id.as_str() == id)) {
+            Ok(Some(known)) => Ok(known.id.clone()),
+            Ok(None) => EnvironmentId::parse(v).map_err(|_| bad(v)),
+            Err(_) => Err(bad(v)),
+        },
         None => match world.environments.as_slice() {
             [only] => Ok(only.id.clone()),
             _ => Err(ApiError::bad_request(
@@ -614,12 +617,8 @@ fn to_json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-fn put_connection(
-    ctx: &RequestContext,
-    path: &ConnectionPath<'_>,
-    headers: &HeaderMap,
-    body: &axum::body::Bytes,
-) -> Result<Response, ApiError> {
+fn put_connection(call: &Call<'_>) -> Result<Response, ApiError> {
+    let Call { ctx, path, headers, body } = call;
     let id = connection_id(path.id.as_deref())?;
     let put: PutBody = json_body(headers, body)?;
     let body_env = put.properties.environment.as_ref().and_then(|e| e.name.clone());
@@ -648,10 +647,17 @@ fn put_connection(
     Ok(json_bytes(status, out))
 }
 
+fn get_connection(call: &Call<'_>) -> Result<Response, ApiError> {
+    read_one(call, |world, c| Ok(connection_text(world, c, &call.ctx.route.origin)))
+}
+
+fn get_permissions(call: &Call<'_>) -> Result<Response, ApiError> {
+    read_one(call, |world, c| to_json_bytes(&permissions_json(world, c)))
+}
+
 /// A GET of one connection the caller may see, rendered by `render`.
 fn read_one(
-    ctx: &RequestContext,
-    path: &ConnectionPath<'_>,
+    Call { ctx, path, .. }: &Call<'_>,
     render: impl FnOnce(&World, &Connection) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Response, ApiError> {
     let id = connection_id(path.id.as_deref())?;
@@ -663,7 +669,7 @@ fn read_one(
     Ok(json_bytes(StatusCode::OK, out))
 }
 
-fn delete_connection(ctx: &RequestContext, path: &ConnectionPath<'_>) -> Result<Response, ApiError> {
+fn delete_connection(Call { ctx, path, .. }: &Call<'_>) -> Result<Response, ApiError> {
     let id = connection_id(path.id.as_deref())?;
     ctx.sandbox.apply(|st| -> Result<_, ApiError> {
         let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
@@ -672,7 +678,7 @@ fn delete_connection(ctx: &RequestContext, path: &ConnectionPath<'_>) -> Result<
     Ok(StatusCode::OK.into_response())
 }
 
-fn list_connections(ctx: &RequestContext, path: &ConnectionPath<'_>) -> Result<Response, ApiError> {
+fn list_connections(Call { ctx, path, .. }: &Call<'_>) -> Result<Response, ApiError> {
     let out = ctx.sandbox.apply(|st| -> Result<Vec<u8>, ApiError> {
         let environment = resolve_environment(&ctx.route, path.environment(), None, &st.world)?;
         let list = st.world.list_connections(&ctx.caller, &environment, path.connector.as_deref())?;
@@ -758,12 +764,7 @@ fn permissions_json(world: &World, c: &Connection) -> Value {
     json!({ "value": value })
 }
 
-fn modify_permissions(
-    ctx: &RequestContext,
-    path: &ConnectionPath<'_>,
-    headers: &HeaderMap,
-    body: &axum::body::Bytes,
-) -> Result<Response, ApiError> {
+fn modify_permissions(Call { ctx, path, headers, body }: &Call<'_>) -> Result<Response, ApiError> {
     let id = connection_id(path.id.as_deref())?;
     let m: ModifyBody = json_body(headers, body)?;
     let change = PermissionChange {
