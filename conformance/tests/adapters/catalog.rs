@@ -17,6 +17,17 @@ pub(crate) const JUDGED_IN_REAL_TIME: &[&str] = &["polls-without-retry-after"];
 /// Cases at once in a run of [`JUDGED_IN_REAL_TIME`].
 const JOBS_IN_REAL_TIME: usize = 4;
 
+/// The cases that update a connection: a variant that puts the password in the query on
+/// updates, and one that creates instead of updating, each fail exactly these.
+const UPDATES: &[&str] = &[
+    "connections/run-owner/cannot-be-removed",
+    "connections/run-owner/update-keeps-run-owner",
+    "connections/secrets/windows-password-in-body",
+    "connections/sign-in/parameter-set-cannot-change",
+    "connections/update/rotated-password",
+    "connections/update/same-id",
+];
+
 /// Which cases catch which broken variant: the variant fails these and passes every other
 /// case of the catalog. fixtures/cases/CATALOG.md shows the same table (checked below).
 pub(crate) const CAUGHT_BY: &[(&str, &[&str])] = &[
@@ -52,28 +63,8 @@ pub(crate) const CAUGHT_BY: &[(&str, &[&str])] = &[
             "retry/no-retry/forbidden-grant-access",
         ],
     ),
-    (
-        "password-in-query",
-        &[
-            "connections/run-owner/cannot-be-removed",
-            "connections/run-owner/update-keeps-run-owner",
-            "connections/secrets/windows-password-in-body",
-            "connections/sign-in/parameter-set-cannot-change",
-            "connections/update/rotated-password",
-            "connections/update/same-id",
-        ],
-    ),
-    (
-        "creates-instead-of-updates",
-        &[
-            "connections/run-owner/cannot-be-removed",
-            "connections/run-owner/update-keeps-run-owner",
-            "connections/secrets/windows-password-in-body",
-            "connections/sign-in/parameter-set-cannot-change",
-            "connections/update/rotated-password",
-            "connections/update/same-id",
-        ],
-    ),
+    ("password-in-query", UPDATES),
+    ("creates-instead-of-updates", UPDATES),
     ("polls-without-retry-after", &["runs/connector/polls-honour-retry-after", "runs/connector/waits-retry-after"]),
     (
         "unattended-on-sign-in",
