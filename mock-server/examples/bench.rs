@@ -33,6 +33,9 @@ const SP_APP_ID: &str = "71fb83d4-8950-48e6-8251-52e4b19068c8";
 const SP_SECRET: &str = "mock-pipeline-secret~0001";
 const ENV_ID: &str = "37520647-dbdf-49fa-ba01-6134c14680c4";
 const ORG: &str = "contosodev";
+/// Bare axum's connection route: the mock's own path, so both servers get byte-identical
+/// requests (path, query, headers and body) and differ only in what they do with them.
+const BARE_CONNECTION: &str = "/connectivity/environments/{env}/connectors/{connector}/connections/{id}";
 const FINANCE: &str = "42e26112-838c-471b-b09f-958e640e9303";
 
 fn main() {
@@ -126,13 +129,16 @@ fn serve_axum() {
     type Map = Arc<Mutex<HashMap<String, serde_json::Value>>>;
     async fn put(
         State(map): State<Map>,
-        Path(id): Path<String>,
+        Path((_, _, id)): Path<(String, String, String)>,
         axum::Json(body): axum::Json<serde_json::Value>,
     ) -> axum::Json<serde_json::Value> {
         map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, body.clone());
         axum::Json(body)
     }
-    async fn get_one(State(map): State<Map>, Path(id): Path<String>) -> axum::response::Response {
+    async fn get_one(
+        State(map): State<Map>,
+        Path((_, _, id)): Path<(String, String, String)>,
+    ) -> axum::response::Response {
         use axum::response::IntoResponse;
         let found = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned();
         match found {
@@ -145,7 +151,7 @@ fn serve_axum() {
     let addr = listener.local_addr().expect("an address");
     let app = axum::Router::new()
         .route("/health", get(|| async { axum::Json(serde_json::json!({ "status": "ready" })) }))
-        .route("/c/{id}", get(get_one).put(put))
+        .route(BARE_CONNECTION, get(get_one).put(put))
         .with_state(Map::default());
     rt.spawn(async move { axum::serve(listener, app).await });
     serve_until_stdin_closes(&format!("http://{addr}"));
@@ -420,7 +426,13 @@ fn bench(o: &Options) -> Result<(), String> {
         &[("Content-Type", "application/json"), ("Authorization", &format!("Bearer {pp}"))],
         &body,
     )?;
-    raw_request(&bare_url, "PUT", &format!("/c/{fixed}"), &[("Content-Type", "application/json")], &body)?;
+    raw_request(
+        &bare_url,
+        "PUT",
+        &format!("{conn}/{fixed}?api-version=1"),
+        &[("Content-Type", "application/json")],
+        &body,
+    )?;
     let form = format!(
         "grant_type=client_credentials&client_id={SP_APP_ID}&client_secret={}&scope={}",
         pct(SP_SECRET),
@@ -443,12 +455,12 @@ fn bench(o: &Options) -> Result<(), String> {
         },
         Phase {
             name: "PUT seed body (update)",
-            bare: Some(lua("PUT", &format!("/c/{fixed}"), &json_h(""), Some(&body))),
+            bare: Some(lua("PUT", &format!("{conn}/{fixed}?api-version=1"), &json_h(&pp), Some(&body))),
             mock: lua("PUT", &format!("{conn}/{fixed}?api-version=1"), &json_h(&pp), Some(&body)),
         },
         Phase {
             name: "GET connection",
-            bare: Some(lua("GET", &format!("/c/{fixed}"), &[], None)),
+            bare: Some(lua("GET", &format!("{conn}/{fixed}?api-version=1"), &json_h(&pp), None)),
             mock: lua("GET", &format!("{conn}/{fixed}?api-version=1"), &json_h(&pp), None),
         },
         Phase {
@@ -469,7 +481,10 @@ fn bench(o: &Options) -> Result<(), String> {
         Phase { name: "journal read (last 100)", bare: None, mock: String::new() },
         Phase {
             name: "PUT seed body (create)",
-            bare: Some(counted(&lua("PUT", "/c/{uuid}", &json_h(""), Some(&body)), per_round)),
+            bare: Some(counted(
+                &lua("PUT", &format!("{conn}/{{uuid}}?api-version=1"), &json_h(&pp), Some(&body)),
+                per_round,
+            )),
             mock: counted(&lua("PUT", &format!("{conn}/{{uuid}}?api-version=1"), &json_h(&pp), Some(&body)), per_round),
         },
     ];

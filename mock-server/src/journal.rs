@@ -118,8 +118,8 @@ pub struct Exchange {
     pub path: String,
     /// Raw query string.
     pub query: String,
-    /// Selected headers, as they came (shared with the request, not copied).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Selected headers, as they came.
+    pub headers: KeptHeaders,
     /// Request content type and body (shared with the request, not copied).
     pub body: (Option<String>, axum::body::Bytes),
     /// Status.
@@ -164,7 +164,7 @@ impl Deferred {
     /// The bytes it counts for until written: what it holds, plus the entry's frame.
     fn size(&self) -> usize {
         let x = &self.exchange;
-        let headers: usize = x.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 8).sum();
+        let headers = x.headers.size();
         std::mem::size_of::<Self>()
             + 320
             + x.host.len()
@@ -216,30 +216,50 @@ pub static KEPT_HEADERS: [HeaderName; 15] = [
     HeaderName::from_static("x-mock-scenario"),
 ];
 
-/// A request's kept headers (the first value of each, in [`KEPT_HEADERS`]' order), copied
-/// into one buffer: a value shares hyper's read buffer, which a journal entry must not keep
-/// alive. One pass over the request's headers, one allocation for the values.
-pub fn kept_headers(headers: &axum::http::HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
-    let mut found: [Option<&HeaderValue>; KEPT_HEADERS.len()] = [None; KEPT_HEADERS.len()];
-    for (name, value) in headers {
-        // Names compared as text: a length differs at once, so most cost one comparison.
-        let Some(kept) = KEPT_HEADERS.iter().position(|k| k.as_str() == name.as_str()) else { continue };
-        found[kept].get_or_insert(value);
+/// A request's kept headers: the first value of each, in [`KEPT_HEADERS`]' order, copied into
+/// one buffer (a value shares hyper's read buffer, which a journal entry must not keep alive),
+/// each named by its place in that list. One allocation, freed in one piece when its entry goes.
+#[derive(Debug, Clone, Default)]
+pub struct KeptHeaders {
+    values: Box<[u8]>,
+    /// Per kept header: its place in [`KEPT_HEADERS`] and where its value ends in `values`.
+    spans: smallvec::SmallVec<[(u8, u32); 6]>,
+}
+
+impl KeptHeaders {
+    /// The kept headers of `headers`, in one pass.
+    pub fn of(headers: &axum::http::HeaderMap) -> Self {
+        let mut found: [Option<&HeaderValue>; KEPT_HEADERS.len()] = [None; KEPT_HEADERS.len()];
+        for (name, value) in headers {
+            // Names compared as text: a length differs at once, so most cost one comparison.
+            let Some(kept) = KEPT_HEADERS.iter().position(|k| k.as_str() == name.as_str()) else { continue };
+            found[kept].get_or_insert(value);
+        }
+        let mut values = Vec::with_capacity(found.iter().flatten().map(|v| v.len()).sum());
+        let mut spans = smallvec::SmallVec::new();
+        for (place, value) in found.iter().enumerate() {
+            let Some(value) = value else { continue };
+            values.extend_from_slice(value.as_bytes());
+            // hyper bounds a request's head far below 4 GiB, so an end always fits.
+            spans.push((place as u8, u32::try_from(values.len()).unwrap_or(u32::MAX)));
+        }
+        Self { values: values.into_boxed_slice(), spans }
     }
-    let mut buf = Vec::with_capacity(found.iter().flatten().map(|v| v.len()).sum());
-    for v in found.iter().flatten() {
-        buf.extend_from_slice(v.as_bytes());
+
+    /// Each kept header's name and value, in [`KEPT_HEADERS`]' order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static HeaderName, &[u8])> + '_ {
+        let mut start = 0;
+        self.spans.iter().map(move |&(place, end)| {
+            let value = self.values.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            (&KEPT_HEADERS[usize::from(place)], value)
+        })
     }
-    let buf = axum::body::Bytes::from(buf);
-    let mut at = 0;
-    let mut kept = Vec::with_capacity(found.iter().flatten().count());
-    for (name, value) in KEPT_HEADERS.iter().zip(found) {
-        let Some(value) = value else { continue };
-        let copy = buf.slice(at..at + value.len());
-        at += value.len();
-        kept.extend(HeaderValue::from_maybe_shared(copy).ok().map(|v| (name.clone(), v)));
+
+    /// Bytes its names and values take.
+    fn size(&self) -> usize {
+        self.values.len() + self.iter().map(|(name, _)| name.as_str().len() + 8).sum::<usize>()
     }
-    kept
 }
 
 /// Secret kinds by field name: any `:`-separated part (`tokenRunOwnerCert:clientCertificateSecret`,
@@ -368,11 +388,12 @@ impl Redactor {
             let form =
                 content_type.is_some_and(|ct| ct.get(..FORM.len()).is_some_and(|s| s.eq_ignore_ascii_case(FORM)));
             let two_ways = memchr::memchr_iter(b'\\', bytes).any(|i| matches!(bytes.get(i + 1), Some(b'u' | b'/')));
-            if !(form || two_ways || known.occur_in(bytes)) {
+            let hits = known.occurrences(bytes);
+            if !(form || two_ways || hits.is_some()) {
                 return false;
             }
             // JSON, the usual case, is read once without building its tree.
-            if !form && let Some(verdict) = json_leaks(bytes, known) {
+            if !form && let Some(verdict) = json_leaks(bytes, hits.as_deref().unwrap_or_default(), known) {
                 return verdict;
             }
             let mut scan = Scan { redactor: self, known, leaks: Vec::new(), dry: true };
@@ -385,7 +406,7 @@ impl Redactor {
             .any(|(k, v)| kind_of_field(&k).is_some() || known.occur_in(v.as_bytes()))
             || known.occur_in(x.path.as_bytes())
             || known.occur_in(x.host.as_bytes())
-            || x.headers.iter().any(|(name, value)| name != AUTHORIZATION && known.occur_in(value.as_bytes()))
+            || x.headers.iter().any(|(name, value)| name != AUTHORIZATION && known.occur_in(value))
             || body_leaks(x.body.0.as_deref(), &x.body.1, "body")
             || body_leaks(x.response.0.as_deref(), &x.response.1, "response")
     }
@@ -470,8 +491,8 @@ impl Redactor {
             })
             .collect();
         let mut headers = Map::new();
-        for (name, value) in x.headers {
-            let value = String::from_utf8_lossy(value.as_bytes());
+        for (name, value) in x.headers.iter() {
+            let value = String::from_utf8_lossy(value);
             let name = name.as_str();
             let v = if name == "authorization" {
                 match value.split_once(' ') {
@@ -518,17 +539,17 @@ impl Redactor {
 /// with serde_json's own parser (the same strings, decoded; the same refusals) without
 /// building the tree. Duplicate keys are all looked at, where the tree keeps the last:
 /// a flag that errs on the side of a scan.
-fn json_leaks(bytes: &[u8], known: &KnownSecrets) -> Option<bool> {
+fn json_leaks(bytes: &[u8], hits: &[(usize, usize)], known: &KnownSecrets) -> Option<bool> {
     static TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(tree::RAW_VALUE_TOKEN.as_bytes()));
     if TOKEN.find(bytes).is_some() {
         return None;
     }
-    // Where each secret occurs as written, found in one pass: a string read in place (no
-    // escapes, so its text is those very bytes) holds a secret exactly when an occurrence lies
-    // inside it, with no search per string. Strings with escapes are searched themselves.
-    let hits: smallvec::SmallVec<[(usize, usize); 4]> = known.occurrences(bytes);
-    let body = Body { bytes, hits: &hits };
+    // `hits`, where each secret occurs as written, were found in one pass: a string read in
+    // place (no escapes, so its text is those very bytes) holds a secret exactly when an
+    // occurrence lies inside it, with no search per string. Strings with escapes are searched
+    // themselves.
+    let body = Body { bytes, hits };
     let mut leak = false;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let seed = LeakSeed { known, body: &body, secret: false, leak: &mut leak };
@@ -639,6 +660,9 @@ impl std::fmt::Display for At<'_> {
     }
 }
 
+/// Where secrets occur in a text: `(start, end)` byte offsets.
+type Occurrences = smallvec::SmallVec<[(usize, usize); 4]>;
+
 /// The secrets a sandbox knows (every credential of its world and every one it ever held),
 /// with one automaton that finds them all in a single pass over a string.
 #[derive(Debug, Default)]
@@ -670,10 +694,20 @@ impl KnownSecrets {
         self.any_form.as_ref().is_some_and(|f| f.is_match(bytes))
     }
 
-    /// Where any secret occurs in `bytes` as written, overlapping occurrences included.
-    fn occurrences<A: smallvec::Array<Item = (usize, usize)>>(&self, bytes: &[u8]) -> smallvec::SmallVec<A> {
-        let Some(finder) = &self.finder else { return smallvec::SmallVec::new() };
-        finder.find_overlapping_iter(bytes).map(|m| (m.start(), m.end())).collect()
+    /// Where any secret occurs in `bytes` as written, overlapping occurrences included;
+    /// `None` when none occurs in any form ([`KnownSecrets::occur_in`]). One pass finds both.
+    fn occurrences(&self, bytes: &[u8]) -> Option<Occurrences> {
+        let any_form = self.any_form.as_ref()?;
+        let mut found = false;
+        let mut hits = Occurrences::new();
+        for m in any_form.find_overlapping_iter(bytes) {
+            found = true;
+            // The secrets as written come first among the automaton's patterns.
+            if m.pattern().as_usize() < self.list.len() {
+                hits.push((m.start(), m.end()));
+            }
+        }
+        found.then_some(hits)
     }
 
     /// Whether any secret occurs in `s` as written (what [`Scan::text`] looks for).
@@ -1514,7 +1548,10 @@ mod tests {
             method: "POST".into(),
             path: path.into(),
             query: query.into(),
-            headers: vec![(AUTHORIZATION, HeaderValue::from_static("Basic dXNlcjpwYXNz"))],
+            headers: KeptHeaders::of(&axum::http::HeaderMap::from_iter([(
+                AUTHORIZATION,
+                HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+            )])),
             body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec().into()),
             status: 200,
             response: (Some("application/json".into()), response.as_bytes().to_vec().into()),
@@ -1555,12 +1592,13 @@ mod tests {
             headers.append(name.clone(), HeaderValue::from_static("second"));
         }
         headers.insert("cookie", HeaderValue::from_static("dropped"));
-        let kept = kept_headers(&headers);
+        let kept = KeptHeaders::of(&headers);
         let names: Vec<_> = kept.iter().map(|(n, _)| n.clone()).collect();
         assert_eq!(names, KEPT_HEADERS.to_vec(), "every kept header, in the list's order");
         for (i, (_, v)) in kept.iter().enumerate() {
-            assert_eq!(v.to_str().unwrap(), format!("v{i}"), "the first value of each");
+            assert_eq!(v, format!("v{i}").as_bytes(), "the first value of each");
         }
+        assert_eq!(KeptHeaders::of(&axum::http::HeaderMap::new()).iter().count(), 0);
     }
 
     #[test]

@@ -159,20 +159,20 @@ impl Keys {
         cache: &VerifiedTokens,
         token: &str,
         now_unix: i64,
-    ) -> Result<Arc<Claims>, TokenError> {
-        let claims = match cache.get(token) {
-            Some(c) => c,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        let verified = match cache.get(token) {
+            Some(v) => v,
             None => {
-                let c = Arc::new(self.verify_signature(token)?);
-                cache.insert(token, c.clone());
-                c
+                let v = Arc::new(VerifiedToken::of(self.verify_signature(token)?));
+                cache.insert(token, v.clone());
+                v
             }
         };
-        check_times(&claims, now_unix)?;
-        if claims.mock_typ != "access" {
+        check_times(&verified.claims, now_unix)?;
+        if verified.claims.mock_typ != "access" {
             return Err(TokenError::WrongKind);
         }
-        Ok(claims)
+        Ok(verified)
     }
 
     /// Checks key id, signature, `nbf` and expiry of any token the mock issued.
@@ -268,6 +268,27 @@ fn check_times(claims: &Claims, now_unix: i64) -> Result<(), TokenError> {
     Ok(())
 }
 
+/// A token whose signature checked out, with what its claims alone decide worked out once
+/// (they never change for a given token): whether its issuer has the form the mock issues,
+/// and the resource its audience names. Each request still checks them against itself.
+#[derive(Debug, PartialEq)]
+pub struct VerifiedToken {
+    /// Its claims.
+    pub claims: Claims,
+    /// [`crate::hosts::issuer_ok`] of its `iss` and `tid`.
+    pub issuer_ok: bool,
+    /// Its `aud` parsed; `None` when it names no resource the mock serves.
+    pub audience: Option<crate::hosts::Audience>,
+}
+
+impl VerifiedToken {
+    fn of(claims: Claims) -> Self {
+        let issuer_ok = crate::hosts::issuer_ok(&claims.iss, &claims.tid);
+        let audience = crate::hosts::Audience::parse(&claims.aud);
+        Self { claims, issuer_ok, audience }
+    }
+}
+
 /// The most tokens [`VerifiedTokens`] remembers.
 pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
 
@@ -282,8 +303,8 @@ pub struct VerifiedTokens {
     capacity: usize,
 }
 
-/// Slot → (the token, its claims).
-type Slots = HashMap<u64, (Box<str>, Arc<Claims>)>;
+/// Slot → (the token, what verifying it found).
+type Slots = HashMap<u64, (Box<str>, Arc<VerifiedToken>)>;
 
 /// A token's place in the cache: a hash of its last bytes, the signature's, which differ
 /// from token to token; hashing the whole kilobyte on every request would cost more than the
@@ -318,19 +339,19 @@ impl VerifiedTokens {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, token: &str) -> Option<Arc<Claims>> {
+    fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
         let slot = slot(token);
-        self.lock().get(&slot).filter(|(held, _)| **held == *token).map(|(_, claims)| claims.clone())
+        self.lock().get(&slot).filter(|(held, _)| **held == *token).map(|(_, verified)| verified.clone())
     }
 
-    fn insert(&self, token: &str, claims: Arc<Claims>) {
+    fn insert(&self, token: &str, verified: Arc<VerifiedToken>) {
         let mut map = self.lock();
         if map.len() >= self.capacity
             && let Some(k) = map.keys().next().copied()
         {
             map.remove(&k);
         }
-        map.insert(slot(token), (token.into(), claims));
+        map.insert(slot(token), (token.into(), verified));
     }
 
     /// How many tokens it holds.
@@ -382,7 +403,7 @@ mod tests {
         let keys = Keys::fixed_test_key();
         let cache = VerifiedTokens::with_capacity(2);
         let token = keys.sign(&claims(2_000));
-        assert_eq!(*keys.verify_access_token_cached(&cache, &token, 1_000).unwrap(), claims(2_000));
+        assert_eq!(keys.verify_access_token_cached(&cache, &token, 1_000).unwrap().claims, claims(2_000));
         assert_eq!(cache.len(), 1);
         assert_eq!(keys.verify_access_token_cached(&cache, &token, 2_000), Err(TokenError::Expired));
         let refresh = keys.sign(&Claims { mock_typ: "refresh".into(), ..claims(2_000) });

@@ -3,15 +3,16 @@
 //! issuing tenant exists in the request's sandbox. 401 with
 //! `WWW-Authenticate: Bearer …` otherwise. Whether the principal may act on the environment
 //! is a domain rule, checked later. A token's signature is verified once and remembered
-//! (`tokens::VerifiedTokens`); everything else is checked on every request.
+//! (`tokens::VerifiedTokens`), with what its claims alone decide (issuer form, audience
+//! parsed); everything else is checked on every request.
 
 use super::{ApiError, RouteInfo, Surface};
 use crate::domain::connection::Caller;
 use crate::domain::ids::{AppId, PrincipalId, TenantId};
 use crate::domain::world::World;
-use crate::hosts::{Audience, issuer_ok};
+use crate::hosts::Audience;
 use crate::state::AppState;
-use crate::tokens::{CLOCK_SKEW_SECS, Claims, TokenError};
+use crate::tokens::{CLOCK_SKEW_SECS, Claims, TokenError, VerifiedToken};
 use axum::http::{HeaderMap, header};
 use std::sync::Arc;
 
@@ -21,15 +22,15 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 
 /// Whether `aud` is acceptable on the surface the request reached. The port of a real host
 /// is ignored, as when the token was issued.
-fn audience_ok(aud: &str, route: &RouteInfo, org: Option<&str>) -> bool {
-    let Some(audience) = Audience::parse(aud) else {
+fn audience_ok(audience: Option<&Audience>, route: &RouteInfo, org: Option<&str>) -> bool {
+    let Some(audience) = audience else {
         return false;
     };
     match route.surface {
-        Surface::PowerPlatform => audience == Audience::PowerPlatform,
+        Surface::PowerPlatform => *audience == Audience::PowerPlatform,
         Surface::Runtime => matches!(audience, Audience::PowerPlatform | Audience::ApiHub),
         Surface::Bap => matches!(audience, Audience::Bap | Audience::PowerApps),
-        Surface::Dataverse => match (&audience, org) {
+        Surface::Dataverse => match (audience, org) {
             (Audience::Dataverse { org: named, .. }, Some(org)) => named.eq_ignore_ascii_case(org),
             _ => false,
         },
@@ -60,7 +61,7 @@ pub fn verify_bearer(
     headers: &HeaderMap,
     route: &RouteInfo,
     org: Option<&str>,
-) -> Result<Arc<Claims>, ApiError> {
+) -> Result<Arc<VerifiedToken>, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("The request has no Authorization header; send 'Authorization: Bearer {token}'."))?
@@ -72,7 +73,7 @@ pub fn verify_bearer(
         .ok_or_else(|| unauthorized("The Authorization header must use the Bearer scheme."))?
         .trim();
     let now = crate::domain::clock::wall_clock().timestamp();
-    let claims = app.keys().verify_access_token_cached(app.verified_tokens(), token, now).map_err(|e| match e {
+    let verified = app.keys().verify_access_token_cached(app.verified_tokens(), token, now).map_err(|e| match e {
         TokenError::Expired => unauthorized("The token is expired."),
         TokenError::WrongKind => unauthorized("The token is not an access token."),
         TokenError::Invalid => unauthorized("The token is malformed or was not issued by this mock."),
@@ -83,13 +84,14 @@ pub fn verify_bearer(
             "The token is not valid yet: its nbf is more than {CLOCK_SKEW_SECS} seconds in the future."
         )),
     })?;
-    if !issuer_ok(&claims.iss, &claims.tid) {
+    let claims = &verified.claims;
+    if !verified.issuer_ok {
         return Err(unauthorized(format!(
             "The token's issuer '{}' is not valid: expected '{{scheme}}://{{host[:port]}}/{}/v2.0' on an origin that serves the mock's identity endpoints.",
             claims.iss, claims.tid
         )));
     }
-    if !audience_ok(&claims.aud, route, org) {
+    if !audience_ok(verified.audience.as_ref(), route, org) {
         let expected = match route.surface {
             Surface::PowerPlatform => "https://api.powerplatform.com".to_owned(),
             Surface::Runtime => "https://api.powerplatform.com or https://apihub.azure.com".to_owned(),
@@ -105,8 +107,8 @@ pub fn verify_bearer(
             claims.aud
         )));
     }
-    check_incarnation(app, route, &claims)?;
-    Ok(claims)
+    check_incarnation(app, route, claims)?;
+    Ok(verified)
 }
 
 /// The caller the claims stand for in this sandbox's world.

@@ -233,31 +233,54 @@ struct ParameterSetBody<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
     #[serde(default, borrow)]
-    values: BTreeMap<Cow<'a, str>, Param>,
+    values: BTreeMap<Cow<'a, str>, Param<'a>>,
 }
 
 /// One connection parameter as sent: what its `value` member holds, `None` when it is not an
 /// object with one. Other members are ignored (the last `value` counts, as in a `Value`), and
 /// the object itself is never built.
 #[derive(Debug, Default)]
-struct Param {
-    value: Option<Value>,
+struct Param<'a> {
+    value: Option<ParamValue<'a>>,
 }
 
-impl<'de> Deserialize<'de> for Param {
+/// A parameter's `value`: a string (read in place when it has no escapes), or any other JSON
+/// as a tree.
+#[derive(Debug)]
+enum ParamValue<'a> {
+    Text(Cow<'a, str>),
+    Tree(Value),
+}
+
+impl ParamValue<'_> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Text(s) => Some(s),
+            Self::Tree(_) => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Param<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ParamVisitor)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ParamValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamValueVisitor)
     }
 }
 
 struct ParamVisitor;
 
 impl<'de> serde::de::Visitor<'de> for ParamVisitor {
-    type Value = Param;
+    type Value = Param<'de>;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a connection parameter {\"value\": …}")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Param, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Param<'de>, A::Error> {
         let mut param = Param::default();
         while let Some(is_value) = map.next_key_seed(super::extract::MemberName(|name: &str| name == "value"))? {
             if is_value {
@@ -268,27 +291,66 @@ impl<'de> serde::de::Visitor<'de> for ParamVisitor {
         }
         Ok(param)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Param, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Param<'de>, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
         Ok(Param::default())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Param, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Param<'de>, E> {
         Ok(Param::default())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Param, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Param<'de>, E> {
         Ok(Param::default())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Param, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Param<'de>, E> {
         Ok(Param::default())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Param, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Param<'de>, E> {
         Ok(Param::default())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Param, E> {
+    fn visit_str<E>(self, _: &str) -> Result<Param<'de>, E> {
         Ok(Param::default())
     }
-    fn visit_unit<E>(self) -> Result<Param, E> {
+    fn visit_unit<E>(self) -> Result<Param<'de>, E> {
         Ok(Param::default())
+    }
+}
+
+struct ParamValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ParamValueVisitor {
+    type Value = ParamValue<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Text(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Text(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Tree(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Tree(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Tree(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Tree(Value::from(v)))
+    }
+    fn visit_unit<E>(self) -> Result<ParamValue<'de>, E> {
+        Ok(ParamValue::Tree(Value::Null))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<ParamValue<'de>, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ParamValue::Tree)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ParamValue<'de>, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(ParamValue::Tree)
     }
 }
 
@@ -312,7 +374,7 @@ fn invalid(key: &str, what: &str) -> ApiError {
 }
 
 /// A string parameter `{"value": "…"}`.
-fn string_value(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, key: &str) -> Result<String, ApiError> {
+fn string_value(set: &str, values: &BTreeMap<Cow<'_, str>, Param<'_>>, key: &str) -> Result<String, ApiError> {
     let v = values.get(key).ok_or_else(|| {
         ApiError::bad_request(
             "MissingConnectionParameter",
@@ -323,13 +385,13 @@ fn string_value(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, key: &str) ->
     })?;
     v.value
         .as_ref()
-        .and_then(Value::as_str)
+        .and_then(ParamValue::as_str)
         .map(str::to_owned)
         .ok_or_else(|| invalid(key, "an object {\"value\": \"…\"} holding a string"))
 }
 
 /// Every value key must be one the set knows, so a typo is named rather than ignored.
-fn known_keys(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, own: &[&str]) -> Result<(), ApiError> {
+fn known_keys(set: &str, values: &BTreeMap<Cow<'_, str>, Param<'_>>, own: &[&str]) -> Result<(), ApiError> {
     for k in values.keys() {
         if !own.contains(&k.as_ref()) && !HIDDEN.contains(&k.as_ref()) {
             if set == "passwordlessAttended" && k.starts_with("tokenRunOwnerCert:") {
@@ -348,7 +410,7 @@ fn known_keys(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, own: &[&str]) -
     Ok(())
 }
 
-fn target(set: &str, values: &BTreeMap<Cow<'_, str>, Param>) -> Result<MachineGroupId, ApiError> {
+fn target(set: &str, values: &BTreeMap<Cow<'_, str>, Param<'_>>) -> Result<MachineGroupId, ApiError> {
     let target = string_value(set, values, "targetId")?;
     MachineGroupId::parse(&target).map_err(|_| {
         ApiError::bad_request(
@@ -362,7 +424,7 @@ fn target(set: &str, values: &BTreeMap<Cow<'_, str>, Param>) -> Result<MachineGr
 }
 
 /// The Windows login: from the body, or from the credential `properties.credentialId` names.
-fn login(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, credential: Option<&str>) -> Result<Login, ApiError> {
+fn login(set: &str, values: &BTreeMap<Cow<'_, str>, Param<'_>>, credential: Option<&str>) -> Result<Login, ApiError> {
     let username = string_value(set, values, "username")?;
     let password = string_value(set, values, "password")?;
     match credential {
@@ -384,7 +446,7 @@ fn login(set: &str, values: &BTreeMap<Cow<'_, str>, Param>, credential: Option<&
 
 /// `tokenRunOwnerCert:clientId` and `tokenRunOwnerCert:clientCertificateSecret`
 /// (`{"value": {"pfx": "<base64>", "password": "…"}}`).
-fn run_owner(values: &BTreeMap<Cow<'_, str>, Param>) -> Result<RunOwner, ApiError> {
+fn run_owner(values: &BTreeMap<Cow<'_, str>, Param<'_>>) -> Result<RunOwner, ApiError> {
     let id = string_value("azureRelayRunOwner", values, RUN_OWNER_ID)?;
     let app_id =
         AppId::parse(&id).map_err(|_| invalid(RUN_OWNER_ID, "the run owner's application (client) id, a GUID"))?;
@@ -397,7 +459,10 @@ fn run_owner(values: &BTreeMap<Cow<'_, str>, Param>) -> Result<RunOwner, ApiErro
         )
     })?;
     let shape = "an object {\"value\": {\"pfx\": \"<base64 of the .pfx>\", \"password\": \"…\"}}";
-    let value = cert.value.as_ref().filter(|v| v.is_object()).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
+    let value = match &cert.value {
+        Some(ParamValue::Tree(v)) if v.is_object() => v,
+        _ => return Err(invalid(RUN_OWNER_CERT, shape)),
+    };
     let pfx = value.get("pfx").and_then(Value::as_str).ok_or_else(|| invalid(RUN_OWNER_CERT, shape))?;
     if !matches!(value.get("password"), None | Some(Value::String(_))) {
         return Err(invalid(RUN_OWNER_CERT, shape));

@@ -10,7 +10,7 @@ use super::{ApiError, RouteInfo, Surface};
 use crate::domain::connection::Caller;
 use crate::sandbox::Sandbox;
 use crate::state::AppState;
-use crate::tokens::Claims;
+use crate::tokens::VerifiedToken;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -23,8 +23,8 @@ pub struct RequestContext {
     pub route: RouteInfo,
     /// The sandbox the request belongs to.
     pub sandbox: Arc<Sandbox>,
-    /// The bearer token's claims, verified.
-    pub claims: Arc<Claims>,
+    /// The bearer token, verified.
+    pub token: Arc<VerifiedToken>,
     /// Who the token stands for in the sandbox's world.
     pub caller: Caller,
 }
@@ -38,10 +38,10 @@ impl RequestContext {
         headers: &HeaderMap,
         org: Option<&str>,
     ) -> Result<Self, ApiError> {
-        let claims = verify_bearer(app, headers, &route, org)?;
+        let token = verify_bearer(app, headers, &route, org)?;
         let sandbox = route.cell()?.clone();
-        let caller = sandbox.apply(|st| caller(&st.world, &claims))?;
-        Ok(Self { route, sandbox, claims, caller })
+        let caller = sandbox.apply(|st| caller(&st.world, &token.claims))?;
+        Ok(Self { route, sandbox, token, caller })
     }
 }
 

@@ -292,7 +292,7 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
     let surface = classified.as_ref().map_or(Surface::Unknown, |c| c.surface);
 
     let real_ms = app.real_ms();
-    let headers = crate::journal::kept_headers(req.headers());
+    let headers = crate::journal::KeptHeaders::of(req.headers());
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (mut parts, body) = req.into_parts();
     // Limits come before anything reads the request, so a refused one costs nothing.
