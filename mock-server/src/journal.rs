@@ -102,7 +102,7 @@ pub struct RetryAfterMark {
 
 /// What the middleware captured, before redaction. Only `Redactor::record` turns it into an
 /// entry, so nothing unredacted can be stored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Exchange {
     /// Surface name.
     pub surface: &'static str,
@@ -110,24 +110,92 @@ pub struct Exchange {
     pub operation: Operation,
     /// `http` / `https`.
     pub scheme: &'static str,
-    /// Host header.
-    pub host: String,
-    /// Method.
-    pub method: String,
-    /// Raw path.
-    pub path: String,
-    /// Raw query string.
-    pub query: String,
     /// Selected headers, as they came.
     pub headers: KeptHeaders,
-    /// Request content type and body (shared with the request, not copied).
-    pub body: (Option<String>, axum::body::Bytes),
     /// Status.
     pub status: u16,
-    /// Response content type and body (shared with the response, not copied).
-    pub response: (Option<String>, axum::body::Bytes),
     /// Monotonic milliseconds since start.
     pub real_ms: u64,
+    /// Host, method, path, query, content types and bodies.
+    pub text: CapturedText,
+}
+
+/// An exchange's text, each part borrowed: what [`CapturedText`] copies and gives back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExchangeText<'a> {
+    /// Host header.
+    pub host: &'a str,
+    /// Method.
+    pub method: &'a str,
+    /// Raw path.
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: &'a str,
+    /// Request content type and body.
+    pub body: (Option<&'a str>, &'a [u8]),
+    /// Response content type and body.
+    pub response: (Option<&'a str>, &'a [u8]),
+}
+
+/// An exchange's text copied into one buffer: a journal entry waiting to be written (or
+/// evicted unread) is one allocation to make and one to free, and keeps none of hyper's
+/// buffers alive.
+#[derive(Debug, Clone)]
+pub struct CapturedText {
+    buf: Box<[u8]>,
+    /// Where each part ends in `buf`: host, method, path, query, the two content types, body,
+    /// response.
+    ends: [usize; 8],
+    /// Whether the request (bit 0) and the response (bit 1) named a content type.
+    typed: u8,
+}
+
+impl CapturedText {
+    /// A copy of `t`.
+    pub fn of(t: ExchangeText<'_>) -> Self {
+        let parts: [&[u8]; 8] = [
+            t.host.as_bytes(),
+            t.method.as_bytes(),
+            t.path.as_bytes(),
+            t.query.as_bytes(),
+            t.body.0.unwrap_or_default().as_bytes(),
+            t.response.0.unwrap_or_default().as_bytes(),
+            t.body.1,
+            t.response.1,
+        ];
+        let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0; 8];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            buf.extend_from_slice(part);
+            *end = buf.len();
+        }
+        let typed = u8::from(t.body.0.is_some()) | (u8::from(t.response.0.is_some()) << 1);
+        Self { buf: buf.into_boxed_slice(), ends, typed }
+    }
+
+    /// The text, borrowed.
+    pub fn get(&self) -> ExchangeText<'_> {
+        let part = |i: usize| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            self.buf.get(start..self.ends[i]).unwrap_or_default()
+        };
+        // The first six parts were copied from `&str`s, so they are text.
+        let text = |i: usize| std::str::from_utf8(part(i)).unwrap_or_default();
+        let typed = |bit: u8, i: usize| (self.typed & bit != 0).then(|| text(i));
+        ExchangeText {
+            host: text(0),
+            method: text(1),
+            path: text(2),
+            query: text(3),
+            body: (typed(1, 4), part(6)),
+            response: (typed(2, 5), part(7)),
+        }
+    }
+
+    /// Bytes it holds.
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
 }
 
 /// What a request's entry records besides the exchange: the sandbox's secrets, name and
@@ -164,15 +232,10 @@ impl Deferred {
     /// The bytes it counts for until written: what it holds, plus the entry's frame.
     fn size(&self) -> usize {
         let x = &self.exchange;
-        let headers = x.headers.size();
         std::mem::size_of::<Self>()
             + 320
-            + x.host.len()
-            + x.path.len()
-            + x.query.len()
-            + headers
-            + x.body.1.len()
-            + x.response.1.len()
+            + x.text.len()
+            + x.headers.size()
             + self.capture.sandbox.len()
             + self.capture.environment.as_ref().map_or(0, String::len)
     }
@@ -402,13 +465,14 @@ impl Redactor {
         };
         // Decoded as `form_pairs` decodes (serde_urlencoded reads through form_urlencoded),
         // without copying what needs no decoding.
-        form_urlencoded::parse(x.query.as_bytes())
+        let t = x.text.get();
+        form_urlencoded::parse(t.query.as_bytes())
             .any(|(k, v)| kind_of_field(&k).is_some() || known.occur_in(v.as_bytes()))
-            || known.occur_in(x.path.as_bytes())
-            || known.occur_in(x.host.as_bytes())
+            || known.occur_in(t.path.as_bytes())
+            || known.occur_in(t.host.as_bytes())
             || x.headers.iter().any(|(name, value)| name != AUTHORIZATION && known.occur_in(value))
-            || body_leaks(x.body.0.as_deref(), &x.body.1, "body")
-            || body_leaks(x.response.0.as_deref(), &x.response.1, "response")
+            || body_leaks(t.body.0, t.body.1, "body")
+            || body_leaks(t.response.0, t.response.1, "response")
     }
 
     /// A request's journal entry, ready for [`Journal::record`]: redacted now when it might
@@ -471,9 +535,10 @@ impl Redactor {
         virtual_time: String,
     ) -> JournalEntry<Box<RawValue>> {
         let mut scan = Scan { redactor: self, known, leaks: Vec::new(), dry: false };
-        let path = scan.text(&x.path, At::Root("path")).into_owned();
-        let host = scan.text(&x.host, At::Root("host")).into_owned();
-        let query = form_pairs(&x.query)
+        let t = x.text.get();
+        let path = scan.text(t.path, At::Root("path")).into_owned();
+        let host = scan.text(t.host, At::Root("host")).into_owned();
+        let query = form_pairs(t.query)
             .into_iter()
             .map(|(k, v)| {
                 let query = At::Root("query");
@@ -507,8 +572,8 @@ impl Redactor {
             };
             headers.insert(name.to_owned(), Value::String(v));
         }
-        let body = self.bounded(&scan.body(x.body.0.as_deref(), &x.body.1, At::Root("body")));
-        let response = self.bounded(&scan.body(x.response.0.as_deref(), &x.response.1, At::Root("response")));
+        let body = self.bounded(&scan.body(t.body.0, t.body.1, At::Root("body")));
+        let response = self.bounded(&scan.body(t.response.0, t.response.1, At::Root("response")));
         JournalEntry {
             seq,
             kind: EntryKind::Request,
@@ -520,7 +585,7 @@ impl Redactor {
             real_ms: x.real_ms,
             scheme: x.scheme.to_owned(),
             host,
-            method: x.method,
+            method: t.method.to_owned(),
             path,
             query,
             headers,
@@ -1154,10 +1219,11 @@ struct Facts<'a> {
 impl Deferred {
     fn facts(&self) -> Facts<'_> {
         let x = &self.exchange;
+        let t = x.text.get();
         Facts {
             operation: x.operation,
-            method: &x.method,
-            path: &x.path,
+            method: t.method,
+            path: t.path,
             surface: x.surface,
             environment: self.capture.environment.as_deref(),
             status: x.status,
@@ -1544,19 +1610,56 @@ mod tests {
             surface: "identity",
             operation: Operation::IdentityToken,
             scheme: "https",
-            host: "127.0.0.1:1".into(),
-            method: "POST".into(),
-            path: path.into(),
-            query: query.into(),
             headers: KeptHeaders::of(&axum::http::HeaderMap::from_iter([(
                 AUTHORIZATION,
                 HeaderValue::from_static("Basic dXNlcjpwYXNz"),
             )])),
-            body: (Some("application/x-www-form-urlencoded".into()), body.as_bytes().to_vec().into()),
             status: 200,
-            response: (Some("application/json".into()), response.as_bytes().to_vec().into()),
             real_ms: 5,
+            text: CapturedText::of(ExchangeText {
+                host: "127.0.0.1:1",
+                method: "POST",
+                path,
+                query,
+                body: (Some("application/x-www-form-urlencoded"), body.as_bytes()),
+                response: (Some("application/json"), response.as_bytes()),
+            }),
         }
+    }
+
+    impl Exchange {
+        /// The same exchange with another request body.
+        fn with_body(mut self, content_type: &str, body: &[u8]) -> Self {
+            self.text = CapturedText::of(ExchangeText { body: (Some(content_type), body), ..self.text.get() });
+            self
+        }
+
+        /// The same exchange with another response body.
+        fn with_response(mut self, content_type: &str, response: &[u8]) -> Self {
+            self.text = CapturedText::of(ExchangeText { response: (Some(content_type), response), ..self.text.get() });
+            self
+        }
+    }
+
+    #[test]
+    fn captured_text_gives_back_every_part_as_given() {
+        let given = ExchangeText {
+            host: "h\u{e9}:1",
+            method: "PATCH",
+            path: "/a/b",
+            query: "x=1&y=%20",
+            body: (None, b"\xff\x00raw"),
+            response: (Some(""), b"{}"),
+        };
+        let t = CapturedText::of(given);
+        let back = t.get();
+        assert_eq!(
+            (back.host, back.method, back.path, back.query, back.body, back.response),
+            (given.host, given.method, given.path, given.query, given.body, given.response)
+        );
+        let empty = CapturedText::of(ExchangeText::default());
+        assert_eq!(empty.get().body, (None, &b""[..]));
+        assert_eq!(empty.len(), 0);
     }
 
     #[test]
@@ -1619,10 +1722,9 @@ mod tests {
     #[test]
     fn nested_secret_fields_keep_their_shape() {
         let r = Redactor::new();
-        let mut x = exchange("/c", "", "", "");
-        x.body = (
-            Some("application/json".into()),
-            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#.to_vec().into(),
+        let x = exchange("/c", "", "", "").with_body(
+            "application/json",
+            br#"{"values":{"password":{"value":"p"},"tokenRunOwnerCert:clientCertificateSecret":{"value":{"pfx":"MII","password":""}},"username":{"value":"u"}}}"#,
         );
         let e = r.record(x, &KnownSecrets::default(), 1, "default", "t".into());
         assert_eq!(e.body["values"]["password"]["value"], Value::String(r.mark("password", "p")));
@@ -1720,8 +1822,7 @@ mod tests {
 
     /// The body an exchange was journaled with, as text.
     fn journaled_body(r: &Redactor, content_type: &str, body: &str, known: &[(&'static str, String)]) -> JournalEntry {
-        let mut x = exchange("/c", "", "", "");
-        x.body = (Some(content_type.into()), body.as_bytes().to_vec().into());
+        let x = exchange("/c", "", "", "").with_body(content_type, body.as_bytes());
         r.record(x, &KnownSecrets::new(known.to_vec()), 1, "default", "t".into())
     }
 
@@ -2001,14 +2102,9 @@ mod tests {
         #[test]
         fn the_stored_entry_is_the_entry_of_values_written() {
             let r = Redactor::new();
-            let mut x = exchange("/c", "a=1", "", r#"{"b":1,"a":"eyJhbGciOi.eyJzdWIi.c2ln"}"#);
-            x.body = (Some("application/json".into()), br#"{"z":{"password":"p"},"a":[1,2.5e3]}"#.to_vec().into());
-            let again = Exchange {
-                body: x.body.clone(),
-                response: x.response.clone(),
-                headers: x.headers.clone(),
-                ..exchange("/c", "a=1", "", "")
-            };
+            let x = exchange("/c", "a=1", "", r#"{"b":1,"a":"eyJhbGciOi.eyJzdWIi.c2ln"}"#)
+                .with_body("application/json", br#"{"z":{"password":"p"},"a":[1,2.5e3]}"#);
+            let again = x.clone();
             let stored = serde_json::to_string(&r.redact(x, &known(), 3, "default", "t".into())).unwrap();
             let read = serde_json::to_string(&r.record(again, &known(), 3, "default", "t".into())).unwrap();
             assert_eq!(stored, read);
@@ -2058,15 +2154,10 @@ mod tests {
                 let known = Arc::new(if with_pem { known_both() } else { known() });
                 let pem = "-----BEGIN X-----\\nQ\\\"w\\\\e/rt\\n-----END X-----";
                 let body = if pem_in_body { format!("{{\"note\": \"{pem}\", \"b\": {body}}}") } else { body };
-                let mut x = exchange(path, query, "", "");
-                x.body = (Some(content_type.into()), body.into_bytes().into());
-                x.response = (Some("application/json".into()), response.into_bytes().into());
-                let copy = || Exchange {
-                    body: x.body.clone(),
-                    response: x.response.clone(),
-                    headers: x.headers.clone(),
-                    ..exchange(path, query, "", "")
-                };
+                let x = exchange(path, query, "", "")
+                    .with_body(content_type, body.as_bytes())
+                    .with_response("application/json", response.as_bytes());
+                let copy = || x.clone();
                 let r = Arc::new(Redactor::new());
                 let at_once = r.redact(copy(), &known, 1, "default", "t".into());
                 if !r.might_leak(&x, &known) {
@@ -2254,11 +2345,9 @@ mod tests {
 
                 let r = Redactor::new();
                 let known = if known_secret { vec![("password", secret.clone())] } else { Vec::new() };
-                let mut x = exchange("/c", "", "", "");
-                x.body = (Some(content_type.into()), body.text.clone().into());
-                x.response = (
-                    Some("application/json".into()),
-                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#.to_vec().into(),
+                let x = exchange("/c", "", "", "").with_body(content_type, &body.text).with_response(
+                    "application/json",
+                    br#"{"error":{"code":"InvalidJson","message":"The request body is not valid JSON: EOF while parsing an object at line 1 column 9."}}"#,
                 );
                 let e = r.record(x, &KnownSecrets::new(known.clone()), 1, "default", "t".into());
 

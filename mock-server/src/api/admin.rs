@@ -92,11 +92,15 @@ fn control(app: AppState) -> Control {
 }
 
 async fn get_health(State(app): State<AppState>) -> Response {
+    #[derive(Serialize)]
+    struct Ready<'a> {
+        sandboxes: Vec<String>,
+        status: &'static str,
+        surfaces: &'a serde_json::value::RawValue,
+    }
     let health = control(app).health();
-    json(
-        StatusCode::OK,
-        json!({ "status": "ready", "sandboxes": health.sandboxes, "surfaces": super::routing::surfaces_served() }),
-    )
+    let ready = Ready { sandboxes: health.sandboxes, status: "ready", surfaces: super::routing::surfaces_served() };
+    (StatusCode::OK, axum::Json(ready)).into_response()
 }
 
 async fn get_fixture(

@@ -42,7 +42,7 @@ pub use context::RequestContext;
 pub use error::ApiError;
 pub use routing::{RouteInfo, Surface};
 
-use crate::journal::{Capture, Exchange};
+use crate::journal::{Capture, CapturedText, Exchange, ExchangeText};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -414,20 +414,23 @@ async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Resp
         rparts.headers.remove(header::CONTENT_LENGTH);
         rbytes = b;
     }
-    let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let rct = rparts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let text = ExchangeText {
+        host: &host,
+        method: &method,
+        path: &path,
+        query: &query,
+        body: (content_type.as_deref(), if refused_body { &[] } else { &body }),
+        response: (rct, &rbytes),
+    };
     let exchange = Exchange {
         surface: surface.name(),
         operation,
         scheme,
-        host,
-        method,
-        path,
-        query,
         headers,
-        body: (content_type, if refused_body { axum::body::Bytes::new() } else { body }),
         status: rparts.status.as_u16(),
-        response: (rct, rbytes.clone()),
         real_ms,
+        text: CapturedText::of(text),
     };
     // Redacted (when it must be now) before the journal's lock is taken: the lock only
     // numbers and stores it.

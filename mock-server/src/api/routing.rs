@@ -400,13 +400,18 @@ fn served_text(surface: Surface, host: &str, paths: &str) -> String {
 }
 
 /// The surfaces the mock serves, for `GET /_mock/health`.
-pub fn surfaces_served() -> Vec<serde_json::Value> {
-    SERVED
-        .iter()
-        .map(|(surface, host, paths)| {
-            serde_json::json!({ "surface": surface.name(), "realHost": host, "pathForm": paths })
-        })
-        .collect()
+pub fn surfaces_served() -> &'static serde_json::value::RawValue {
+    // Fixed for the process, and the health route is what readiness probes poll: written once.
+    static LIST: std::sync::LazyLock<Box<serde_json::value::RawValue>> = std::sync::LazyLock::new(|| {
+        let list: Vec<serde_json::Value> = SERVED
+            .iter()
+            .map(|(surface, host, paths)| {
+                serde_json::json!({ "surface": surface.name(), "realHost": host, "pathForm": paths })
+            })
+            .collect();
+        serde_json::value::to_raw_value(&list).unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    });
+    &LIST
 }
 
 /// "Not implemented by the mock", naming what it does serve on that surface (everything, when
