@@ -9,7 +9,9 @@
 //! come from the same build. The load generator is `wrk` (Debian's package `wrk`); the servers
 //! are pinned to core 0 and `wrk` to core 1 when `taskset` exists. It prints, per phase,
 //! requests/s, p50, p99 and the ratio to bare axum where bare axum has the same kind of request
-//! (static GET, PUT into a map, GET from a map), and the mock's RSS after each phase. The create
+//! (static GET, PUT into a map, GET from a map: byte-identical requests, on the mock's own
+//! path), and the mock's RSS after each phase. Rounds alternate between the servers; the ratio
+//! is the median of each round's pair. The create
 //! phase is a count, not a time (`--creates`, 100 000 fresh ids): each create stores a connection,
 //! so a timed phase would store more the faster the server is. Then the first answer after spawn (median of 5,
 //! with and without TLS) and the mock's peak RSS (VmHWM); then (unless `--no-scale`) GET and PUT
@@ -522,14 +524,19 @@ fn bench(o: &Options) -> Result<(), String> {
                 bare_rounds.push(wrk(&bare_url, s, o, &dir, &format!("b{i}-{r}"))?);
             }
         }
+        // The ratio is the median of each round's pair (mock, then bare axum right after it):
+        // the machine's speed drifts by 20 % from one minute to the next on a shared VM, and a
+        // pair run back to back sees the same speed, where two medians taken apart need not.
+        let paired = (!bare_rounds.is_empty())
+            .then(|| median(mock_rounds.iter().zip(&bare_rounds).map(|(m, b)| m.rps / b.rps).collect()));
         let m = median_figures(mock_rounds);
         let b = (!bare_rounds.is_empty()).then(|| median_figures(bare_rounds));
-        let (brps, bp50, bp99, ratio) = match b {
-            Some(b) => (
+        let (brps, bp50, bp99, ratio) = match b.zip(paired) {
+            Some((b, paired)) => (
                 format!("{:.0}", b.rps),
                 format!("{:.2}", b.p50_ms),
                 format!("{:.2}", b.p99_ms),
-                format!("{:.2}", m.rps / b.rps),
+                format!("{paired:.2}"),
             ),
             None => ("—".into(), "—".into(), "—".into(), "—".into()),
         };
