@@ -26,7 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,14 +96,11 @@ pub async fn run(
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(info);
                 let in_flight = busy.request_started();
-                let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+                let answer = app.clone().handle(req.map(axum::body::Body::new));
                 async move {
-                    let r = answer.await;
+                    let resp = answer.await;
                     drop(in_flight);
-                    match r {
-                        Ok(resp) => api::faults::on_the_wire(resp),
-                        Err(never) => match never {},
-                    }
+                    api::faults::on_the_wire(resp)
                 }
             });
             let stream = match tls {

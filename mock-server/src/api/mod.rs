@@ -46,9 +46,8 @@ use crate::journal::{Capture, CapturedText, Exchange, ExchangeText};
 use crate::state::AppState;
 use axum::Router;
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
@@ -76,8 +75,14 @@ pub struct ConnInfo {
     pub body_timeout: Duration,
 }
 
-/// The application as the serve loop runs it: one request in, one answer out.
-pub type App = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+/// The application as the serve loop runs it: the pipeline around every surface's router.
+/// Cloned per request (two `Arc`s); a request is one call of the pipeline, with no boxed
+/// service, middleware or layer between hyper and it.
+#[derive(Clone, Debug)]
+pub struct App {
+    state: AppState,
+    routes: Router,
+}
 
 /// The whole application: the pipeline around every surface's router.
 pub fn app(state: AppState) -> App {
@@ -103,9 +108,41 @@ fn assemble(surfaces: Router<AppState>, state: AppState) -> App {
         // Inside the pipeline, so a panicking handler's answer is rendered in its surface's shape.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(handler_panicked))
         .with_state(state.clone());
-    let pipeline = tower::Layer::layer(&middleware::from_fn_with_state(state, pipeline), routes);
-    let caught = tower::Layer::layer(&tower_http::catch_panic::CatchPanicLayer::custom(pipeline_panicked), pipeline);
-    App::new(tower::ServiceExt::map_response(caught, |r: axum::http::Response<_>| r.map(Body::new)))
+    App { state, routes }
+}
+
+impl App {
+    /// One request's answer. A panic in the pipeline itself still gets an envelope.
+    pub async fn handle(self, req: Request) -> Response {
+        let Self { state, routes } = self;
+        let answer = std::panic::AssertUnwindSafe(pipeline(state, req, Next(routes)));
+        futures_util::FutureExt::catch_unwind(answer).await.unwrap_or_else(pipeline_panicked)
+    }
+}
+
+/// As a tower service, for tests that drive it with `oneshot`.
+impl tower::Service<Request> for App {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let app = self.clone();
+        Box::pin(async move { Ok(app.handle(req).await) })
+    }
+}
+
+/// The surfaces' router, for the requests the pipeline does not serve itself.
+struct Next(Router);
+
+impl Next {
+    async fn run(self, req: Request) -> Response {
+        tower::ServiceExt::oneshot(self.0, req).await.unwrap_or_else(|never| match never {})
+    }
 }
 
 /// What a panic carried, for the log.
@@ -278,7 +315,7 @@ fn closing(mut resp: Response) -> Response {
 
 /// Classifies, attributes, limits the head and body, renders errors in the surface's envelope
 /// and journals the exchange (redacted at write time).
-async fn pipeline(State(app): State<AppState>, req: Request, next: Next) -> Response {
+async fn pipeline(app: AppState, req: Request, next: Next) -> Response {
     let conn = req.extensions().get::<ConnInfo>().copied();
     let scheme = conn.map_or("http", |c| c.scheme);
     let body_timeout = conn.map_or(DEFAULT_BODY_TIMEOUT, |c| c.body_timeout);
