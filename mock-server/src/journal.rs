@@ -599,110 +599,191 @@ impl Redactor {
 }
 
 /// Whether a JSON body holds a known secret in a string outside every secret-named field, as
-/// [`Scan::value`] would flag it; `None` when serde_json does not read it as the journal's tree
-/// would (not JSON, or the raw-value marker key), so the caller scans it the long way. Read
-/// with serde_json's own parser (the same strings, decoded; the same refusals) without
-/// building the tree. Duplicate keys are all looked at, where the tree keeps the last:
-/// a flag that errs on the side of a scan.
+/// [`Scan::value`] would flag it; `None` when the body is not in the plain JSON this reads (so
+/// the caller scans it the long way, which is always right). Read in one pass over the bytes,
+/// building nothing: the request path's leak pre-check. It reads a strict subset of what
+/// serde_json reads (its refusals are refusals here too): any nesting deeper than
+/// [`LEAK_SCAN_DEPTH`], a number serde_json could find out of range, or the raw-value marker
+/// key gives `None`. Duplicate keys are all looked at, where the tree keeps the last: a flag
+/// that errs on the side of a scan.
 fn json_leaks(bytes: &[u8], hits: &[(usize, usize)], known: &KnownSecrets) -> Option<bool> {
     static TOKEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(tree::RAW_VALUE_TOKEN.as_bytes()));
     if TOKEN.find(bytes).is_some() {
         return None;
     }
-    // `hits`, where each secret occurs as written, were found in one pass: a string read in
-    // place (no escapes, so its text is those very bytes) holds a secret exactly when an
-    // occurrence lies inside it, with no search per string. Strings with escapes are searched
-    // themselves.
-    let body = Body { bytes, hits };
-    let mut leak = false;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seed = LeakSeed { known, body: &body, secret: false, leak: &mut leak };
-    serde::de::DeserializeSeed::deserialize(seed, &mut de).ok()?;
-    de.end().ok()?;
-    Some(leak)
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut scan = LeakScan { text, bytes, at: 0, hits, known, leak: false };
+    scan.value(false, 0)?;
+    scan.space();
+    (scan.at == bytes.len()).then_some(scan.leak)
 }
 
-/// The body [`json_leaks`] reads and where secrets occur in it as written.
-struct Body<'b> {
+/// Deeper than this, [`json_leaks`] leaves a body to the long way (serde_json's own limit is 128).
+const LEAK_SCAN_DEPTH: u32 = 64;
+
+/// [`json_leaks`]' reader. `hits` are where each secret occurs in the body as written, found
+/// in one pass: a string without escapes holds a secret exactly when an occurrence lies inside
+/// it, with no search per string. A string with escapes is decoded by serde_json (which also
+/// checks its escapes) and searched itself.
+struct LeakScan<'b> {
+    text: &'b str,
     bytes: &'b [u8],
+    at: usize,
     hits: &'b [(usize, usize)],
+    known: &'b KnownSecrets,
+    leak: bool,
 }
 
-impl Body<'_> {
-    /// Whether `s`, if it is a slice of the body, holds an occurrence; `None` when it is not
-    /// (a string with escapes, decoded elsewhere).
-    fn holds_secret(&self, s: &str) -> Option<bool> {
-        let start = (s.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
-        if start > self.bytes.len() || self.bytes.len() - start < s.len() {
+/// A string's place in the body: its content's bounds and whether it has escapes.
+struct Quoted {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+impl LeakScan<'_> {
+    fn space(&mut self) {
+        while matches!(self.bytes.get(self.at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        let found = self.bytes.get(self.at) == Some(&b);
+        self.at += usize::from(found);
+        found
+    }
+
+    /// One value; `secret` when a member above it is secret-named.
+    fn value(&mut self, secret: bool, depth: u32) -> Option<()> {
+        if depth > LEAK_SCAN_DEPTH {
             return None;
         }
-        let end = start + s.len();
-        Some(self.hits.iter().any(|&(a, b)| start <= a && b <= end))
-    }
-}
-
-/// One value of a body being read for [`json_leaks`]: `secret` when a field above it is
-/// secret-named (everything in it is that secret's).
-struct LeakSeed<'k, 'b, 'l> {
-    known: &'k KnownSecrets,
-    body: &'b Body<'b>,
-    secret: bool,
-    leak: &'l mut bool,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for LeakSeed<'_, '_, '_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for LeakSeed<'_, '_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if !self.secret && self.body.holds_secret(v).unwrap_or_else(|| self.known.written_in(v)) {
-            *self.leak = true;
+        self.space();
+        match *self.bytes.get(self.at)? {
+            b'{' => {
+                self.at += 1;
+                self.space();
+                if self.eat(b'}') {
+                    return Some(());
+                }
+                loop {
+                    self.space();
+                    let key = self.string()?;
+                    let named = self.secret_named(&key)?;
+                    self.space();
+                    self.eat(b':').then_some(())?;
+                    self.value(secret || named, depth + 1)?;
+                    self.space();
+                    if !self.eat(b',') {
+                        return self.eat(b'}').then_some(());
+                    }
+                }
+            }
+            b'[' => {
+                self.at += 1;
+                self.space();
+                if self.eat(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.value(secret, depth + 1)?;
+                    self.space();
+                    if !self.eat(b',') {
+                        return self.eat(b']').then_some(());
+                    }
+                }
+            }
+            b'"' => {
+                let s = self.string()?;
+                if !secret && self.holds_secret(&s)? {
+                    self.leak = true;
+                }
+                Some(())
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
         }
-        Ok(())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(LeakSeed {
-                known: self.known,
-                body: self.body,
-                secret: self.secret,
-                leak: &mut *self.leak,
-            })?
-            .is_some()
-        {}
-        Ok(())
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.bytes.get(self.at..)?.starts_with(word.as_bytes()).then(|| self.at += word.len())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let secret_named = |name: &str| kind_of_field(name).is_some();
-        while let Some(named) = map.next_key_seed(crate::api::extract::MemberName(secret_named))? {
-            let secret = self.secret || named;
-            map.next_value_seed(LeakSeed { known: self.known, body: self.body, secret, leak: &mut *self.leak })?;
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?` with at most 15 digits before the
+    /// exponent and at most 2 in it: a number serde_json reads as a finite f64 whatever it is.
+    fn number(&mut self) -> Option<()> {
+        let digits = |scan: &mut Self| {
+            let from = scan.at;
+            while scan.bytes.get(scan.at).is_some_and(u8::is_ascii_digit) {
+                scan.at += 1;
+            }
+            scan.at - from
+        };
+        self.eat(b'-');
+        let leading_zero = self.bytes.get(self.at) == Some(&b'0');
+        let mut mantissa = digits(self);
+        if mantissa == 0 || (leading_zero && mantissa > 1) {
+            return None;
         }
-        Ok(())
+        if self.eat(b'.') {
+            let fraction = digits(self);
+            (fraction > 0).then_some(())?;
+            mantissa += fraction;
+        }
+        if self.eat(b'e') || self.eat(b'E') {
+            let _ = self.eat(b'+') || self.eat(b'-');
+            let exponent = digits(self);
+            (1..=2).contains(&exponent).then_some(())?;
+        }
+        (mantissa <= 15).then_some(())
+    }
+
+    /// A string starting at the cursor, its content's bounds; `None` for a raw control
+    /// character (serde_json refuses those) or no closing quote.
+    fn string(&mut self) -> Option<Quoted> {
+        self.eat(b'"').then_some(())?;
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let i = self.at + memchr::memchr2(b'"', b'\\', self.bytes.get(self.at..)?)?;
+            if self.bytes[i] == b'"' {
+                let end = i;
+                self.at = i + 1;
+                if self.bytes[start..end].iter().any(|&b| b < 0x20) {
+                    return None;
+                }
+                return Some(Quoted { start, end, escaped });
+            }
+            // An escape: the byte after the backslash is escaped (decoding checks it).
+            escaped = true;
+            self.at = i + 2;
+        }
+    }
+
+    /// A string's text with its escapes decoded; `None` when serde_json would refuse them.
+    fn decoded(&self, s: &Quoted) -> Option<Cow<'_, str>> {
+        let quoted = self.text.get(s.start - 1..s.end + 1)?;
+        if s.escaped {
+            serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
+        } else {
+            quoted.get(1..quoted.len() - 1).map(Cow::Borrowed)
+        }
+    }
+
+    fn secret_named(&self, key: &Quoted) -> Option<bool> {
+        Some(kind_of_field(&self.decoded(key)?).is_some())
+    }
+
+    fn holds_secret(&self, s: &Quoted) -> Option<bool> {
+        if s.escaped {
+            return Some(self.known.written_in(&self.decoded(s)?));
+        }
+        Some(self.hits.iter().any(|&(a, b)| s.start <= a && b <= s.end))
     }
 }
 
@@ -2184,6 +2265,61 @@ mod tests {
                     prop_assert_eq!(old, new, "{}", text);
                 }
             }
+
+            /// The leak pre-check's one-pass reader: it reads every body serde_json reads but
+            /// a number out of its subset, refuses every body serde_json refuses, and never
+            /// clears one the long way flags (it may flag a duplicate key the tree drops).
+            #[test]
+            fn the_leak_pre_check_reads_plain_json_and_never_clears_a_leak(
+                text in doc(),
+                cut in proptest::option::of(0.0..1.0f64),
+                wrapped in any::<bool>(),
+            ) {
+                let text = match cut {
+                    Some(f) => text.chars().take((text.chars().count() as f64 * f) as usize).collect(),
+                    None => text,
+                };
+                // Deeper than the reader goes, so it must leave the body to the long way.
+                let text = if wrapped { format!("{}{text}{}", "[".repeat(70), "]".repeat(70)) } else { text };
+                let known = known_both();
+                let hits = known.occurrences(text.as_bytes()).unwrap_or_default();
+                let fast = json_leaks(text.as_bytes(), &hits, &known);
+                if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
+                    prop_assert_eq!(fast, None, "serde_json refuses {}", text);
+                    return Ok(());
+                }
+                let r = Redactor::new();
+                let mut scan = Scan { redactor: &r, known: &known, leaks: Vec::new(), dry: true };
+                scan.body(Some("application/json"), text.as_bytes(), At::Root("body"));
+                let flagged = !scan.leaks.is_empty();
+                let outside = ["1e400", "18446744073709551615", "18446744073709551616", "-9223372036854775809"];
+                match fast {
+                    Some(leak) => prop_assert!(leak || !flagged, "cleared a leak the scan flags: {}", text),
+                    None => prop_assert!(
+                        wrapped || outside.iter().any(|n| text.contains(n)),
+                        "plain JSON left to the long way: {}", text
+                    ),
+                }
+            }
+        }
+
+        #[test]
+        fn the_leak_pre_check_flags_a_secret_only_outside_secret_named_fields() {
+            let known = known_both();
+            let verdict = |text: &str| {
+                let hits = known.occurrences(text.as_bytes()).unwrap_or_default();
+                json_leaks(text.as_bytes(), &hits, &known)
+            };
+            assert_eq!(verdict(r#"{"password":{"value":"Megan-Test-Passw0rd!"}}"#), Some(false));
+            assert_eq!(verdict(r#"{"note":["x","Megan-Test-Passw0rd!"]}"#), Some(true));
+            assert_eq!(verdict(r#"{"pass\u0077ord":"Megan-Test-Passw0rd!"}"#), Some(false), "an escaped key is read");
+            assert_eq!(verdict(r#"{"a":"Megan-Test-\u0050assw0rd!"}"#), Some(true), "an escaped value is decoded");
+            assert_eq!(verdict(r#"{"a":"Megan-Test-Passw0rd","b":"!"}"#), Some(false), "no string holds it");
+            assert_eq!(verdict(r#"{"a": 01}"#), None);
+            assert_eq!(verdict(r#"{"a": "\x"}"#), None);
+            assert_eq!(verdict("{\"a\": \"\u{1}\"}"), None, "a raw control character");
+            assert_eq!(verdict(r#"{"a": 1} x"#), None);
+            assert_eq!(verdict(r#"{"a": -1.5e-12, "b": [true, false, null, {}], "c": 0}"#), Some(false));
         }
     }
 
