@@ -496,8 +496,9 @@ fn bench(o: &Options) -> Result<(), String> {
         o.connections, o.duration, o.rounds
     );
     println!(
-        "{:<28} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8}",
-        "phase", "mock req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio", "non-2xx", "RSS MiB"
+        "{:<28} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8}  {}",
+        "phase", "mock req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio", "non-2xx", "RSS MiB",
+        "each round's ratio"
     );
     // The create phase stores one connection per request, so the RSS after it grows with the
     // number of creates (a fixed count, `--creates`) and the memory each one takes: the peak
@@ -527,8 +528,9 @@ fn bench(o: &Options) -> Result<(), String> {
         // The ratio is the median of each round's pair (mock, then bare axum right after it):
         // the machine's speed drifts by 20 % from one minute to the next on a shared VM, and a
         // pair run back to back sees the same speed, where two medians taken apart need not.
-        let paired = (!bare_rounds.is_empty())
-            .then(|| median(mock_rounds.iter().zip(&bare_rounds).map(|(m, b)| m.rps / b.rps).collect()));
+        let pairs: Vec<f64> = mock_rounds.iter().zip(&bare_rounds).map(|(m, b)| m.rps / b.rps).collect();
+        let each = pairs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ");
+        let paired = (!pairs.is_empty()).then(|| median(pairs));
         let m = median_figures(mock_rounds);
         let b = (!bare_rounds.is_empty()).then(|| median_figures(bare_rounds));
         let (brps, bp50, bp99, ratio) = match b.zip(paired) {
@@ -547,7 +549,7 @@ fn bench(o: &Options) -> Result<(), String> {
         // The mock's RSS after the phase: where memory goes, phase by phase.
         let rss_after = vm_kib(mock.child.id(), "VmRSS:").unwrap_or(0) as f64 / 1024.0;
         println!(
-            "{:<28} {:>11.0} {:>9.2} {:>9.2} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8.1}",
+            "{:<28} {:>11.0} {:>9.2} {:>9.2} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8.1}  {each}",
             p.name, m.rps, m.p50_ms, m.p99_ms, brps, bp50, bp99, ratio, m.non_2xx, rss_after
         );
     }

@@ -14,8 +14,9 @@
 //!
 //! Writing an entry as text costs more than answering most requests, and most entries of a
 //! busy journal are evicted unread. So an exchange that [`Redactor::might_leak`] clears (no
-//! known secret anywhere in it, no secret-named query parameter) is kept as captured, with the
-//! secrets and redactor of its moment, and written on its first read by the same code with
+//! known secret anywhere in it, no secret-named query parameter) is kept as captured (its text
+//! copied into one buffer, [`CapturedText`]), with the secrets and redactor of its moment, and
+//! written on its first read by the same code with
 //! the same inputs: what any read returns is byte for byte what writing at once gives, and
 //! its leak verdict (none) is known at once. Anything else is redacted before it is stored.
 //!
