@@ -497,7 +497,16 @@ fn bench(o: &Options) -> Result<(), String> {
     );
     println!(
         "{:<28} {:>11} {:>9} {:>9} | {:>11} {:>9} {:>9} | {:>6} {:>8} {:>8}  {}",
-        "phase", "mock req/s", "p50 ms", "p99 ms", "axum req/s", "p50 ms", "p99 ms", "ratio", "non-2xx", "RSS MiB",
+        "phase",
+        "mock req/s",
+        "p50 ms",
+        "p99 ms",
+        "axum req/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio",
+        "non-2xx",
+        "RSS MiB",
         "each round's ratio"
     );
     // The create phase stores one connection per request, so the RSS after it grows with the
