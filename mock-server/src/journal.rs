@@ -295,8 +295,8 @@ impl KeptHeaders {
     pub fn of(headers: &axum::http::HeaderMap) -> Self {
         let mut found: [Option<&HeaderValue>; KEPT_HEADERS.len()] = [None; KEPT_HEADERS.len()];
         for (name, value) in headers {
-            // Names compared as text: a length differs at once, so most cost one comparison.
-            let Some(kept) = KEPT_HEADERS.iter().position(|k| k.as_str() == name.as_str()) else { continue };
+            // Standard names compare as one byte each, custom ones by length first.
+            let Some(kept) = KEPT_HEADERS.iter().position(|k| k == name) else { continue };
             found[kept].get_or_insert(value);
         }
         let mut values = Vec::with_capacity(found.iter().flatten().map(|v| v.len()).sum());

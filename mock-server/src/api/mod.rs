@@ -113,10 +113,14 @@ fn assemble(surfaces: Router<AppState>, state: AppState) -> App {
 
 impl App {
     /// One request's answer. A panic in the pipeline itself still gets an envelope.
-    pub async fn handle(self, req: Request) -> Response {
+    pub fn handle(self, req: Request) -> impl std::future::Future<Output = Response> + Send + 'static {
+        use futures_util::FutureExt;
         let Self { state, routes } = self;
-        let answer = std::panic::AssertUnwindSafe(pipeline(state, req, Next(routes)));
-        futures_util::FutureExt::catch_unwind(answer).await.unwrap_or_else(pipeline_panicked)
+        let answer = std::panic::AssertUnwindSafe(pipeline(state, req, Next(routes))).catch_unwind();
+        // Boxed once, where it is made: the pipeline's future is about 3 KB, and passed by
+        // value into the serve loop's future and on into hyper's it was copied several times
+        // per request.
+        Box::pin(answer).map(|answer| answer.unwrap_or_else(pipeline_panicked))
     }
 }
 
