@@ -76,8 +76,8 @@ pub struct ConnInfo {
 }
 
 /// The application as the serve loop runs it: the pipeline around every surface's router.
-/// Cloned per request (two `Arc`s); a request is one call of the pipeline, with no boxed
-/// service, middleware or layer between hyper and it.
+/// Cloned per request (two `Arc`s); a request is one call of the pipeline (its future boxed
+/// once, [`App::handle`]), with no service, middleware or layer between hyper and it.
 #[derive(Clone, Debug)]
 pub struct App {
     state: AppState,
