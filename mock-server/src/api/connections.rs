@@ -578,15 +578,11 @@ impl JsonText {
     /// A URL on the origin the client called (its `Host`, which could hold anything) followed
     /// by id `pieces`: escaped only when the origin needs it.
     fn url(&mut self, origin: &str, pieces: &[&str]) -> &mut Self {
+        let whole: smallvec::SmallVec<[&str; 8]> = std::iter::once(origin).chain(pieces.iter().copied()).collect();
         if origin.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-            let text: String = std::iter::once(origin).chain(pieces.iter().copied()).collect();
-            return self.string(&text);
+            return self.string(&whole.concat());
         }
-        self.raw("\"").raw(origin);
-        for piece in pieces {
-            self.raw(piece);
-        }
-        self.raw("\"")
+        self.ids(&whole)
     }
 
     /// A GUID, hyphenated and lower-case as every body shows one.

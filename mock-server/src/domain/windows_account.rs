@@ -58,9 +58,6 @@ fn names_an_account(name: &str, machine: &str) -> bool {
     if !name.is_ascii() {
         return account(name, machine).is_some();
     }
-    let is_upn = |n: &str| {
-        n.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && !domain.is_empty() && !domain.contains('@'))
-    };
     match name.split_once('\\') {
         Some((prefix, user)) => {
             if prefix.is_empty() || user.is_empty() || user.contains('\\') {
@@ -78,8 +75,12 @@ fn names_an_account(name: &str, machine: &str) -> bool {
 }
 
 fn upn(name: &str) -> Option<Account> {
-    let (user, domain) = name.split_once('@')?;
-    (!user.is_empty() && !domain.is_empty() && !domain.contains('@')).then(|| Account::Upn(name.to_owned()))
+    is_upn(name).then(|| Account::Upn(name.to_owned()))
+}
+
+/// `user@domain`, both parts present and one `@` only.
+fn is_upn(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && !domain.is_empty() && !domain.contains('@'))
 }
 
 /// Whether `given` (what a connection or run names) is the account `listed` (as the fixture
